@@ -1,0 +1,227 @@
+//! Engine tests: bytes in, bytes and verdicts out.
+
+use super::*;
+use crate::ws::{encode_frame, FrameParser, OpCode, Sender};
+use clawguard_policies::LoadedPolicy;
+use proptest::prelude::*;
+
+const LIMITS: Limits = Limits { handshake_message: 1024, message: 64 * 1024 };
+const MASK: [u8; 4] = [1, 2, 3, 4];
+
+fn client(text: &str) -> Bytes {
+    encode_frame(true, OpCode::Text, text.as_bytes(), Some(MASK))
+}
+
+fn gateway(text: &str) -> Bytes {
+    encode_frame(true, OpCode::Text, text.as_bytes(), None)
+}
+
+fn rules(toml: &str) -> Rules {
+    Rules::new(&LoadedPolicy::parse("t.toml", toml).unwrap().policy)
+}
+
+/// Decodes whole frames; panics on a partial frame (the engine must never emit one).
+fn frames(sender: Sender, chunks: &[Bytes]) -> Vec<(OpCode, Vec<u8>)> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut p = FrameParser::new(sender, usize::MAX >> 1);
+        p.push(chunk);
+        while let Some(f) = p.next_frame().unwrap() {
+            out.push((f.opcode, f.payload.to_vec()));
+        }
+        assert_eq!(p.buffered(), 0, "a partial frame was emitted");
+    }
+    out
+}
+
+fn established(rules: &Rules) -> WsEngine {
+    let mut e = WsEngine::new(LIMITS, 7);
+    e.on_gateway_bytes(rules, &gateway(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#));
+    e.on_client_bytes(rules, &client(r#"{"type":"req","id":"1:c","method":"connect","params":{}}"#));
+    assert_eq!(e.phase(), &Phase::Connecting { connect_id: "1:c".into() });
+    e.on_gateway_bytes(rules, &gateway(r#"{"type":"res","id":"1:c","ok":true,"payload":{"type":"hello-ok"}}"#));
+    assert_eq!(e.phase(), &Phase::Established);
+    e
+}
+
+#[test]
+fn default_policy_forwards_the_original_bytes() {
+    let r = rules("");
+    let mut e = established(&r);
+    let wire = client(r#"{"type":"req","id":"2","method":"config.apply","params":{}}"#);
+    let out = e.on_client_bytes(&r, &wire);
+    assert_eq!(out.to_gateway, vec![wire]);
+    assert!(out.to_client.is_empty() && out.decided.is_empty());
+    assert_eq!(out.forwarded, [1, 0]);
+}
+
+#[test]
+fn hello_ok_for_another_id_does_not_end_the_handshake() {
+    let r = rules("");
+    let mut e = WsEngine::new(LIMITS, 7);
+    e.on_client_bytes(&r, &client(r#"{"type":"req","id":"1","method":"connect"}"#));
+    e.on_gateway_bytes(&r, &gateway(r#"{"type":"res","id":"2","ok":true,"payload":{"type":"hello-ok"}}"#));
+    assert!(matches!(e.phase(), Phase::Connecting { .. }));
+    e.on_gateway_bytes(&r, &gateway(r#"{"type":"res","id":"1","ok":false,"error":{"code":"X","message":"m"}}"#));
+    assert!(matches!(e.phase(), Phase::Connecting { .. }));
+}
+
+#[test]
+fn handshake_cap_applies_before_hello_ok_and_full_cap_after() {
+    let r = rules("");
+    let big = format!(r#"{{"type":"req","id":"1","method":"connect","params":{{"pad":"{}"}}}}"#, "x".repeat(2000));
+    let mut e = WsEngine::new(LIMITS, 7);
+    let out = e.on_client_bytes(&r, &client(&big));
+    let sent = frames(Sender::Server, &out.to_client);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, OpCode::Close);
+    assert_eq!(u16::from_be_bytes([sent[0].1[0], sent[0].1[1]]), 1009);
+    assert!(e.is_closing());
+    let mut e = established(&r);
+    let out = e.on_client_bytes(&r, &client(&big));
+    assert_eq!(out.forwarded, [1, 0]);
+}
+
+#[test]
+fn deny_rule_answers_in_the_gateway_shape_and_keeps_the_connection() {
+    let r = rules("[[frame_rule]]\nname = \"no-apply\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n");
+    let mut e = established(&r);
+    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"9:x","method":"config.apply"}"#));
+    assert!(out.to_gateway.is_empty(), "the gateway never sees a denied request");
+    let sent = frames(Sender::Server, &out.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&sent[0].1).unwrap();
+    assert_eq!(v["id"], "9:x");
+    assert_eq!(v["error"]["code"], "FORBIDDEN");
+    assert_eq!(v["error"]["details"]["rule"], "no-apply");
+    assert_eq!(v["error"]["details"]["source"], "clawguard");
+    assert!(!e.is_closing());
+    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"10","method":"health"}"#));
+    assert_eq!(out.forwarded, [1, 0]);
+}
+
+#[test]
+fn drop_and_close_rules() {
+    let r = rules(concat!(
+        "[[frame_rule]]\nname = \"quiet\"\ndirection = \"gateway\"\nmatch = [\"node.hostStats\"]\naction = \"drop\"\n",
+        "[[frame_rule]]\nname = \"kill\"\ndirection = \"client\"\nmatch = [\"wizard.*\"]\naction = \"close\"\nreason = \"no wizards\"\n",
+    ));
+    let mut e = established(&r);
+    let out = e.on_gateway_bytes(&r, &gateway(r#"{"type":"event","event":"node.hostStats","payload":{}}"#));
+    assert!(out.to_client.is_empty());
+    assert_eq!(out.decided[0].verdict, Verdict::Drop);
+    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"3","method":"wizard.start"}"#));
+    let to_client = frames(Sender::Server, &out.to_client);
+    assert_eq!(to_client[0].0, OpCode::Close);
+    assert_eq!(&to_client[0].1[..2], &1008u16.to_be_bytes());
+    assert_eq!(&to_client[0].1[2..], b"no wizards");
+    let to_gw = frames(Sender::Client, &out.to_gateway);
+    assert_eq!(to_gw[0].0, OpCode::Close);
+    // Later traffic is discarded; the client's close ends the connection.
+    assert!(e.on_gateway_bytes(&r, &gateway(r#"{"type":"event","event":"tick"}"#)).to_client.is_empty());
+    assert!(e.on_client_bytes(&r, &client(r#"{"type":"req","id":"4","method":"health"}"#)).to_gateway.is_empty());
+    assert!(!e.is_done());
+    e.on_client_bytes(&r, &encode_frame(true, OpCode::Close, &close_payload(1008, ""), Some(MASK)));
+    assert!(e.is_done());
+}
+
+#[test]
+fn denied_connect_is_answered_then_closed() {
+    let r = rules("[[frame_rule]]\nname = \"nobody\"\ndirection = \"client\"\nmatch = [\"connect\"]\naction = \"deny\"\n");
+    let mut e = WsEngine::new(LIMITS, 7);
+    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"1","method":"connect"}"#));
+    let sent = frames(Sender::Server, &out.to_client);
+    assert_eq!(sent.iter().map(|f| f.0).collect::<Vec<_>>(), vec![OpCode::Text, OpCode::Close]);
+    assert!(e.is_closing());
+}
+
+#[test]
+fn unparseable_frames_are_refused_only_when_rules_need_them() {
+    let strict = rules("[[frame_rule]]\nname = \"r\"\ndirection = \"client\"\nmatch = [\"x\"]\naction = \"deny\"\n");
+    let mut e = established(&strict);
+    let out = e.on_client_bytes(&strict, &client("{not json"));
+    assert!(out.to_gateway.is_empty());
+    assert_eq!(out.decided[0].rule, "frame-syntax");
+    let open = rules("");
+    let mut e = established(&open);
+    assert_eq!(e.on_client_bytes(&open, &client("{not json")).forwarded, [1, 0]);
+}
+
+#[test]
+fn client_protocol_error_closes_both_sides() {
+    let r = rules("");
+    let mut e = established(&r);
+    let unmasked = encode_frame(true, OpCode::Text, b"{}", None);
+    let out = e.on_client_bytes(&r, &unmasked);
+    let sent = frames(Sender::Server, &out.to_client);
+    assert_eq!(&sent[0].1[..2], &1002u16.to_be_bytes());
+    assert_eq!(frames(Sender::Client, &out.to_gateway)[0].0, OpCode::Close);
+}
+
+#[test]
+fn gateway_protocol_error_is_1011_to_the_client() {
+    let r = rules("");
+    let mut e = established(&r);
+    let out = e.on_gateway_bytes(&r, &encode_frame(true, OpCode::Text, b"{}", Some(MASK)));
+    let sent = frames(Sender::Server, &out.to_client);
+    assert_eq!(&sent[0].1[..2], &1011u16.to_be_bytes());
+}
+
+#[test]
+fn server_initiated_close_reaches_both_peers() {
+    let r = rules("");
+    let mut e = established(&r);
+    let out = e.close(1001, "clawguard shutting down");
+    assert_eq!(&frames(Sender::Server, &out.to_client)[0].1[..2], &1001u16.to_be_bytes());
+    assert_eq!(&frames(Sender::Client, &out.to_gateway)[0].1[..2], &1001u16.to_be_bytes());
+    assert!(e.close(1001, "again").to_client.is_empty(), "close is sent once");
+}
+
+#[test]
+fn control_frames_inside_a_fragmented_message_are_forwarded_at_once() {
+    let r = rules("");
+    let mut e = established(&r);
+    let first = encode_frame(false, OpCode::Text, br#"{"type":"event","#, None);
+    let ping = encode_frame(true, OpCode::Ping, b"p", None);
+    let last = encode_frame(true, OpCode::Continuation, br#""event":"tick"}"#, None);
+    assert!(e.on_gateway_bytes(&r, &first).to_client.is_empty());
+    assert_eq!(e.on_gateway_bytes(&r, &ping).to_client, vec![ping.clone()]);
+    assert_eq!(e.on_gateway_bytes(&r, &last).to_client, vec![first, last]);
+}
+
+proptest! {
+    /// Any chunking of gateway traffic comes out as the same bytes, in whole frames only.
+    #[test]
+    fn gateway_stream_is_reproduced_in_whole_frames(
+        sizes in proptest::collection::vec(0usize..3000, 1..12),
+        cuts in proptest::collection::vec(1usize..700, 1..30),
+    ) {
+        let r = rules("");
+        let mut e = established(&r);
+        let mut wire = Vec::new();
+        for (i, n) in sizes.iter().enumerate() {
+            wire.extend_from_slice(&gateway(&format!(r#"{{"type":"event","event":"e{i}","payload":"{}"}}"#, "y".repeat(*n))));
+        }
+        let (mut at, mut i, mut got) = (0, 0, Vec::new());
+        while at < wire.len() {
+            let n = cuts[i % cuts.len()].min(wire.len() - at);
+            let out = e.on_gateway_bytes(&r, &wire[at..at + n]);
+            frames(Sender::Server, &out.to_client);
+            out.to_client.iter().for_each(|b| got.extend_from_slice(b));
+            at += n;
+            i += 1;
+        }
+        prop_assert_eq!(got, wire);
+    }
+
+    /// No byte sequence from either side panics the engine.
+    #[test]
+    fn arbitrary_input_never_panics(
+        chunks in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..200)), 0..20),
+    ) {
+        let r = rules("[[frame_rule]]\nname = \"r\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n");
+        let mut e = WsEngine::new(LIMITS, 1);
+        for (from_client, data) in chunks {
+            if from_client { e.on_client_bytes(&r, &data); } else { e.on_gateway_bytes(&r, &data); }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The OpenClaw gateway's frames: `req`, `res` and `event` JSON objects, one per
+//! text message (`openclaw-protocol.md` §1.2), and synthetic frames in the
+//! gateway's own error shape.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// A parsed gateway frame. Strings borrow from the message where they can.
+#[derive(Debug)]
+pub enum GatewayFrame<'a> {
+    /// `{"type":"req","id","method","params"?}`.
+    Req {
+        /// Request id, echoed by the response.
+        id: Cow<'a, str>,
+        /// Method name.
+        method: Cow<'a, str>,
+        /// Raw params, when present.
+        params: Option<&'a RawValue>,
+    },
+    /// `{"type":"res","id","ok","payload"?,"error"?}`.
+    Res {
+        /// The request id answered.
+        id: Cow<'a, str>,
+        /// Success flag.
+        ok: bool,
+        /// Raw payload, when present.
+        payload: Option<&'a RawValue>,
+    },
+    /// `{"type":"event","event","payload"?,"seq"?}`.
+    Event {
+        /// Event name.
+        event: Cow<'a, str>,
+        /// Raw payload, when present.
+        payload: Option<&'a RawValue>,
+    },
+}
+
+/// Why a message is not a gateway frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not a JSON object, or malformed JSON (duplicate keys included).
+    #[error("not a JSON frame object: {0}")]
+    Json(String),
+    /// `type` is not one of `req`, `res`, `event`.
+    #[error("unknown frame type {0:?}: expected \"req\", \"res\" or \"event\"")]
+    UnknownType(String),
+    /// A field the frame type requires is absent or empty.
+    #[error("{frame} frame without a non-empty {field:?}")]
+    Missing {
+        /// The frame type.
+        frame: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ok: Option<bool>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+fn required<'a>(v: Option<Cow<'a, str>>, frame: &'static str, field: &'static str) -> Result<Cow<'a, str>, FrameError> {
+    v.filter(|s| !s.is_empty()).ok_or(FrameError::Missing { frame, field })
+}
+
+/// Parses one text message as a gateway frame.
+pub fn parse_frame(text: &[u8]) -> Result<GatewayFrame<'_>, FrameError> {
+    let env: Envelope<'_> = serde_json::from_slice(text).map_err(|e| FrameError::Json(e.to_string()))?;
+    match env.ty.as_ref() {
+        "req" => Ok(GatewayFrame::Req {
+            id: required(env.id, "req", "id")?,
+            method: required(env.method, "req", "method")?,
+            params: env.params,
+        }),
+        "res" => Ok(GatewayFrame::Res {
+            id: required(env.id, "res", "id")?,
+            ok: env.ok.ok_or(FrameError::Missing { frame: "res", field: "ok" })?,
+            payload: env.payload,
+        }),
+        "event" => Ok(GatewayFrame::Event { event: required(env.event, "event", "event")?, payload: env.payload }),
+        other => Err(FrameError::UnknownType(other.to_string())),
+    }
+}
+
+/// Whether a `res` payload is a `hello-ok` (the answer that completes the handshake).
+pub fn is_hello_ok(payload: Option<&RawValue>) -> bool {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "type", borrow, default)]
+        ty: Option<Cow<'a, str>>,
+    }
+    payload
+        .and_then(|p| serde_json::from_str::<Probe<'_>>(p.get()).ok())
+        .and_then(|p| p.ty)
+        .is_some_and(|t| t == "hello-ok")
+}
+
+/// A refusal from clawguard, shaped like the gateway's own errors so that
+/// existing clients handle it: `{"type":"res","id","ok":false,"error":{…}}`.
+pub fn error_response(id: &str, code: &str, message: &str, details: serde_json::Value) -> Bytes {
+    let frame = serde_json::json!({
+        "type": "res",
+        "id": id,
+        "ok": false,
+        "error": { "code": code, "message": message, "details": details },
+    });
+    Bytes::from(serde_json::to_vec(&frame).expect("a JSON value always serialises"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_frame_types() {
+        let req = br#"{"type":"req","id":"1:a","method":"connect","params":{"x":1}}"#;
+        match parse_frame(req).unwrap() {
+            GatewayFrame::Req { id, method, params } => {
+                assert_eq!((id.as_ref(), method.as_ref()), ("1:a", "connect"));
+                assert_eq!(params.unwrap().get(), r#"{"x":1}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        let res = br#"{"type":"res","id":"1:a","ok":true,"payload":{"type":"hello-ok","protocol":4}}"#;
+        match parse_frame(res).unwrap() {
+            GatewayFrame::Res { ok: true, payload, .. } => assert!(is_hello_ok(payload)),
+            other => panic!("{other:?}"),
+        }
+        let ev = br#"{"type":"event","event":"tick","payload":{"ts":1},"seq":1}"#;
+        assert!(matches!(parse_frame(ev).unwrap(), GatewayFrame::Event { event, .. } if event == "tick"));
+    }
+
+    #[test]
+    fn escaped_names_are_decoded() {
+        let req = br#"{"type":"req","id":"1","method":"conf\u0069g.get"}"#;
+        assert!(matches!(parse_frame(req).unwrap(), GatewayFrame::Req { method, .. } if method == "config.get"));
+    }
+
+    #[test]
+    fn malformed_frames_are_explained() {
+        assert!(matches!(parse_frame(b"not json"), Err(FrameError::Json(_))));
+        assert!(matches!(parse_frame(br#"{"id":"1"}"#), Err(FrameError::Json(_))));
+        assert_eq!(parse_frame(br#"{"type":"rpc"}"#).unwrap_err(), FrameError::UnknownType("rpc".into()));
+        assert_eq!(parse_frame(br#"{"type":"req","id":"1"}"#).unwrap_err(), FrameError::Missing { frame: "req", field: "method" });
+        assert_eq!(parse_frame(br#"{"type":"req","id":"","method":"m"}"#).unwrap_err(), FrameError::Missing { frame: "req", field: "id" });
+        // Duplicate keys would let the gateway and clawguard read different methods.
+        assert!(matches!(parse_frame(br#"{"type":"req","id":"1","method":"health","method":"config.apply"}"#), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn error_response_has_the_gateway_shape() {
+        let b = error_response("7", "FORBIDDEN", "no", serde_json::json!({"source":"clawguard"}));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["type"], "res");
+        assert_eq!(v["id"], "7");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["code"], "FORBIDDEN");
+        assert_eq!(v["error"]["details"]["source"], "clawguard");
+    }
+}

@@ -1,0 +1,18 @@
+//! clawguard's engine, free of I/O: it is handed bytes and returns bytes and verdicts.
+//!
+//! - [`ws`]: an incremental RFC 6455 frame parser, message assembler and encoder.
+//! - [`gateway`]: the OpenClaw gateway's frame model (`req` / `res` / `event`) and
+//!   synthetic frames in the gateway's own shapes.
+//! - [`rules`]: the policy compiled into per-frame decisions.
+//! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
+//! - [`attribution`]: which forwarding headers the gateway must see for a peer.
+//!
+//! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
+//! and fuzzable on its own.
+#![forbid(unsafe_code)]
+
+pub mod attribution;
+pub mod engine;
+pub mod gateway;
+pub mod rules;
+pub mod ws;

@@ -1,0 +1,217 @@
+//! Codec tests against tungstenite as the reference encoder.
+
+use super::*;
+use bytes::Bytes;
+use proptest::prelude::*;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode as TOp};
+use tungstenite::protocol::frame::{Frame as TFrame, FrameHeader};
+
+const LENGTHS: &[usize] = &[0, 1, 125, 126, 127, 1000, 65535, 65536, 200_000];
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// tungstenite's encoding of one frame.
+fn reference(fin: bool, op: TOp, data: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let header = FrameHeader { is_final: fin, opcode: op, mask, ..FrameHeader::default() };
+    let f = TFrame::from_payload(header, data.to_vec().into());
+    let mut out = Vec::new();
+    f.format(&mut out).unwrap();
+    out
+}
+
+fn parse_all(parser: &mut FrameParser, wire: &[u8], chunks: &[usize]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while at < wire.len() {
+        let n = chunks[i % chunks.len()].max(1).min(wire.len() - at);
+        parser.push(&wire[at..at + n]);
+        at += n;
+        i += 1;
+        while let Some(f) = parser.next_frame().unwrap() {
+            frames.push(f);
+        }
+    }
+    frames
+}
+
+#[test]
+fn encoder_is_byte_identical_to_tungstenite() {
+    for &len in LENGTHS {
+        let data = payload(len);
+        for mask in [None, Some(MASK)] {
+            let ours = encode_frame(true, OpCode::Text, &data, mask);
+            assert_eq!(&ours[..], &reference(true, TOp::Data(Data::Text), &data, mask)[..], "len {len} mask {mask:?}");
+        }
+    }
+}
+
+#[test]
+fn parses_reference_frames_byte_by_byte_at_every_edge_length() {
+    for &len in LENGTHS {
+        let data = payload(len);
+        for (sender, mask) in [(Sender::Client, Some(MASK)), (Sender::Server, None)] {
+            let wire = reference(true, TOp::Data(Data::Binary), &data, mask);
+            let mut p = FrameParser::new(sender, 1 << 20);
+            let frames = parse_all(&mut p, &wire, &[1]);
+            assert_eq!(frames.len(), 1, "len {len}");
+            assert_eq!(&frames[0].payload[..], &data[..]);
+            assert_eq!(&frames[0].raw[..], &wire[..], "raw bytes are the exact wire bytes");
+            assert_eq!(frames[0].mask, mask);
+            assert_eq!(p.buffered(), 0);
+        }
+    }
+}
+
+#[test]
+fn fragmented_message_with_ping_in_between() {
+    let mut wire = reference(false, TOp::Data(Data::Text), b"{\"a\":", Some(MASK));
+    wire.extend(reference(true, TOp::Control(Control::Ping), b"hi", Some(MASK)));
+    wire.extend(reference(false, TOp::Data(Data::Continue), b"[1,2", Some(MASK)));
+    wire.extend(reference(true, TOp::Data(Data::Continue), b"]}", Some(MASK)));
+    for chunk in [1, 3, 7, 1000] {
+        let mut p = FrameParser::new(Sender::Client, 1 << 20);
+        let mut asm = Assembler::new(1 << 20);
+        let mut items = Vec::new();
+        for f in parse_all(&mut p, &wire, &[chunk]) {
+            if let Some(item) = asm.push(f).unwrap() {
+                items.push(item);
+            }
+        }
+        assert_eq!(items.len(), 2);
+        match &items[0] {
+            Item::Control(f) => assert_eq!((f.opcode, &f.payload[..]), (OpCode::Ping, &b"hi"[..])),
+            other => panic!("expected the ping first, got {other:?}"),
+        }
+        match &items[1] {
+            Item::Message(m) => {
+                assert_eq!(m.opcode, OpCode::Text);
+                assert_eq!(&m.payload[..], b"{\"a\":[1,2]}");
+                assert_eq!(m.frames.len(), 3);
+                let rejoined: Vec<u8> = m.frames.iter().flat_map(|f| f.iter().copied()).collect();
+                let mut expect = reference(false, TOp::Data(Data::Text), b"{\"a\":", Some(MASK));
+                expect.extend(reference(false, TOp::Data(Data::Continue), b"[1,2", Some(MASK)));
+                expect.extend(reference(true, TOp::Data(Data::Continue), b"]}", Some(MASK)));
+                assert_eq!(rejoined, expect);
+            }
+            other => panic!("expected the message, got {other:?}"),
+        }
+    }
+}
+
+fn first_error(sender: Sender, max: usize, wire: &[u8]) -> WsError {
+    let mut p = FrameParser::new(sender, max);
+    let mut asm = Assembler::new(max);
+    p.push(wire);
+    loop {
+        match p.next_frame() {
+            Ok(Some(f)) => {
+                if let Err(e) = asm.push(f) {
+                    return e;
+                }
+            }
+            Ok(None) => panic!("no error in {wire:?}"),
+            Err(e) => return e,
+        }
+    }
+}
+
+#[test]
+fn every_protocol_error_is_detected_with_its_close_code() {
+    let s = Sender::Server;
+    let cases: Vec<(Sender, usize, Vec<u8>, WsError, u16)> = vec![
+        (s, 100, vec![0x81 | 0x40, 0x00], WsError::ReservedBits, 1002),
+        (s, 100, vec![0x83, 0x00], WsError::ReservedOpcode(3), 1002),
+        (s, 100, vec![0x8B, 0x00], WsError::ReservedOpcode(0xB), 1002),
+        (Sender::Client, 100, vec![0x81, 0x00], WsError::UnmaskedClientFrame, 1002),
+        (s, 100, vec![0x81, 0x80, 1, 2, 3, 4], WsError::MaskedServerFrame, 1002),
+        (s, 1 << 20, vec![0x82, 126, 0x00, 0x05], WsError::NonMinimalLength, 1002),
+        (s, 1 << 20, vec![0x82, 127, 0, 0, 0, 0, 0, 0, 0xff, 0xff], WsError::NonMinimalLength, 1002),
+        (s, 1 << 20, vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0], WsError::LengthMsbSet, 1002),
+        (s, 1 << 20, vec![0x89, 126, 0x00, 0x7e], WsError::ControlTooLong(126), 1002),
+        (s, 100, vec![0x09, 0x00], WsError::FragmentedControl, 1002),
+        (s, 100, vec![0x80, 0x00], WsError::UnexpectedContinuation, 1002),
+        (s, 100, vec![0x01, 0x01, b'a', 0x81, 0x00], WsError::ExpectedContinuation, 1002),
+        (s, 10, vec![0x81, 11], WsError::TooBig { size: 11, limit: 10 }, 1009),
+        (s, 10, vec![0x01, 6, b'a', b'a', b'a', b'a', b'a', b'a', 0x80, 6, b'b', b'b', b'b', b'b', b'b', b'b'], WsError::TooBig { size: 12, limit: 10 }, 1009),
+        (s, 100, vec![0x81, 0x02, 0xc3, 0x28], WsError::InvalidUtf8, 1007),
+    ];
+    for (sender, max, wire, expected, code) in cases {
+        let err = first_error(sender, max, &wire);
+        assert_eq!(err, expected, "wire {wire:?}");
+        assert_eq!(err.close_code(), code);
+    }
+}
+
+#[test]
+fn oversized_frame_is_refused_from_its_header_alone() {
+    let mut p = FrameParser::new(Sender::Server, 65536);
+    p.push(&[0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 0]);
+    assert!(matches!(p.next_frame(), Err(WsError::TooBig { .. })));
+}
+
+#[test]
+fn utf8_split_across_fragments_is_accepted() {
+    let euro = "€".as_bytes();
+    let mut wire = reference(false, TOp::Data(Data::Text), &euro[..1], None);
+    wire.extend(reference(true, TOp::Data(Data::Continue), &euro[1..], None));
+    let mut p = FrameParser::new(Sender::Server, 100);
+    let mut asm = Assembler::new(100);
+    let mut got = None;
+    for f in parse_all(&mut p, &wire, &[1]) {
+        if let Some(Item::Message(m)) = asm.push(f).unwrap() {
+            got = Some(m.payload);
+        }
+    }
+    assert_eq!(got, Some(Bytes::from_static(euro)));
+}
+
+#[test]
+fn close_payloads() {
+    assert_eq!(parse_close_payload(&[]).unwrap(), None);
+    assert_eq!(parse_close_payload(&close_payload(1008, "no")).unwrap(), Some((1008, "no")));
+    assert!(parse_close_payload(&[3]).is_err());
+    assert!(parse_close_payload(&1005u16.to_be_bytes()).is_err());
+    assert!(parse_close_payload(&999u16.to_be_bytes()).is_err());
+    assert!(parse_close_payload(&[0x03, 0xe8, 0xff]).is_err());
+    let long = "é".repeat(100);
+    let p = close_payload(1008, &long);
+    assert!(p.len() <= 125);
+    assert!(std::str::from_utf8(&p[2..]).is_ok());
+}
+
+proptest! {
+    #[test]
+    fn random_chunking_yields_the_same_frames(
+        msgs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..70_000), any::<bool>(), any::<[u8; 4]>()), 1..5),
+        chunks in proptest::collection::vec(1usize..9000, 1..20),
+    ) {
+        let mut wire = Vec::new();
+        for (data, text, mask) in &msgs {
+            let op = if *text { TOp::Data(Data::Binary) } else { TOp::Control(Control::Ping) };
+            let data = if *text { &data[..] } else { &data[..data.len().min(125)] };
+            wire.extend(reference(true, op, data, Some(*mask)));
+        }
+        let mut p = FrameParser::new(Sender::Client, 1 << 20);
+        let frames = parse_all(&mut p, &wire, &chunks);
+        prop_assert_eq!(frames.len(), msgs.len());
+        for (f, (data, text, _)) in frames.iter().zip(&msgs) {
+            let expect = if *text { &data[..] } else { &data[..data.len().min(125)] };
+            prop_assert_eq!(&f.payload[..], expect);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400), sender in any::<bool>()) {
+        let sender = if sender { Sender::Client } else { Sender::Server };
+        let mut p = FrameParser::new(sender, 300);
+        let mut asm = Assembler::new(300);
+        p.push(&data);
+        while let Ok(Some(f)) = p.next_frame() {
+            if asm.push(f).is_err() { break; }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The typed policy: one struct per section, every field with a default.
+
+use crate::{Glob, PolicyError, PolicySource};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// A whole policy document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Listeners, worker threads and shutdown.
+    #[serde(default)]
+    pub server: Server,
+    /// The gateway clawguard protects.
+    #[serde(default)]
+    pub upstream: Upstream,
+    /// TLS and mTLS termination.
+    #[serde(default)]
+    pub tls: Tls,
+    /// Which peers count as local to the gateway.
+    #[serde(default)]
+    pub attribution: Attribution,
+    /// WebSocket limits and timers.
+    #[serde(default)]
+    pub websocket: WebSocket,
+    /// The admin listener (metrics, health, policy).
+    #[serde(default)]
+    pub admin: Admin,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: Logging,
+    /// Rules applied to every gateway frame, whoever sends it.
+    #[serde(default, rename = "frame_rule")]
+    pub frame_rules: Vec<FrameRule>,
+}
+
+/// `[server]`: the proxy's plaintext listeners and process settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Plaintext listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 means one per CPU core.
+    pub threads: usize,
+    /// Seconds given to open connections to finish on SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { listen: vec![([127, 0, 0, 1], 18790).into()], threads: 0, shutdown_grace_seconds: 5 }
+    }
+}
+
+/// `[upstream]`: the OpenClaw gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    /// The gateway's address.
+    pub address: SocketAddr,
+    /// TCP connect timeout, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How long the gateway may take to answer a WebSocket upgrade, milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream { address: ([127, 0, 0, 1], 18789).into(), connect_timeout_ms: 3_000, handshake_timeout_ms: 10_000 }
+    }
+}
+
+/// `[tls]`: TLS termination with rustls, optional mTLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// TLS listen addresses (empty: no TLS listener).
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain (paths are relative to the policy file).
+    pub cert: Option<Spanned<PathBuf>>,
+    /// PEM private key.
+    pub key: Option<Spanned<PathBuf>>,
+    /// PEM CA bundle for client certificates; setting it enables mTLS.
+    pub client_ca: Option<Spanned<PathBuf>>,
+    /// With `client_ca`: whether a client certificate is `required` or `optional`.
+    pub client_auth: ClientAuth,
+    /// Refuse plaintext connections from non-loopback peers.
+    pub require_for_remote: bool,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { listen: vec![], cert: None, key: None, client_ca: None, client_auth: ClientAuth::Required, require_for_remote: true }
+    }
+}
+
+/// Whether mTLS client certificates are mandatory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A connection without a valid client certificate fails the TLS handshake.
+    Required,
+    /// A client certificate is verified when presented, but may be absent.
+    Optional,
+}
+
+/// `[attribution]`: how the gateway learns who the client is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Attribution {
+    /// Peers in these ranges reach the gateway as local (no forwarding headers);
+    /// every other peer is named in `X-Forwarded-For`, `X-Real-IP` and `Forwarded`.
+    pub local_cidrs: Vec<IpNet>,
+}
+
+impl Default for Attribution {
+    fn default() -> Self {
+        Attribution { local_cidrs: vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")] }
+    }
+}
+
+impl Attribution {
+    /// Whether `ip` is local (IPv4-mapped IPv6 addresses are judged as IPv4).
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.local_cidrs.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `::ffff:a.b.c.d` → `a.b.c.d`; every other address unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// `[websocket]`: message size caps and timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocket {
+    /// Largest client message before `hello-ok`, bytes (the gateway's own pre-auth cap).
+    pub max_handshake_message_bytes: usize,
+    /// Largest message in either direction after `hello-ok`, bytes.
+    pub max_message_bytes: usize,
+    /// Close a connection that carried no frame either way for this long, seconds (0: never).
+    pub idle_timeout_seconds: u64,
+    /// After clawguard sends a close frame, how long to wait for the peers' closes, milliseconds.
+    pub close_grace_ms: u64,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        WebSocket {
+            max_handshake_message_bytes: 64 * 1024,
+            max_message_bytes: 25 * 1024 * 1024,
+            idle_timeout_seconds: 300,
+            close_grace_ms: 2_000,
+        }
+    }
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Address of `/metrics`, `/livez`, `/readyz` and `/policy`; keep it on loopback.
+    pub listen: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin { listen: ([127, 0, 0, 1], 15020).into() }
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// `human` or `json` (one JSON object a line).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `clawguard=debug,pingora=warn`.
+    pub level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// JSON lines.
+    Json,
+}
+
+/// `[[frame_rule]]`: a rule for gateway frames by name, applied to every connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameRule {
+    /// The rule's name, reported in refusals, logs and metrics.
+    pub name: String,
+    /// Which frames: `client` requests (matched on `method`) or `gateway` events (matched on `event`).
+    pub direction: RuleDirection,
+    /// Name globs (`config.*`).
+    #[serde(rename = "match")]
+    pub matches: Spanned<Vec<Glob>>,
+    /// What to do with a matching frame.
+    pub action: Spanned<RuleAction>,
+    /// The reason given to the client.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Which direction a frame rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleDirection {
+    /// Requests from the client (`req` frames).
+    Client,
+    /// Events from the gateway (`event` frames).
+    Gateway,
+}
+
+/// What a frame rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Answer a client request with a `FORBIDDEN` error; the gateway never sees it.
+    Deny,
+    /// Drop the frame silently.
+    Drop,
+    /// Close the connection with 1008 (policy violation).
+    Close,
+}
+
+impl Policy {
+    /// Checks the rules that serde's types cannot express.
+    pub fn validate(&self, src: &PolicySource) -> Result<(), PolicyError> {
+        let no_span = |msg: String| src.error_at(None, msg);
+        if self.server.listen.is_empty() && self.tls.listen.is_empty() {
+            return Err(no_span("server.listen and tls.listen are both empty: expected at least one listener".into()));
+        }
+        if !self.tls.listen.is_empty() {
+            for (name, field) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                if field.is_none() {
+                    return Err(no_span(format!("{name} is missing: expected a PEM file path because tls.listen is set")));
+                }
+            }
+        }
+        if let Some(ca) = &self.tls.client_ca {
+            if self.tls.listen.is_empty() {
+                return Err(src.error_at(Some(ca.span()), "tls.client_ca is set but tls.listen is empty: expected a TLS listener for mTLS"));
+            }
+        }
+        let ws = &self.websocket;
+        if ws.max_handshake_message_bytes == 0 || ws.max_message_bytes == 0 {
+            return Err(no_span("websocket message limits must be greater than 0".into()));
+        }
+        if ws.max_handshake_message_bytes > ws.max_message_bytes {
+            return Err(no_span(format!(
+                "websocket.max_handshake_message_bytes ({}) exceeds websocket.max_message_bytes ({}): expected it to be at most that",
+                ws.max_handshake_message_bytes, ws.max_message_bytes
+            )));
+        }
+        if self.upstream.connect_timeout_ms == 0 || self.upstream.handshake_timeout_ms == 0 {
+            return Err(no_span("upstream timeouts must be greater than 0 ms".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for rule in &self.frame_rules {
+            if !names.insert(rule.name.as_str()) {
+                return Err(src.error_at(Some(rule.matches.span()), format!("frame_rule name {:?} is used twice: expected unique names", rule.name)));
+            }
+            if rule.matches.get_ref().is_empty() {
+                return Err(src.error_at(Some(rule.matches.span()), format!("frame_rule {:?}: match is empty: expected at least one name pattern", rule.name)));
+            }
+            if rule.direction == RuleDirection::Gateway && *rule.action.get_ref() == RuleAction::Deny {
+                return Err(src.error_at(
+                    Some(rule.action.span()),
+                    format!("frame_rule {:?}: action \"deny\" answers a request, so it only applies to direction \"client\"; expected \"drop\" or \"close\"", rule.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+use super::*;
+
+fn invalid(text: &str) -> (Location, String) {
+    match LoadedPolicy::parse("p.toml", text) {
+        Err(PolicyError::Invalid { location, message }) => (location, message),
+        other => panic!("expected an invalid policy, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedded_policy_parses_and_has_the_documented_defaults() {
+    let p = LoadedPolicy::embedded();
+    assert_eq!(p.policy.server.listen, vec!["127.0.0.1:18790".parse().unwrap()]);
+    assert_eq!(p.policy.upstream.address, "127.0.0.1:18789".parse().unwrap());
+    assert_eq!(p.policy.admin.listen, "127.0.0.1:15020".parse().unwrap());
+    assert!(p.policy.tls.require_for_remote);
+    assert!(p.policy.frame_rules.is_empty(), "the default policy forwards everything");
+    assert_eq!(p.version, policy_version(EMBEDDED_POLICY.as_bytes()));
+    assert_eq!(p.version.len(), 64);
+}
+
+#[test]
+fn empty_document_is_the_defaults() {
+    let p = LoadedPolicy::parse("p.toml", "").unwrap();
+    assert_eq!(p.policy.websocket.max_message_bytes, 25 * 1024 * 1024);
+    assert_eq!(p.policy.websocket.max_handshake_message_bytes, 65536);
+}
+
+#[test]
+fn misspelled_key_names_line_column_and_key() {
+    let (loc, msg) = invalid("[server]\nthreads = 2\nlisen = [\"127.0.0.1:1\"]\n");
+    assert_eq!((loc.line, loc.column), (3, 1));
+    assert_eq!(loc.key.as_deref(), Some("server.lisen"));
+    assert!(msg.contains("unknown field `lisen`") && msg.contains("listen"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_line_column_and_key() {
+    let (loc, msg) = invalid("[server]\nthreads = \"two\"\n");
+    assert_eq!((loc.line, loc.column), (2, 11));
+    assert_eq!(loc.key.as_deref(), Some("server.threads"));
+    assert!(msg.contains("invalid type") && msg.contains("expected"), "{msg}");
+}
+
+#[test]
+fn bad_address_and_cidr_are_located() {
+    let (loc, msg) = invalid("[upstream]\naddress = \"localhost\"\n");
+    assert_eq!(loc.line, 2);
+    assert!(msg.contains("address"), "{msg}");
+    let (loc, _) = invalid("[attribution]\nlocal_cidrs = [\"10.0.0.0/40\"]\n");
+    assert_eq!(loc.key.as_deref(), Some("attribution.local_cidrs"));
+}
+
+#[test]
+fn tls_listener_requires_cert_and_key() {
+    let (_, msg) = invalid("[tls]\nlisten = [\"127.0.0.1:8443\"]\n");
+    assert!(msg.contains("tls.cert is missing"), "{msg}");
+}
+
+#[test]
+fn frame_rules_parse_and_validate() {
+    let ok = "[[frame_rule]]\nname = \"r\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n";
+    let p = LoadedPolicy::parse("p.toml", ok).unwrap();
+    assert!(p.policy.frame_rules[0].matches.get_ref()[0].matches("config.patch"));
+    let (loc, msg) = invalid("[[frame_rule]]\nname = \"r\"\ndirection = \"gateway\"\nmatch = [\"tick\"]\naction = \"deny\"\n");
+    assert_eq!(loc.line, 5);
+    assert!(msg.contains("only applies to direction \"client\""), "{msg}");
+    let (loc, msg) = invalid("[[frame_rule]]\nname = \"r\"\ndirection = \"sideways\"\nmatch = [\"x\"]\naction = \"drop\"\n");
+    assert_eq!(loc.line, 3);
+    assert!(msg.contains("unknown variant `sideways`"), "{msg}");
+}
+
+#[test]
+fn version_changes_with_any_byte() {
+    assert_ne!(policy_version(b"a"), policy_version(b"a "));
+}
+
+#[test]
+fn globs_match_as_documented() {
+    let g = Glob::new("config.*").unwrap();
+    assert!(g.matches("config.get") && g.matches("config.") && !g.matches("configx"));
+    assert!(Glob::new("*").unwrap().matches("anything"));
+    assert!(Glob::new("a*b*c").unwrap().matches("aXXbYYc"));
+    assert!(!Glob::new("a*b*c").unwrap().matches("aXXbYY"));
+    assert!(!Glob::new("ab*ba").unwrap().matches("aba"));
+    assert!(Glob::new("health").unwrap().is_exact());
+    assert!(Glob::new("").is_err());
+}
+
+#[test]
+fn attribution_treats_mapped_ipv4_as_ipv4() {
+    let a = Attribution::default();
+    assert!(a.is_local("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(a.is_local("::1".parse().unwrap()));
+    assert!(!a.is_local("192.0.2.1".parse().unwrap()));
+}

@@ -1,0 +1,59 @@
+//! The admin listener: `/metrics`, `/livez`, `/readyz`, `/policy`.
+
+use crate::proxy::Shared;
+use crate::readiness::Readiness;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora_prometheus::PrometheusHttpApp;
+use std::sync::{Arc, Mutex};
+
+/// The admin HTTP app.
+pub struct AdminApp {
+    /// Shared proxy state.
+    pub shared: Arc<Shared>,
+    /// Readiness details.
+    pub readiness: Arc<Mutex<Readiness>>,
+}
+
+fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
+    let body = serde_json::to_vec_pretty(&value).expect("a JSON value always serialises");
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/metrics" => PrometheusHttpApp.response(session).await,
+            "/livez" => json(200, serde_json::json!({ "live": true })),
+            "/readyz" => {
+                let ready = self.shared.is_ready();
+                let mut failing = self.readiness.lock().map(|r| r.failing.clone()).unwrap_or_default();
+                if *self.shared.shutdown.borrow() {
+                    failing.push("shutting down".to_string());
+                }
+                json(if ready { 200 } else { 503 }, serde_json::json!({ "ready": ready, "failing": failing }))
+            }
+            "/policy" => {
+                let loaded_at = humantime::format_rfc3339_seconds(self.shared.loaded_at).to_string();
+                let path = self.shared.path.as_ref().map(|p| p.display().to_string());
+                json(200, serde_json::json!({
+                    "version": self.shared.policy.version,
+                    "path": path,
+                    "source": path.as_deref().unwrap_or("embedded"),
+                    "loaded_at": loaded_at,
+                }))
+            }
+            _ => json(404, serde_json::json!({ "error": "not found", "paths": ["/metrics", "/livez", "/readyz", "/policy"] })),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `clawguard`: a security sidecar proxy for the OpenClaw gateway.
+//!
+//! `clawguard run [--policy FILE]` serves the proxy; `clawguard check FILE`
+//! validates a policy. The binary is a thin shell: the decisions live in the
+//! sans-IO crates `clawguard-filters` and `clawguard-policies`.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod config;
+mod logging;
+mod metrics;
+mod proxy;
+mod readiness;
+mod server;
+mod tls;
+mod websocket;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "clawguard", version, about = "Security sidecar proxy for the OpenClaw gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (on the embedded default policy unless --policy is given).
+    Run {
+        /// Policy file (TOML).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Validate a policy file, including the TLS files it names; exit 1 on error.
+    Check {
+        /// Policy file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => match config::load(Some(&file)) {
+            Ok(cfg) => {
+                println!("{}: ok (version {})", file.display(), cfg.policy.version);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { policy } => {
+            let cfg = match config::load(policy.as_deref()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(e) = logging::init(&cfg.policy.policy.logging) {
+                eprintln!("clawguard: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            match server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("clawguard failed: {e:#}");
+                    eprintln!("clawguard: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Prometheus metrics, registered in the default registry of the `prometheus`
+//! version that `pingora-prometheus` re-exports (so `/metrics` serves them).
+//! Labels are low-cardinality: directions, verdicts, rule names from the policy.
+
+use pingora_prometheus::prometheus::{
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
+use std::sync::LazyLock;
+
+/// HTTP requests by kind (`http`, `websocket`) and verdict (`forward`, `refuse`, `error`).
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_requests_total", "HTTP requests (including WebSocket upgrades) by kind and verdict", &["kind", "verdict"])
+        .expect("metric registers once")
+});
+
+/// Refusals by reason (`tls_required`, `bad_upgrade`, `gateway_unreachable`, …).
+pub static REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_refusals_total", "Requests and connections refused by clawguard, by reason", &["reason"])
+        .expect("metric registers once")
+});
+
+/// WebSocket messages by direction (`c2s`, `s2c`) and verdict (`forward`, `drop`, `reply`, `close`).
+pub static WS_MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_ws_messages_total", "WebSocket messages by direction and verdict", &["direction", "verdict"])
+        .expect("metric registers once")
+});
+
+/// Every non-forward decision by direction, verdict and rule.
+pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_decisions_total", "Blocked, dropped or closed WebSocket messages by rule", &["direction", "verdict", "rule"])
+        .expect("metric registers once")
+});
+
+/// WebSocket connections by outcome (`opened`, `refused`, `upstream_error`).
+pub static WS_CONNECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_ws_connections_total", "WebSocket upgrade attempts by outcome", &["outcome"])
+        .expect("metric registers once")
+});
+
+/// Open WebSocket connections.
+pub static WS_ACTIVE: LazyLock<IntGauge> =
+    LazyLock::new(|| register_int_gauge!("clawguard_ws_connections_active", "Open proxied WebSocket connections").expect("metric registers once"));
+
+/// The loaded policy's version, as a label on a constant 1.
+pub static POLICY_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("clawguard_policy_info", "The loaded policy (value 1), labelled with its SHA-256 version", &["version"])
+        .expect("metric registers once")
+});
+
+/// Pre-resolved handles for the per-message hot path.
+pub struct HotCounters {
+    /// Forwarded client → gateway messages.
+    pub forward_c2s: IntCounter,
+    /// Forwarded gateway → client messages.
+    pub forward_s2c: IntCounter,
+}
+
+/// The hot-path counters.
+pub static HOT: LazyLock<HotCounters> = LazyLock::new(|| HotCounters {
+    forward_c2s: WS_MESSAGES.with_label_values(&["c2s", "forward"]),
+    forward_s2c: WS_MESSAGES.with_label_values(&["s2c", "forward"]),
+});

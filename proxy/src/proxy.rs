@@ -1,0 +1,186 @@
+//! The pingora `ProxyHttp` implementation: plain HTTP is proxied by pingora with
+//! attribution headers rewritten; WebSocket upgrades are taken over in
+//! `request_filter` and pumped through the engine (see `websocket.rs`).
+
+use crate::config::Config;
+use crate::metrics;
+use crate::websocket;
+use async_trait::async_trait;
+use bytes::Bytes;
+use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
+use clawguard_filters::rules::Rules;
+use clawguard_policies::LoadedPolicy;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The policy in force.
+    pub policy: LoadedPolicy,
+    /// Its frame rules, compiled.
+    pub rules: Arc<Rules>,
+    /// The policy file (`None`: embedded).
+    pub path: Option<PathBuf>,
+    /// When the policy was loaded.
+    pub loaded_at: SystemTime,
+    /// Becomes `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Whether the listeners and the gateway answer (see `readiness.rs`).
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state for a loaded configuration.
+    pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> Self {
+        Shared {
+            rules: Arc::new(Rules::new(&cfg.policy.policy)),
+            policy: cfg.policy.clone(),
+            path: cfg.path.clone(),
+            loaded_at: cfg.loaded_at,
+            shutdown,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `/readyz` should say ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
+    }
+}
+
+/// The proxy.
+pub struct Clawguard {
+    shared: Arc<Shared>,
+}
+
+impl Clawguard {
+    /// A proxy over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Clawguard { shared }
+    }
+}
+
+/// Per-request context.
+#[derive(Default)]
+pub struct Ctx {
+    peer: Option<IpAddr>,
+    tls: bool,
+    /// Set when clawguard answered the request itself.
+    answered: bool,
+}
+
+/// The peer's IP address, if it is an inet socket.
+pub fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// Whether the request arrived over TLS.
+pub fn is_tls(session: &Session) -> bool {
+    session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some()
+}
+
+/// The kind of upgrade a request asks for.
+enum Upgrade {
+    None,
+    WebSocket,
+    Other,
+}
+
+fn upgrade_kind(req: &RequestHeader) -> Upgrade {
+    let Some(value) = req.headers.get(http::header::UPGRADE) else { return Upgrade::None };
+    let is_ws = value.to_str().map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))).unwrap_or(false);
+    if is_ws && req.method == http::Method::GET { Upgrade::WebSocket } else { Upgrade::Other }
+}
+
+/// Answers a request with a JSON error in the gateway's HTTP error shape.
+pub async fn respond_error(session: &mut Session, status: u16, kind: &str, message: &str) -> Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": kind, "source": "clawguard" } }))
+        .expect("a JSON value always serialises");
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CONNECTION, "close")?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(Bytes::from(body)), true).await
+}
+
+#[async_trait]
+impl ProxyHttp for Clawguard {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.peer = peer_ip(session);
+        ctx.tls = is_tls(session);
+        let policy = &self.shared.policy.policy;
+        let loopback = ctx.peer.map(|ip| clawguard_policies::canonical_ip(ip).is_loopback()).unwrap_or(false);
+        if !ctx.tls && policy.tls.require_for_remote && !loopback {
+            ctx.answered = true;
+            metrics::REFUSALS.with_label_values(&["tls_required"]).inc();
+            tracing::warn!(peer = ?ctx.peer, path = %session.req_header().uri.path(), "refused plaintext request from a non-loopback peer");
+            respond_error(session, 403, "tls_required", "clawguard: plaintext is only accepted from loopback; connect with TLS").await?;
+            return Ok(true);
+        }
+        match upgrade_kind(session.req_header()) {
+            Upgrade::None => Ok(false),
+            Upgrade::Other => {
+                ctx.answered = true;
+                metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
+                respond_error(session, 400, "bad_upgrade", "clawguard: only GET WebSocket upgrades are proxied").await?;
+                Ok(true)
+            }
+            Upgrade::WebSocket => {
+                ctx.answered = true;
+                let Some(peer) = ctx.peer else {
+                    respond_error(session, 400, "bad_peer", "clawguard: the peer has no IP address").await?;
+                    return Ok(true);
+                };
+                websocket::take_over(&self.shared, session, peer, ctx.tls).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let up = &self.shared.policy.policy.upstream;
+        let mut peer = HttpPeer::new(up.address, false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        for name in CLIENT_HEADERS_REMOVED {
+            req.remove_header(*name);
+        }
+        if let Some(peer) = ctx.peer {
+            for (name, value) in forwarding_headers(peer, ctx.tls, &self.shared.policy.policy.attribution) {
+                req.insert_header(name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let kind = if matches!(upgrade_kind(session.req_header()), Upgrade::WebSocket) { "websocket" } else { "http" };
+        let verdict = match (e, ctx.answered) {
+            (Some(_), _) => "error",
+            (None, true) if kind == "http" => "refuse",
+            _ => "forward",
+        };
+        metrics::REQUESTS.with_label_values(&[kind, verdict]).inc();
+        if let Some(e) = e {
+            tracing::debug!(error = %e, path = %session.req_header().uri.path(), "request failed");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Wires the pingora server: proxy listeners (plaintext and TLS), the admin
+//! listener and the lifecycle service.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::metrics;
+use crate::proxy::{Clawguard, Shared};
+use crate::readiness::{Lifecycle, Readiness};
+use anyhow::Context;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Builds the server and runs it until shutdown.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
+    let p = &cfg.policy.policy;
+    let listeners: Vec<SocketAddr> = p.server.listen.iter().chain(&p.tls.listen).copied().collect();
+    for addr in listeners.iter().chain(std::iter::once(&p.admin.listen)) {
+        // pingora exits without a useful message when a listener cannot bind; say which one.
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+
+    let conf = ServerConf {
+        threads: if p.server.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { p.server.threads },
+        grace_period_seconds: Some(p.server.shutdown_grace_seconds),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared::new(&cfg, shutdown_rx));
+    let readiness = Arc::new(Mutex::new(Readiness::default()));
+
+    let mut proxy = http_proxy_service(&server.configuration, Clawguard::new(shared.clone()));
+    for addr in &p.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &cfg.tls {
+        for addr in &p.tls.listen {
+            let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key).context("TLS settings")?;
+            settings.enable_h2();
+            if let Some(verifier) = &tls.client_verifier {
+                settings.set_client_cert_verifier(verifier.clone());
+            }
+            proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+        }
+    }
+    let mut admin = Service::new("clawguard admin".to_string(), HttpServer::new_app(AdminApp { shared: shared.clone(), readiness: readiness.clone() }));
+    admin.add_tcp(&p.admin.listen.to_string());
+    let lifecycle = Lifecycle { shared: shared.clone(), detail: readiness, shutdown_tx, listeners };
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service("clawguard lifecycle", lifecycle));
+
+    metrics::POLICY_INFO.with_label_values(&[&cfg.policy.version]).set(1);
+    tracing::info!(
+        version = %cfg.policy.version,
+        policy = %cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into()),
+        listen = ?p.server.listen,
+        tls_listen = ?p.tls.listen,
+        upstream = %p.upstream.address,
+        admin = %p.admin.listen,
+        "clawguard starting"
+    );
+    server.run(pingora::server::RunArgs::default());
+    tracing::info!("clawguard stopped");
+    Ok(())
+}
+
+/// Many WebSocket connections need many descriptors: raise the soft limit to the hard one.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}

@@ -1,0 +1,388 @@
+//! The WebSocket "upgrade takeover" (pingora-notes §2.5): clawguard relays the
+//! upgrade handshake to the gateway itself, writes the 101 through pingora, and
+//! then pumps frames in both directions through the sans-IO engine.
+//!
+//! The pump is three futures joined in one task: the main loop (client reads,
+//! engine, client writes, timers), an upstream writer and an upstream reader,
+//! linked by bounded channels. The client is only read while the channel to the
+//! gateway has room, and the gateway is only read while the channel to the main
+//! loop has room, so a slow peer on either side back-pressures the other; no
+//! buffer grows without bound.
+
+use crate::metrics;
+use crate::proxy::{respond_error, Shared};
+use bytes::{Bytes, BytesMut};
+use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
+use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
+use clawguard_filters::rules::Rules;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::Session;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+
+/// Largest gateway response head accepted on the upgrade.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Largest non-101 gateway body relayed to the client.
+const MAX_REFUSAL_BODY: usize = 1024 * 1024;
+/// Chunks in flight per direction (each at most 64 KiB).
+const CHANNEL_CHUNKS: usize = 16;
+/// Bytes read from the gateway at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// A client that accepts no bytes for this long is dropped.
+const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// Handles a WebSocket upgrade request end to end.
+pub async fn take_over(shared: &Shared, session: &mut Session, peer: IpAddr, tls: bool) -> Result<()> {
+    let policy = &shared.policy.policy;
+    let head = upstream_request_head(session, peer, tls, shared);
+    let up = &policy.upstream;
+    let connect = timeout(Duration::from_millis(up.connect_timeout_ms), TcpStream::connect(up.address)).await;
+    let mut upstream = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return gateway_failure(session, &format!("cannot connect to the gateway at {}: {e}", up.address)).await,
+        Err(_) => return gateway_failure(session, &format!("connecting to the gateway at {} timed out", up.address)).await,
+    };
+    let _ = upstream.set_nodelay(true);
+    let handshake = timeout(Duration::from_millis(up.handshake_timeout_ms), async {
+        upstream.write_all(&head).await?;
+        read_response_head(&mut upstream).await
+    })
+    .await;
+    let (resp, mut rest) = match handshake {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return gateway_failure(session, &format!("gateway upgrade failed: {e}")).await,
+        Err(_) => return gateway_failure(session, "the gateway did not answer the upgrade in time").await,
+    };
+    if resp.status != 101 {
+        metrics::WS_CONNECTIONS.with_label_values(&["refused_by_gateway"]).inc();
+        let body = match timeout(Duration::from_millis(up.handshake_timeout_ms), read_body(&mut upstream, &resp, &mut rest)).await {
+            Ok(Ok(b)) => b,
+            _ => Bytes::new(),
+        };
+        return relay_refusal(session, &resp, body).await;
+    }
+    if resp.header("sec-websocket-extensions").is_some() {
+        // Compressed frames could not be inspected; never proxy them.
+        return gateway_failure(session, "the gateway negotiated a WebSocket extension clawguard did not offer").await;
+    }
+    let mut switching = ResponseHeader::build(101, Some(resp.headers.len()))?;
+    for (name, value) in &resp.headers {
+        switching.append_header(name.clone(), value.as_slice())?;
+    }
+    let ds = session.as_downstream_mut();
+    ds.write_response_header(Box::new(switching)).await?;
+    ds.set_read_timeout(None);
+    ds.set_write_timeout(Some(CLIENT_WRITE_STALL));
+    metrics::WS_CONNECTIONS.with_label_values(&["opened"]).inc();
+    metrics::WS_ACTIVE.inc();
+    let ws = &policy.websocket;
+    let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
+    let engine = WsEngine::new(limits, rand::random());
+    let timers = Timers {
+        idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
+        close_grace: Duration::from_millis(ws.close_grace_ms),
+    };
+    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers).await;
+    metrics::WS_ACTIVE.dec();
+    tracing::debug!(%peer, end, "websocket connection finished");
+    Ok(())
+}
+
+/// The upgrade request as sent to the gateway: the client's head, less the
+/// headers a client may not set and `Sec-WebSocket-Extensions`, plus clawguard's
+/// attribution headers.
+fn upstream_request_head(session: &Session, peer: IpAddr, tls: bool, shared: &Shared) -> Vec<u8> {
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(req.method.as_str().as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &req.headers {
+        let n = name.as_str();
+        if CLIENT_HEADERS_REMOVED.contains(&n) || n == "sec-websocket-extensions" {
+            continue;
+        }
+        push_header(&mut head, n, value.as_bytes());
+    }
+    for (name, value) in forwarding_headers(peer, tls, &shared.policy.policy.attribution) {
+        push_header(&mut head, name, value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A parsed gateway response head.
+struct ResponseHead {
+    status: u16,
+    reason: String,
+    headers: Vec<(http::HeaderName, Vec<u8>)>,
+}
+
+impl ResponseHead {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.as_str().eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+}
+
+fn io_error(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Reads the gateway's response head; returns it and any bytes read past it.
+async fn read_response_head<S: AsyncRead + Unpin>(up: &mut S) -> std::io::Result<(ResponseHead, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if up.read_buf(&mut buf).await? == 0 {
+            return Err(io_error("the gateway closed the connection before answering the upgrade"));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = parsed.code.unwrap_or(0);
+                let reason = parsed.reason.unwrap_or("").to_string();
+                let mut out = Vec::with_capacity(parsed.headers.len());
+                for h in parsed.headers.iter() {
+                    let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| io_error(format!("bad header name from the gateway: {e}")))?;
+                    out.push((name, h.value.to_vec()));
+                }
+                let rest = buf.split_off(len);
+                return Ok((ResponseHead { status, reason, headers: out }, rest));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
+            Ok(httparse::Status::Partial) => return Err(io_error("the gateway's response head exceeds 64 KiB")),
+            Err(e) => return Err(io_error(format!("malformed response from the gateway: {e}"))),
+        }
+    }
+}
+
+/// Reads a non-101 response body (Content-Length, chunked, or until close), capped.
+async fn read_body<S: AsyncRead + Unpin>(up: &mut S, head: &ResponseHead, buf: &mut BytesMut) -> std::io::Result<Bytes> {
+    let chunked = head.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
+    let length = head.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+    if !chunked {
+        let want = length.unwrap_or(MAX_REFUSAL_BODY).min(MAX_REFUSAL_BODY);
+        while buf.len() < want {
+            if up.read_buf(buf).await? == 0 {
+                break;
+            }
+        }
+        buf.truncate(want.min(buf.len()));
+        return Ok(buf.split().freeze());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if buf.len() > 1024 || up.read_buf(buf).await? == 0 {
+                return Err(io_error("malformed chunked body from the gateway"));
+            }
+        };
+        let size_text = std::str::from_utf8(&buf[..line_end]).map_err(|_| io_error("bad chunk size"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| io_error("bad chunk size"))?;
+        if size == 0 || body.len() + size > MAX_REFUSAL_BODY {
+            return Ok(body.freeze());
+        }
+        while buf.len() < line_end + 2 + size + 2 {
+            if up.read_buf(buf).await? == 0 {
+                return Err(io_error("truncated chunked body from the gateway"));
+            }
+        }
+        body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+        let _ = buf.split_to(line_end + 2 + size + 2);
+    }
+}
+
+/// Passes the gateway's refusal of an upgrade (403, 503, …) to the client.
+async fn relay_refusal(session: &mut Session, head: &ResponseHead, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(head.status, Some(head.headers.len() + 1))?;
+    if !head.reason.is_empty() {
+        let _ = resp.set_reason_phrase(Some(&head.reason));
+    }
+    for (name, value) in &head.headers {
+        if matches!(name.as_str(), "transfer-encoding" | "content-length" | "connection" | "keep-alive") {
+            continue;
+        }
+        resp.append_header(name.clone(), value.as_slice())?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CONNECTION, "close")?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+async fn gateway_failure(session: &mut Session, message: &str) -> Result<()> {
+    tracing::warn!(%message, "websocket upgrade failed");
+    metrics::WS_CONNECTIONS.with_label_values(&["upstream_error"]).inc();
+    metrics::REFUSALS.with_label_values(&["gateway_unreachable"]).inc();
+    respond_error(session, 502, "bad_gateway", &format!("clawguard: {message}")).await
+}
+
+struct Timers {
+    idle: Option<Duration>,
+    close_grace: Duration,
+}
+
+/// Runs the connection until it ends; returns how it ended.
+async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers) -> &'static str {
+    let rules: &Rules = &shared.rules;
+    let (mut up_read, mut up_write) = upstream.into_split();
+    let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+
+    let writer = async move {
+        while let Some(chunk) = c2s_rx.recv().await {
+            if up_write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = up_write.shutdown().await;
+    };
+    let reader = async move {
+        let read_loop = async {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            loop {
+                buf.reserve(READ_CHUNK);
+                match up_read.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if s2c_tx.send(buf.split().freeze()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = read_loop => {}
+            _ = stop_rx => {}
+        }
+    };
+    let main = async move {
+        let mut shutdown = shared.shutdown.clone();
+        let mut shutdown_seen = *shutdown.borrow();
+        let mut upstream_open = true;
+        let mut last_activity = Instant::now();
+        let mut close_deadline: Option<Instant> = None;
+        let mut end = "client closed";
+        if shutdown_seen {
+            let out = engine.close(1001, "clawguard is shutting down");
+            let _ = deliver(ds, &c2s_tx, out).await;
+        } else if !early.is_empty() {
+            let out = engine.on_gateway_bytes(rules, &early);
+            if deliver(ds, &c2s_tx, out).await.is_err() {
+                end = "client write failed";
+            }
+        }
+        while !engine.is_done() && end == "client closed" {
+            if engine.is_closing() && close_deadline.is_none() {
+                close_deadline = Some(Instant::now() + timers.close_grace);
+            }
+            let deadline = close_deadline.or_else(|| timers.idle.map(|d| last_activity + d));
+            let can_read_client = c2s_tx.capacity() > 0;
+            tokio::select! {
+                read = ds.read_request_body(), if can_read_client => match read {
+                    Ok(Some(data)) => {
+                        last_activity = Instant::now();
+                        let out = engine.on_client_bytes(rules, &data);
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                    }
+                    Ok(None) => break,
+                    Err(_) => { end = "client read failed"; }
+                },
+                _ = c2s_tx.reserve(), if !can_read_client => {}
+                chunk = s2c_rx.recv(), if upstream_open => match chunk {
+                    Some(data) => {
+                        last_activity = Instant::now();
+                        let out = engine.on_gateway_bytes(rules, &data);
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                    }
+                    None => {
+                        upstream_open = false;
+                        if !engine.is_closing() { end = "gateway closed"; }
+                    }
+                },
+                changed = shutdown.changed(), if !shutdown_seen => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        shutdown_seen = true;
+                        let out = engine.close(1001, "clawguard is shutting down");
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    if engine.is_closing() {
+                        end = "close grace expired";
+                    } else {
+                        let out = engine.close(1001, "idle timeout");
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                    }
+                },
+            }
+        }
+        if engine.is_done() {
+            end = "closed by clawguard";
+        }
+        drop(c2s_tx);
+        let _ = stop_tx.send(());
+        end
+    };
+    let (end, (), ()) = tokio::join!(main, writer, reader);
+    end
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes an engine output: frames to the gateway through the channel, frames
+/// to the client directly; counts verdicts.
+async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: Output) -> Result<()> {
+    let Output { to_gateway: up, to_client, forwarded, decided } = out;
+    if forwarded[0] > 0 {
+        metrics::HOT.forward_c2s.inc_by(forwarded[0] as u64);
+    }
+    if forwarded[1] > 0 {
+        metrics::HOT.forward_s2c.inc_by(forwarded[1] as u64);
+    }
+    for d in &decided {
+        let dir = d.direction.label();
+        metrics::WS_MESSAGES.with_label_values(&[dir, d.verdict.label()]).inc();
+        metrics::DECISIONS.with_label_values(&[dir, d.verdict.label(), &d.rule]).inc();
+        let level_is_warn = d.direction == Direction::ClientToGateway;
+        if level_is_warn {
+            tracing::warn!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");
+        } else {
+            tracing::info!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");
+        }
+    }
+    if let Some(bytes) = join(up) {
+        // The gateway side may already be gone; the client side decides the outcome.
+        let _ = to_gateway.send(bytes).await;
+    }
+    if let Some(bytes) = join(to_client) {
+        ds.write_response_body(bytes, false).await?;
+    }
+    Ok(())
+}
