@@ -19,6 +19,12 @@ pub const CLIENT_HEADERS_REMOVED: &[&str] = &[
     "x-openclaw-scopes",
 ];
 
+/// Whether a plaintext request from `peer` may be served: always over TLS; without
+/// TLS only from a loopback peer while `require_tls_for_remote` is set.
+pub fn plaintext_allowed(peer: Option<IpAddr>, tls: bool, require_tls_for_remote: bool) -> bool {
+    tls || !require_tls_for_remote || peer.is_some_and(|ip| canonical_ip(ip).is_loopback())
+}
+
 /// The forwarding headers to add for a peer, after removing [`CLIENT_HEADERS_REMOVED`].
 pub fn forwarding_headers(peer: IpAddr, tls: bool, attribution: &Attribution) -> Vec<(&'static str, String)> {
     if attribution.is_local(peer) {
@@ -41,6 +47,20 @@ pub fn forwarding_headers(peer: IpAddr, tls: bool, attribution: &Attribution) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_only_from_loopback_when_required() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(plaintext_allowed(ip("127.0.0.1"), false, true));
+        assert!(plaintext_allowed(ip("127.0.0.2"), false, true));
+        assert!(plaintext_allowed(ip("::1"), false, true));
+        assert!(plaintext_allowed(ip("::ffff:127.0.0.1"), false, true));
+        assert!(!plaintext_allowed(ip("192.0.2.7"), false, true));
+        assert!(!plaintext_allowed(ip("::ffff:192.0.2.7"), false, true));
+        assert!(!plaintext_allowed(None, false, true), "a peer without an IP address is not loopback");
+        assert!(plaintext_allowed(ip("192.0.2.7"), true, true));
+        assert!(plaintext_allowed(ip("192.0.2.7"), false, false));
+    }
 
     #[test]
     fn loopback_peer_gets_no_forwarding_headers() {

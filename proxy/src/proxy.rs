@@ -7,7 +7,7 @@ use crate::metrics;
 use crate::websocket;
 use async_trait::async_trait;
 use bytes::Bytes;
-use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
+use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::rules::Rules;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -124,8 +124,7 @@ impl ProxyHttp for Clawguard {
         ctx.peer = peer_ip(session);
         ctx.tls = is_tls(session);
         let policy = &self.shared.policy.policy;
-        let loopback = ctx.peer.map(|ip| clawguard_policies::canonical_ip(ip).is_loopback()).unwrap_or(false);
-        if !ctx.tls && policy.tls.require_for_remote && !loopback {
+        if !plaintext_allowed(ctx.peer, ctx.tls, policy.tls.require_for_remote) {
             ctx.answered = true;
             metrics::REFUSALS.with_label_values(&["tls_required"]).inc();
             tracing::warn!(peer = ?ctx.peer, path = %session.req_header().uri.path(), "refused plaintext request from a non-loopback peer");

@@ -31,39 +31,39 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
     let fail = |field: &Spanned<PathBuf>, msg: String| src.error_at(Some(field.span()), msg);
 
     let cert_path = resolve(base, field_path(cert_field));
-    let certs = read_pem(&cert_path, cert_field, "tls.cert", &fail)?;
+    let certs = read_pem(&cert_path, cert_field, &fail)?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &certs[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| fail(cert_field, format!("tls.cert {}: not valid PEM: {e}", cert_path.display())))?;
+        .map_err(|e| fail(cert_field, format!("{}: not valid PEM: {e}", cert_path.display())))?;
     if certs.is_empty() {
-        return Err(fail(cert_field, format!("tls.cert {}: no certificate found: expected a PEM \"CERTIFICATE\" block", cert_path.display())));
+        return Err(fail(cert_field, format!("{}: no certificate found: expected a PEM \"CERTIFICATE\" block", cert_path.display())));
     }
     let key_path = resolve(base, field_path(key_field));
-    let key_pem = read_pem(&key_path, key_field, "tls.key", &fail)?;
+    let key_pem = read_pem(&key_path, key_field, &fail)?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| fail(key_field, format!("tls.key {}: not valid PEM: {e}", key_path.display())))?
-        .ok_or_else(|| fail(key_field, format!("tls.key {}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key_path.display())))?;
+        .map_err(|e| fail(key_field, format!("{}: not valid PEM: {e}", key_path.display())))?
+        .ok_or_else(|| fail(key_field, format!("{}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key_path.display())))?;
     ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| fail(key_field, format!("tls.key {} does not fit tls.cert {}: {e}", key_path.display(), cert_path.display())))?;
+        .map_err(|e| fail(key_field, format!("{} does not fit the certificate {}: {e}", key_path.display(), cert_path.display())))?;
 
     let client_verifier = match &tls.client_ca {
         None => None,
         Some(ca_field) => {
             let ca_path = resolve(base, field_path(ca_field));
-            let pem = read_pem(&ca_path, ca_field, "tls.client_ca", &fail)?;
+            let pem = read_pem(&ca_path, ca_field, &fail)?;
             let mut roots = RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                let cert = cert.map_err(|e| fail(ca_field, format!("tls.client_ca {}: not valid PEM: {e}", ca_path.display())))?;
-                roots.add(cert).map_err(|e| fail(ca_field, format!("tls.client_ca {}: unusable CA certificate: {e}", ca_path.display())))?;
+                let cert = cert.map_err(|e| fail(ca_field, format!("{}: not valid PEM: {e}", ca_path.display())))?;
+                roots.add(cert).map_err(|e| fail(ca_field, format!("{}: unusable CA certificate: {e}", ca_path.display())))?;
             }
             if roots.is_empty() {
-                return Err(fail(ca_field, format!("tls.client_ca {}: no certificate found: expected PEM CA certificates", ca_path.display())));
+                return Err(fail(ca_field, format!("{}: no certificate found: expected PEM CA certificates", ca_path.display())));
             }
             let builder = WebPkiClientVerifier::builder(Arc::new(roots));
             let builder = if tls.client_auth == ClientAuth::Optional { builder.allow_unauthenticated() } else { builder };
-            Some(builder.build().map_err(|e| fail(ca_field, format!("tls.client_ca {}: {e}", ca_path.display())))?)
+            Some(builder.build().map_err(|e| fail(ca_field, format!("{}: {e}", ca_path.display())))?)
         }
     };
     Ok(Some(TlsMaterial { cert: path_string(&cert_path, cert_field, &fail)?, key: path_string(&key_path, key_field, &fail)?, client_verifier }))
@@ -77,8 +77,8 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
-fn read_pem(path: &Path, field: &Spanned<PathBuf>, key: &str, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<Vec<u8>, PolicyError> {
-    std::fs::read(path).map_err(|e| fail(field, format!("{key} {}: cannot read: {e}: expected a readable PEM file", path.display())))
+fn read_pem(path: &Path, field: &Spanned<PathBuf>, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<Vec<u8>, PolicyError> {
+    std::fs::read(path).map_err(|e| fail(field, format!("{}: cannot read: {e}: expected a readable PEM file", path.display())))
 }
 
 fn path_string(path: &Path, field: &Spanned<PathBuf>, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<String, PolicyError> {

@@ -39,7 +39,7 @@ pub struct Seen {
     pub methods: Vec<String>,
     /// Headers of every WebSocket upgrade request (lower-case names).
     pub upgrades: Vec<HashMap<String, String>>,
-    /// Headers of every plain HTTP request.
+    /// Headers of every plain HTTP request, with its path under `:path`.
     pub http: Vec<HashMap<String, String>>,
 }
 
@@ -177,7 +177,9 @@ async fn serve(mut stream: TcpStream, ctx: Ctx) -> anyhow::Result<()> {
             let ws = WebSocketStream::from_partially_read(stream, buf, Role::Server, None).await;
             return websocket(ws, ctx).await;
         }
-        ctx.seen.lock().unwrap().http.push(req.headers.clone());
+        let mut seen = req.headers.clone();
+        seen.insert(":path".into(), req.path.clone());
+        ctx.seen.lock().unwrap().http.push(seen);
         http(&mut stream, &req, &ctx).await?;
         if req.headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
             return Ok(());

@@ -1,0 +1,79 @@
+//! `clawguard check` and start-up errors: clear messages with file:line:column, no panics.
+
+use clawguard_tests::harness::{clawguard_bin, free_port};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn policy_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clawguard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(path: &PathBuf) -> (bool, String) {
+    let out = Command::new(clawguard_bin()).arg("check").arg(path).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_accepts_the_example_policy() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy.example.toml");
+    let (ok, text) = check(&example);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok (version "), "{text}");
+}
+
+#[test]
+fn check_rejects_a_misspelled_key_with_its_position() {
+    let p = policy_file("misspelled.toml", "[server]\nthreads = 2\nlisen = [\"127.0.0.1:1\"]\n");
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains(&format!("{}:3:1: server.lisen: unknown field `lisen`, expected one of", p.display())), "{text}");
+}
+
+#[test]
+fn check_rejects_a_wrong_type_with_its_position() {
+    let p = policy_file("wrong-type.toml", "[upstream]\nconnect_timeout_ms = \"fast\"\n");
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains(&format!("{}:2:22: upstream.connect_timeout_ms: invalid type: string \"fast\"", p.display())), "{text}");
+}
+
+#[test]
+fn check_rejects_a_missing_cert_file_with_its_position() {
+    let p = policy_file("missing-cert.toml", "[tls]\nlisten = [\"127.0.0.1:8443\"]\ncert = \"does-not-exist.pem\"\nkey = \"nor-this.key\"\n");
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains(&format!("{}:3:8: tls.cert: does-not-exist.pem: cannot read", p.display())), "{text}");
+}
+
+#[test]
+fn check_rejects_a_cert_that_is_not_pem() {
+    let p = policy_file("garbage-cert.toml", "[tls]\nlisten = [\"127.0.0.1:8443\"]\ncert = \"garbage.pem\"\nkey = \"garbage.pem\"\n");
+    std::fs::write(p.parent().unwrap().join("garbage.pem"), "not a certificate\n").unwrap();
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains("no certificate found"), "{text}");
+}
+
+#[test]
+fn check_rejects_an_unreadable_policy() {
+    let (ok, text) = check(&PathBuf::from("/nonexistent/policy.toml"));
+    assert!(!ok);
+    assert!(text.contains("/nonexistent/policy.toml: cannot read policy file"), "{text}");
+}
+
+#[test]
+fn run_refuses_a_listener_that_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = policy_file("taken.toml", &format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{}\"\n", free_port()));
+    let out = Command::new(clawguard_bin()).args(["run", "--policy"]).arg(&p).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+}

@@ -1,0 +1,198 @@
+//! The real clawguard binary in front of the fake gateway: plain HTTP.
+
+use clawguard_tests::fake_gateway::FakeGateway;
+use clawguard_tests::harness::Clawguard;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked) from a keep-alive connection.
+async fn read_response(s: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut rest = buf[head_end + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let body = if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while rest.len() < len {
+            let mut chunk = vec![0u8; 65536];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest[..len].to_vec()
+    } else {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                let mut chunk = [0u8; 8192];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                rest.extend_from_slice(&chunk[..n]);
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+            while rest.len() < line_end + 2 + size + 2 {
+                let mut chunk = [0u8; 8192];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                rest.extend_from_slice(&chunk[..n]);
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break body;
+            }
+        }
+    };
+    (status, headers, body)
+}
+
+async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind((source, 0).into()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_requests_status_codes_and_headers_pass_through() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    for code in [200u16, 404, 418, 503] {
+        s.write_all(format!("GET /status/{code} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let (status, headers, body) = read_response(&mut s).await;
+        assert_eq!(status, code);
+        assert!(headers.contains(&("x-custom".into(), "kept".into())), "{headers:?}");
+        assert_eq!(body, b"status");
+    }
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        s.write_all(format!("{method} /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes()).await.unwrap();
+        let (status, _, body) = read_response(&mut s).await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["method"], method);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_and_chunked_bodies_arrive_intact() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let body: Vec<u8> = (0..8 * 1024 * 1024).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let digest = hex::encode(Sha256::digest(&body));
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(format!("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let (_, _, resp) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!((v["length"].as_u64(), v["sha256"].as_str()), (Some(body.len() as u64), Some(digest.as_str())));
+    // The same body, chunked.
+    s.write_all(b"POST /sha256 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    for part in body.chunks(300_000) {
+        s.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+        s.write_all(part).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (_, _, resp) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["sha256"].as_str(), Some(digest.as_str()));
+    // A large response.
+    s.write_all(b"GET /bytes?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (_, _, resp) = read_response(&mut s).await;
+    assert_eq!(resp.len(), 20_000_000);
+    assert!(resp.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_sent_events_stream_without_buffering() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET /sse?n=3 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").await.unwrap();
+    // The gateway sends event n only after the client has seen event n-1 through clawguard:
+    // a proxy that buffered the stream would never deliver the first one.
+    let mut seen = String::new();
+    for n in 0..3 {
+        gw.sse_gate.add_permits(1);
+        while !seen.contains(&format!("data: {{\"n\":{n}}}")) {
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.expect("event arrives while the stream is open").unwrap();
+            assert!(read > 0);
+            seen.push_str(&String::from_utf8_lossy(&chunk[..read]));
+        }
+    }
+    assert!(seen.to_ascii_lowercase().contains("content-type: text/event-stream"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loopback_client_forwarding_headers_are_removed() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.0.0.1\r\nX-Real-IP: 10.1.1.1\r\nForwarded: for=127.0.0.1\r\nX-Forwarded-Proto: https\r\nx-openclaw-scopes: operator.admin\r\nx-openclaw-agent-id: main\r\n\r\n").await.unwrap();
+    let (_, _, body) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let h = v["headers"].as_object().unwrap();
+    for gone in ["x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-proto", "x-openclaw-scopes"] {
+        assert!(!h.contains_key(gone), "{gone} reached the gateway: {h:?}");
+    }
+    assert_eq!(h["x-openclaw-agent-id"], "main", "other headers pass through");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_client_is_attributed_by_overwriting() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[attribution]\nlocal_cidrs = [\"127.0.0.1/32\"]\n");
+    let mut s = connect_from([127, 0, 0, 2], cg.addr).await;
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.0.0.1\r\nX-Real-IP: 127.0.0.1\r\nForwarded: for=127.0.0.1\r\nx-openclaw-scopes: operator.admin\r\n\r\n").await.unwrap();
+    let (_, _, body) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let h = &v["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.2");
+    assert_eq!(h["x-real-ip"], "127.0.0.2");
+    assert_eq!(h["forwarded"], "for=127.0.0.2;proto=http");
+    assert!(h.get("x-openclaw-scopes").is_none());
+    // The same on the WebSocket upgrade.
+    let mut s = connect_from([127, 0, 0, 2], cg.addr).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 127.0.0.1\r\nx-openclaw-scopes: operator.admin\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let upgrade = gw.seen.lock().unwrap().upgrades.last().cloned().unwrap();
+    assert_eq!(upgrade.get("x-forwarded-for").map(String::as_str), Some("127.0.0.2"));
+    assert_eq!(upgrade.get("forwarded").map(String::as_str), Some("for=127.0.0.2;proto=http"));
+    assert!(!upgrade.contains_key("x-openclaw-scopes"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_websocket_upgrades_are_refused() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n").await.unwrap();
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("bad_upgrade"));
+    let seen = gw.seen.lock().unwrap();
+    assert!(seen.upgrades.is_empty());
+    assert!(seen.http.iter().all(|h| h[":path"] == "/readyz"), "only readiness probes reached the gateway");
+}
