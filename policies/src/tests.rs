@@ -94,3 +94,10 @@ fn attribution_treats_mapped_ipv4_as_ipv4() {
     assert!(a.is_local("::1".parse().unwrap()));
     assert!(!a.is_local("192.0.2.1".parse().unwrap()));
 }
+
+#[test]
+fn duplicate_section_is_refused() {
+    let (loc, msg) = invalid("[server]\nthreads = 1\n[server]\nthreads = 2\n");
+    assert_eq!(loc.line, 3);
+    assert!(msg.contains("duplicate") || msg.contains("redefin"), "{msg}");
+}

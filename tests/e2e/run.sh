@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# clawguard's end-to-end suite: the real OpenClaw gateway, CLI and node host, through the real
+# clawguard binary. Every CLI command runs twice, direct to the gateway and through clawguard,
+# and must give the same result.
+#
+#   tests/e2e/run.sh            (CLAWGUARD_BIN overrides the binary; default target/debug/clawguard)
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+E2E="$ROOT/tests/e2e"
+CLAWGUARD=${CLAWGUARD_BIN:-"$ROOT/target/debug/clawguard"}
+if [[ ! -x "$CLAWGUARD" ]]; then (cd "$ROOT" && cargo build --bins) || exit 1; fi
+"$E2E/openclaw.sh" install || exit 1
+
+WORK=$(mktemp -d -t clawguard-e2e.XXXXXX)
+PASSED=0 FAILED=0 PIDS=()
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "not ok - $1: $2"; }
+NETNS="cg-e2e-$$" VETH_HOST="cge$$h" VETH_CLIENT="cge$$c"
+OCTET=$(( $$ % 250 + 1 ))
+HOST_IP="198.18.$OCTET.1" CLIENT_IP="198.18.$OCTET.2"
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  ip netns del "$NETNS" 2>/dev/null; ip link del "$VETH_HOST" 2>/dev/null
+  "$E2E/openclaw.sh" stop "$WORK/gateway" 2>/dev/null
+  if (( FAILED == 0 )); then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
+}
+trap cleanup EXIT
+
+GW_PORT=$(free_port)
+TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+"$E2E/openclaw.sh" start "$GW_PORT" "$TOKEN" "$WORK/gateway" || exit 1
+# shellcheck disable=SC1091
+source "$WORK/gateway/env.sh"
+
+# start_clawguard NAME [POLICY LINES...]: prints "PORT ADMIN_PORT" once /readyz answers 200.
+start_clawguard() {
+  local name=$1; shift
+  local port admin; port=$(free_port); admin=$(free_port)
+  {
+    printf '[server]\nlisten = ["127.0.0.1:%s"]\nshutdown_grace_seconds = 1\n' "$port"
+    printf '[upstream]\naddress = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$GW_PORT" "$admin"
+    printf '%s\n' "$@"
+  } > "$WORK/$name.toml"
+  "$CLAWGUARD" run --policy "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 2>/dev/null; then echo "$port $admin"; return 0; fi
+    sleep 0.1
+  done
+  echo "clawguard $name did not become ready:" >&2; cat "$WORK/$name.log" >&2; return 1
+}
+read -r CG_PORT CG_ADMIN < <(start_clawguard local) || exit 1
+# A second clawguard for which only 127.0.0.1 is local, so a client from 127.0.0.2 is "remote".
+read -r CGR_PORT CGR_ADMIN < <(start_clawguard remote '[attribution]' 'local_cidrs = ["127.0.0.1/32"]') || exit 1
+DIRECT="ws://127.0.0.1:$GW_PORT"
+PROXIED="ws://127.0.0.1:$CG_PORT"
+
+# same_cli NAME [PATH...] -- COMMAND...: run COMMAND direct and through clawguard; same exit
+# status, same JSON shape, equal values at each PATH.
+same_cli() {
+  local name=$1; shift
+  local paths=()
+  while [[ $1 != -- ]]; do paths+=("$1"); shift; done; shift
+  OPENCLAW_GATEWAY_URL=$DIRECT "$@" > "$WORK/$name.direct.json" 2> "$WORK/$name.direct.err"; local rc_direct=$?
+  OPENCLAW_GATEWAY_URL=$PROXIED "$@" > "$WORK/$name.proxied.json" 2> "$WORK/$name.proxied.err"; local rc_proxied=$?
+  if (( rc_direct != 0 || rc_proxied != 0 )); then
+    fail "$name" "exit status direct $rc_direct, proxied $rc_proxied ($(tail -c 300 "$WORK/$name.proxied.err"))"; return 1
+  fi
+  local diff
+  if diff=$(python3 "$E2E/compare.py" "$WORK/$name.direct.json" "$WORK/$name.proxied.json" "${paths[@]}"); then
+    pass "$name: same result direct and through clawguard"
+  else
+    fail "$name" "$diff"; return 1
+  fi
+}
+
+# same_http NAME CURL_ARGS...: status and body shape (JSON) or bytes (other) equal.
+same_http() {
+  local name=$1; shift
+  local direct proxied
+  direct=$(curl -sS -o "$WORK/$name.direct.body" -w '%{http_code} %{content_type}' "$@" "http://127.0.0.1:$GW_PORT$URL_PATH")
+  proxied=$(curl -sS -o "$WORK/$name.proxied.body" -w '%{http_code} %{content_type}' "$@" "http://127.0.0.1:$CG_PORT$URL_PATH")
+  if [[ "$direct" != "$proxied" ]]; then fail "$name" "direct '$direct' vs proxied '$proxied'"; return; fi
+  if [[ "$direct" == *json* ]]; then
+    local diff
+    diff=$(python3 "$E2E/compare.py" "$WORK/$name.direct.body" "$WORK/$name.proxied.body" "${JSON_PATHS[@]}") || { fail "$name" "$diff"; return; }
+  elif ! cmp -s "$WORK/$name.direct.body" "$WORK/$name.proxied.body"; then
+    fail "$name" "bodies differ"; return
+  fi
+  pass "$name: HTTP $direct, same direct and through clawguard"
+}
+
+opened() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^clawguard_ws_connections_total\{outcome="opened"\}/ {print $2}'; }
+
+echo "# gateway 127.0.0.1:$GW_PORT, clawguard 127.0.0.1:$CG_PORT (remote-attribution clawguard 127.0.0.1:$CGR_PORT)"
+
+# --- the operator CLI ---------------------------------------------------------------------------
+same_cli health ok -- openclaw health --json
+same_cli gateway-call-status runtimeVersion -- openclaw gateway call status --json
+n=$(opened "$CG_ADMIN")
+if [[ "${n:-0}" -ge 2 ]]; then pass "the CLI's WebSockets went through clawguard ($n opened)"; else fail "traffic through clawguard" "only ${n:-0} WebSockets opened"; fi
+
+# --- a real node host through clawguard: pairing, approval, invoke ------------------------------
+OPENCLAW_GATEWAY_URL=$PROXIED openclaw node run --host 127.0.0.1 --port "$CG_PORT" --display-name e2e-node \
+  --commands system.which > "$WORK/node.log" 2>&1 &
+PIDS+=($!)
+REQUEST_ID="" NODE_ID=""
+for _ in $(seq 1 60); do
+  OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes pending --json > "$WORK/pending.json" 2>/dev/null
+  read -r REQUEST_ID NODE_ID < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p[0]["requestId"], p[0]["nodeId"]) if p else print("")' "$WORK/pending.json" 2>/dev/null)
+  [[ -n "$REQUEST_ID" ]] && break
+  sleep 1
+done
+if [[ -n "$REQUEST_ID" ]]; then pass "the node host connected through clawguard and asked for approval ($NODE_ID)"; else fail "node pairing" "no pending node request after 60 s ($(tail -3 "$WORK/node.log"))"; fi
+if OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes approve "$REQUEST_ID" > "$WORK/approve.log" 2>&1; then
+  pass "nodes approve through clawguard"
+else
+  fail "nodes approve" "$(tail -3 "$WORK/approve.log")"
+fi
+for _ in $(seq 1 30); do
+  OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes list --json > "$WORK/nodes.json" 2>/dev/null
+  python3 -c 'import json,sys; n=[x for x in json.load(open(sys.argv[1]))["paired"] if x["nodeId"]==sys.argv[2]]; sys.exit(0 if n and n[0].get("commands")==["system.which"] else 1)' "$WORK/nodes.json" "$NODE_ID" 2>/dev/null && break
+  sleep 1
+done
+same_cli nodes-list paired.0.nodeId paired.0.commands -- openclaw nodes list --json
+same_cli devices-list paired.0.deviceId paired.0.role -- openclaw devices list --json
+invoke_params() { printf '{"nodeId":"%s","command":"system.which","params":{"bins":["uname"]},"idempotencyKey":"e2e-%s"}' "$NODE_ID" "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
+same_cli node-invoke-system-which ok command payload.bins.uname -- openclaw gateway call node.invoke --params "$(invoke_params)" --json
+
+# --- HTTP surfaces ------------------------------------------------------------------------------
+JSON_PATHS=(ready); URL_PATH=/readyz same_http readyz
+JSON_PATHS=(ok result.details.count); URL_PATH=/tools/invoke same_http tools-invoke -X POST \
+  -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"tool":"sessions_list","args":{}}'
+JSON_PATHS=(error.type); URL_PATH=/tools/invoke same_http tools-invoke-unauthorized -X POST -H 'Content-Type: application/json' -d '{"tool":"sessions_list"}'
+JSON_PATHS=(); URL_PATH=/ same_http control-ui
+grep -qi '<html' "$WORK/control-ui.proxied.body" && pass "the Control UI page is served through clawguard" || fail "control-ui" "no HTML"
+
+# --- client attribution -------------------------------------------------------------------------
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 127.0.0.1' -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"tool":"sessions_list","args":{}}' "http://127.0.0.1:$GW_PORT/tools/invoke")
+[[ $code == 403 ]] && pass "direct: the gateway refuses a forwarded loopback address (403)" || fail "direct spoof" "got $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-For: 127.0.0.1' -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"tool":"sessions_list","args":{}}' "http://127.0.0.1:$CG_PORT/tools/invoke")
+[[ $code == 200 ]] && pass "through clawguard: the client's forwarding header is dropped, not passed on (200)" || fail "proxied spoof" "got $code"
+
+scopes() { node "$E2E/ws-connect.cjs" "$1" "$TOKEN" operator.read "${2:-}" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["auth"]["scopes"]) if "auth" in d else d)'; }
+s=$(scopes "$PROXIED")
+[[ $s == '["operator.read"]' ]] && pass "a loopback client through clawguard is local to the gateway (scopes $s)" || fail "loopback attribution" "scopes $s"
+s=$(scopes "ws://127.0.0.1:$CGR_PORT" 127.0.0.1)
+[[ $s == '["operator.read"]' ]] && pass "with local_cidrs = 127.0.0.1/32, a 127.0.0.1 client stays local (scopes $s)" || fail "local under narrowed cidrs" "scopes $s"
+# 127.0.0.2 is outside local_cidrs, so clawguard names it in X-Forwarded-For; the gateway refuses
+# every forwarded loopback address outright (proxy_attribution_required), so it is never local.
+body=$(curl -s --interface 127.0.0.2 "http://127.0.0.1:$CGR_PORT/readyz")
+[[ $body == *proxy_attribution_required* ]] && pass "a 127.0.0.2 client outside local_cidrs is attributed, and the gateway refuses a forwarded loopback address" || fail "127.0.0.2 attribution" "$body"
+s=$(node "$E2E/ws-connect.cjs" "ws://127.0.0.1:$CGR_PORT" "$TOKEN" operator.read 127.0.0.2)
+[[ $s == *"http 403"* ]] && pass "the same for a WebSocket from 127.0.0.2 (upgrade refused by the gateway: 403)" || fail "127.0.0.2 websocket" "$s"
+
+# A genuinely remote client: a network namespace of this run's own, joined by a veth pair, with
+# clawguard listening on the host end over TLS (plaintext from a non-loopback peer is refused).
+if ip netns add "$NETNS" && ip link add "$VETH_HOST" type veth peer name "$VETH_CLIENT" \
+   && ip link set "$VETH_CLIENT" netns "$NETNS" && ip addr add "$HOST_IP/30" dev "$VETH_HOST" && ip link set "$VETH_HOST" up \
+   && ip netns exec "$NETNS" ip addr add "$CLIENT_IP/30" dev "$VETH_CLIENT" && ip netns exec "$NETNS" ip link set "$VETH_CLIENT" up \
+   && ip netns exec "$NETNS" ip link set lo up; then
+  pass "test host $CLIENT_IP in network namespace $NETNS"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=clawguard e2e" \
+    -addext "subjectAltName=IP:$HOST_IP,IP:127.0.0.1,DNS:localhost" -keyout "$WORK/tls.key" -out "$WORK/tls.pem" 2>/dev/null
+  TLS_PORT=$(free_port)
+  PLAIN_PORT=$(free_port)
+  {
+    printf '[server]\nlisten = ["127.0.0.1:%s", "%s:%s"]\nshutdown_grace_seconds = 1\n' "$(free_port)" "$HOST_IP" "$PLAIN_PORT"
+    printf '[upstream]\naddress = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$GW_PORT" "$(free_port)"
+    printf '[tls]\nlisten = ["%s:%s"]\ncert = "%s"\nkey = "%s"\n' "$HOST_IP" "$TLS_PORT" "$WORK/tls.pem" "$WORK/tls.key"
+  } > "$WORK/remote-tls.toml"
+  "$CLAWGUARD" run --policy "$WORK/remote-tls.toml" > "$WORK/remote-tls.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do ip netns exec "$NETNS" curl -s -o /dev/null --cacert "$WORK/tls.pem" "https://$HOST_IP:$TLS_PORT/readyz" && break; sleep 0.1; done
+  body=$(ip netns exec "$NETNS" curl -s "http://$HOST_IP:$PLAIN_PORT/readyz")
+  [[ $body == *tls_required* ]] && pass "plaintext from a remote peer is refused by clawguard (tls_required)" || fail "plaintext from remote" "$body"
+  code=$(ip netns exec "$NETNS" curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/tls.pem" "https://$HOST_IP:$TLS_PORT/readyz")
+  [[ $code == 200 ]] && pass "HTTPS from the remote peer is proxied (200)" || fail "https from remote" "got $code"
+  s=$(WS_CA="$WORK/tls.pem" ip netns exec "$NETNS" node "$E2E/ws-connect.cjs" "wss://$HOST_IP:$TLS_PORT" "$TOKEN" operator.read | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["auth"]["scopes"]) if "auth" in d else d)')
+  [[ $s == '[]' ]] && pass "the remote client is remote to the gateway: shared token, no device, no scopes (scopes $s)" || fail "remote attribution" "scopes $s"
+else
+  fail "remote test host" "cannot create network namespace $NETNS (needs root and iproute2)"
+fi
+
+echo "e2e: $PASSED passed, $FAILED failed"
+(( FAILED == 0 ))

@@ -1,0 +1,35 @@
+// A hand-driven gateway client for the end-to-end suite: connects (optionally from a
+// given source address), answers the challenge with a deviceless shared-token connect
+// as the `cli` client, and prints the hello-ok `auth` (or the refusal) as JSON.
+//
+//   node ws-connect.cjs URL TOKEN SCOPES [LOCAL_ADDRESS]      (WS_CA=ca.pem for wss:// URLs)
+const fs = require("fs");
+const WebSocket = require("ws");
+const [url, token, scopes, localAddress] = process.argv.slice(2);
+const options = {};
+if (localAddress) options.localAddress = localAddress;
+if (process.env.WS_CA) options.ca = fs.readFileSync(process.env.WS_CA);
+const ws = new WebSocket(url, options);
+const fail = (msg) => { console.log(JSON.stringify({ error: msg })); process.exit(2); };
+const timer = setTimeout(() => fail("timeout"), 15000);
+ws.on("unexpected-response", (_req, res) => fail(`http ${res.statusCode}`));
+ws.on("error", (e) => fail(String(e)));
+ws.on("message", (data) => {
+  const frame = JSON.parse(String(data));
+  if (frame.type === "event" && frame.event === "connect.challenge") {
+    ws.send(JSON.stringify({
+      type: "req", id: "1", method: "connect",
+      params: {
+        minProtocol: 4, maxProtocol: 4,
+        client: { id: "cli", version: "2026.9.6", platform: "linux", mode: "cli" },
+        caps: [], auth: { token }, role: "operator",
+        scopes: scopes ? scopes.split(",") : [],
+      },
+    }));
+  } else if (frame.type === "res" && frame.id === "1") {
+    clearTimeout(timer);
+    console.log(JSON.stringify(frame.ok ? { auth: frame.payload.auth } : { refused: frame.error }));
+    ws.close();
+    process.exit(0);
+  }
+});
