@@ -1,1 +1,174 @@
-fn main() {}
+//! `clawguard-load`: the load harness's two halves.
+//!
+//! - `upstream`: a lean stand-in for the gateway on one port: keep-alive HTTP answering
+//!   every request with a 13-byte body, and WebSocket with the gateway's handshake
+//!   (challenge, connect → hello-ok) answering every `req` with a `res`.
+//! - `ws`: N connections, each doing sequential request/response round trips for a
+//!   fixed time; prints round trips per second and p50/p99 latency as JSON.
+//!
+//! HTTP load is generated with `wrk` (see `benches/run.sh`).
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSocket on ADDR.
+    Upstream {
+        /// Listen address.
+        #[arg(long)]
+        listen: String,
+    },
+    /// WebSocket round trips against URL.
+    Ws {
+        /// ws:// URL.
+        #[arg(long)]
+        url: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Seconds of measurement (after a 1 s warm-up).
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Upstream { .. } => 1,
+        Command::Ws { .. } => 1,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Upstream { listen } => upstream(&listen).await,
+            Command::Ws { url, conns, seconds } => ws_load(&url, conns, seconds).await,
+        }
+    })
+}
+
+async fn upstream(listen: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let _ = serve(stream).await;
+        });
+    }
+}
+
+async fn serve(mut stream: TcpStream) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let (len, upgrade_key) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            if let httparse::Status::Complete(len) = req.parse(&buf)? {
+                let is_ws = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+                let key = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key")).map(|h| h.value.to_vec());
+                break (len, if is_ws { key } else { None });
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        buf.drain(..len);
+        if let Some(key) = upgrade_key {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(&key)
+            );
+            stream.write_all(head.as_bytes()).await?;
+            let ws = WebSocketStream::from_partially_read(stream, buf, Role::Server, None).await;
+            return ws_echo(ws).await;
+        }
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n").await?;
+    }
+}
+
+async fn ws_echo(mut ws: WebSocketStream<TcpStream>) -> anyhow::Result<()> {
+    ws.send(Message::text(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"bench","ts":1}}"#)).await?;
+    while let Some(msg) = ws.next().await {
+        let Message::Text(text) = msg? else { continue };
+        let frame: serde_json::Value = serde_json::from_str(&text)?;
+        let reply = if frame["method"] == "connect" {
+            serde_json::json!({"type":"res","id":frame["id"],"ok":true,"payload":{"type":"hello-ok","protocol":4}})
+        } else {
+            serde_json::json!({"type":"res","id":frame["id"],"ok":true,"payload":{"ok":true,"ts":1795268067476u64}})
+        };
+        ws.send(Message::text(reply.to_string())).await?;
+    }
+    Ok(())
+}
+
+async fn ws_load(url: &str, conns: usize, seconds: u64) -> anyhow::Result<()> {
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
+            ws.next().await; // challenge
+            ws.send(Message::text(r#"{"type":"req","id":"1","method":"connect","params":{}}"#)).await?;
+            ws.next().await; // hello-ok
+            let start = Instant::now();
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut i = 2u64;
+            // A typical ~300-byte request frame.
+            let pad = "x".repeat(180);
+            while start.elapsed() < warmup + measure {
+                let req = format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":50,"pad":"{pad}"}}}}"#);
+                let t0 = Instant::now();
+                ws.send(Message::text(req)).await?;
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(_))) => break,
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                        None => anyhow::bail!("connection closed"),
+                    }
+                }
+                if start.elapsed() > warmup {
+                    latencies.push(t0.elapsed().as_nanos() as u64);
+                }
+                i += 1;
+            }
+            let _ = ws.close(None).await;
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let out = serde_json::json!({
+        "round_trips": all.len(),
+        "per_second": all.len() as f64 / measure.as_secs_f64(),
+        "p50_us": pct(0.50),
+        "p99_us": pct(0.99),
+    });
+    println!("{out}");
+    Ok(())
+}

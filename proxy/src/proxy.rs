@@ -12,7 +12,8 @@ use clawguard_filters::rules::Rules;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,33 @@ impl ProxyHttp for Clawguard {
             }
         }
         Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let (code, kind) = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => (*code, "error"),
+            (_, ErrorSource::Upstream) => (502, "bad_gateway"),
+            // The client is gone: nothing to answer.
+            (ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed, ErrorSource::Downstream) => (0, ""),
+            (_, ErrorSource::Downstream) => (400, "bad_request"),
+            _ => (500, "internal_error"),
+        };
+        if code > 0 && session.as_downstream().response_written().is_none() {
+            let upstream = self.shared.policy.policy.upstream.address;
+            let message = match e.esource() {
+                ErrorSource::Upstream => format!("clawguard: the gateway at {upstream} failed: {}", e.etype().as_str()),
+                _ => format!("clawguard: {}", e.etype().as_str()),
+            };
+            if let Err(write) = respond_error(session, code, kind, &message).await {
+                tracing::debug!(error = %write, "cannot send the error response");
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        // A client that hangs up mid-request is routine, not an error of the proxy.
+        e.esource() == &ErrorSource::Downstream && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

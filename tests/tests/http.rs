@@ -196,3 +196,17 @@ async fn non_websocket_upgrades_are_refused() {
     assert!(seen.upgrades.is_empty());
     assert!(seen.http.iter().all(|h| h[":path"] == "/readyz"), "only readiness probes reached the gateway");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_gateway_http_is_a_502_with_a_reason() {
+    let dead: SocketAddr = ([127, 0, 0, 1], clawguard_tests::harness::free_port()).into();
+    let cg = Clawguard::start_live(dead, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (status, headers, body) = read_response(&mut s).await;
+    assert_eq!(status, 502);
+    assert!(headers.contains(&("content-type".into(), "application/json; charset=utf-8".into())), "{headers:?}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "bad_gateway");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&dead.to_string()), "{v}");
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load harness: HTTP and WebSocket request/response, direct to the upstream, through clawguard
+# and through nginx (Debian's, as a plain reverse proxy), at 1, 10 and 50 connections, all in
+# one run on this machine. Prints a markdown table with ratios; see docs/benchmarks.md.
+#
+#   benches/run.sh [SECONDS_PER_POINT]       (needs wrk and nginx: apt-get install wrk nginx-light)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${1:-5}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x $NGINX ]] || { echo "nginx is needed: apt-get install nginx-light" >&2; exit 1; }
+(cd "$ROOT" && cargo build --release -q -p clawguard -p clawguard-benches)
+BIN="$ROOT/target/release"
+WORK=$(mktemp -d -t clawguard-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+UP=$(port) CG=$(port) CG_ADMIN=$(port) NG=$(port)
+
+"$BIN/clawguard-load" upstream --listen "127.0.0.1:$UP" & PIDS+=($!)
+cat > "$WORK/clawguard.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$CG"]
+threads = 2
+[upstream]
+address = "127.0.0.1:$UP"
+[admin]
+listen = "127.0.0.1:$CG_ADMIN"
+[logging]
+level = "warn"
+TOML
+"$BIN/clawguard" run --policy "$WORK/clawguard.toml" 2> "$WORK/clawguard.log" & PIDS+=($!)
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
+  upstream gateway { server 127.0.0.1:$UP; keepalive 64; }
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://gateway;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+"$NGINX" -c "$WORK/nginx.conf" -g 'daemon on;'
+for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$CG_ADMIN/readyz" 2>/dev/null && break; sleep 0.1; done
+
+# wrk_point URL CONNS -> "rps p50_us p99_us"
+wrk_point() {
+  wrk -t1 -c"$2" -d"${SECS}s" --latency "$1" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def us(v):
+    n, unit = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
+    return n * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = us(re.search(r"\s50%\s+(\S+)", text).group(1))
+p99 = us(re.search(r"\s99%\s+(\S+)", text).group(1))
+print(f"{rps:.0f} {p50:.0f} {p99:.0f}")'
+}
+ws_point() {
+  "$BIN/clawguard-load" ws --url "$1" --conns "$2" --seconds "$SECS" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+rate, p50, p99 = d["per_second"], d["p50_us"], d["p99_us"]
+print(f"{rate:.0f} {p50:.0f} {p99:.0f}")'
+}
+
+echo "| protocol | conns | direct rps | clawguard rps | nginx rps | clawguard/direct | clawguard/nginx | p50 µs direct / clawguard / nginx | p99 µs direct / clawguard / nginx | clawguard p50 added |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for proto in http ws; do
+  for c in 1 10 50; do
+    if [[ $proto == http ]]; then
+      read -r d_rps d50 d99 < <(wrk_point "http://127.0.0.1:$UP/" "$c")
+      read -r g_rps g50 g99 < <(wrk_point "http://127.0.0.1:$CG/" "$c")
+      read -r n_rps n50 n99 < <(wrk_point "http://127.0.0.1:$NG/" "$c")
+    else
+      read -r d_rps d50 d99 < <(ws_point "ws://127.0.0.1:$UP/" "$c")
+      read -r g_rps g50 g99 < <(ws_point "ws://127.0.0.1:$CG/" "$c")
+      read -r n_rps n50 n99 < <(ws_point "ws://127.0.0.1:$NG/" "$c")
+    fi
+    python3 - "$proto" "$c" "$d_rps" "$g_rps" "$n_rps" "$d50" "$g50" "$n50" "$d99" "$g99" "$n99" <<'PY'
+import sys
+proto, c, d, g, n, d50, g50, n50, d99, g99, n99 = sys.argv[1:]
+d, g, n = float(d), float(g), float(n)
+print(f"| {proto} | {c} | {d:.0f} | {g:.0f} | {n:.0f} | {g/d:.2f}× | {g/n:.2f}× | {d50} / {g50} / {n50} | {d99} / {g99} / {n99} | +{int(g50)-int(d50)} µs |")
+PY
+  done
+done
+if grep -qiE "panicked|error" "$WORK/clawguard.log"; then echo "clawguard logged errors:" >&2; grep -iE "panicked|error" "$WORK/clawguard.log" | head >&2; fi
