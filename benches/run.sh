@@ -3,10 +3,15 @@
 # and through nginx (Debian's, as a plain reverse proxy), at 1, 10 and 50 connections, all in
 # one run on this machine. Prints a markdown table with ratios; see docs/benchmarks.md.
 #
-#   benches/run.sh [SECONDS_PER_POINT]       (needs wrk and nginx: apt-get install wrk nginx-light)
+#   benches/run.sh [SECONDS_PER_POINT] [ROUNDS]    (needs wrk and nginx: apt-get install wrk nginx-light)
+#
+# Each point is measured ROUNDS times (default 3), the three targets in a rotated order each
+# round, and the medians are reported: on a shared 2-core machine a single sequential
+# measurement drifts too much to compare.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SECS=${1:-5}
+SECS=${1:-3}
+ROUNDS=${2:-3}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || { echo "nginx is needed: apt-get install nginx-light" >&2; exit 1; }
@@ -82,22 +87,30 @@ print(f"{rate:.0f} {p50:.0f} {p99:.0f}")'
 
 echo "| protocol | conns | direct rps | clawguard rps | nginx rps | clawguard/direct | clawguard/nginx | p50 µs direct / clawguard / nginx | p99 µs direct / clawguard / nginx | clawguard p50 added |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+point() { # point PROTO TARGET_PORT CONNS -> "rate p50 p99"
+  if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3"; else ws_point "ws://127.0.0.1:$2/" "$3"; fi
+}
 for proto in http ws; do
   for c in 1 10 50; do
-    if [[ $proto == http ]]; then
-      read -r d_rps d50 d99 < <(wrk_point "http://127.0.0.1:$UP/" "$c")
-      read -r g_rps g50 g99 < <(wrk_point "http://127.0.0.1:$CG/" "$c")
-      read -r n_rps n50 n99 < <(wrk_point "http://127.0.0.1:$NG/" "$c")
-    else
-      read -r d_rps d50 d99 < <(ws_point "ws://127.0.0.1:$UP/" "$c")
-      read -r g_rps g50 g99 < <(ws_point "ws://127.0.0.1:$CG/" "$c")
-      read -r n_rps n50 n99 < <(ws_point "ws://127.0.0.1:$NG/" "$c")
-    fi
-    python3 - "$proto" "$c" "$d_rps" "$g_rps" "$n_rps" "$d50" "$g50" "$n50" "$d99" "$g99" "$n99" <<'PY'
-import sys
-proto, c, d, g, n, d50, g50, n50, d99, g99, n99 = sys.argv[1:]
-d, g, n = float(d), float(g), float(n)
-print(f"| {proto} | {c} | {d:.0f} | {g:.0f} | {n:.0f} | {g/d:.2f}× | {g/n:.2f}× | {d50} / {g50} / {n50} | {d99} / {g99} / {n99} | +{int(g50)-int(d50)} µs |")
+    : > "$WORK/point"
+    for round in $(seq 1 "$ROUNDS"); do
+      order=(direct:$UP clawguard:$CG nginx:$NG)
+      for i in $(seq 0 $(( (round - 1) % 3 ))); do order=("${order[@]:1}" "${order[0]}"); done
+      for target in "${order[@]}"; do
+        echo "${target%%:*} $(point "$proto" "${target##*:}" "$c")" >> "$WORK/point"
+      done
+    done
+    python3 - "$proto" "$c" "$WORK/point" <<'PY'
+import statistics, sys
+proto, c, path = sys.argv[1:]
+rows = {}
+for line in open(path):
+    name, rate, p50, p99 = line.split()
+    rows.setdefault(name, []).append((float(rate), float(p50), float(p99)))
+med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in rows.items()}
+d, g, n = med["direct"], med["clawguard"], med["nginx"]
+print(f"| {proto} | {c} | {d[0]:.0f} | {g[0]:.0f} | {n[0]:.0f} | {g[0]/d[0]:.2f}× | {g[0]/n[0]:.2f}× | "
+      f"{d[1]:.0f} / {g[1]:.0f} / {n[1]:.0f} | {d[2]:.0f} / {g[2]:.0f} / {n[2]:.0f} | +{g[1]-d[1]:.0f} µs |")
 PY
   done
 done
