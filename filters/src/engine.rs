@@ -198,34 +198,18 @@ impl WsEngine {
         }
         self.c2s.push(data);
         while !self.done {
-            let frame = match self.c2s.next_frame() {
-                Ok(Some(f)) => f,
+            match next_item(&mut self.c2s, &mut self.c2s_messages) {
                 Ok(None) => break,
-                Err(e) => {
-                    self.client_protocol_error(&mut out, e);
-                    break;
-                }
-            };
-            if self.closing {
-                // Waiting for the client's answer to our close; everything else is discarded.
-                self.done = frame.opcode == OpCode::Close;
-                continue;
-            }
-            match self.c2s_messages.push(frame) {
-                Ok(None) => {}
-                Ok(Some(Item::Control(f))) => {
-                    if f.opcode == OpCode::Close {
-                        if let Err(e) = parse_close_payload(&f.payload) {
-                            self.client_protocol_error(&mut out, e);
-                            break;
-                        }
-                    }
-                    out.to_gateway.push(f.raw);
-                }
+                // Waiting for the client's answer to our close; everything else is discarded,
+                // and a protocol error while closing just ends the connection.
+                Ok(Some(item)) if self.closing => self.done = matches!(item, Item::Control(f) if f.opcode == OpCode::Close),
+                Err(_) if self.closing => self.done = true,
+                Ok(Some(Item::Control(f))) => out.to_gateway.push(f.raw),
                 Ok(Some(Item::Message(m))) => self.client_message(rules, m, &mut out),
                 Err(e) => {
-                    self.client_protocol_error(&mut out, e);
-                    break;
+                    let reason = e.to_string();
+                    self.start_close(&mut out, (e.close_code(), &reason), (e.close_code(), &reason));
+                    out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
                 }
             }
         }
@@ -240,29 +224,14 @@ impl WsEngine {
         }
         self.s2c.push(data);
         while !self.closing {
-            let frame = match self.s2c.next_frame() {
-                Ok(Some(f)) => f,
+            match next_item(&mut self.s2c, &mut self.s2c_messages) {
                 Ok(None) => break,
-                Err(e) => {
-                    self.gateway_protocol_error(&mut out, e);
-                    break;
-                }
-            };
-            match self.s2c_messages.push(frame) {
-                Ok(None) => {}
-                Ok(Some(Item::Control(f))) => {
-                    if f.opcode == OpCode::Close {
-                        if let Err(e) = parse_close_payload(&f.payload) {
-                            self.gateway_protocol_error(&mut out, e);
-                            break;
-                        }
-                    }
-                    out.to_client.push(f.raw);
-                }
+                Ok(Some(Item::Control(f))) => out.to_client.push(f.raw),
                 Ok(Some(Item::Message(m))) => self.gateway_message(rules, m, &mut out),
                 Err(e) => {
-                    self.gateway_protocol_error(&mut out, e);
-                    break;
+                    let reason = format!("upstream protocol error: {e}");
+                    self.start_close(&mut out, (1011, &reason), (e.close_code(), &e.to_string()));
+                    out.decided.push(Decided { direction: Direction::GatewayToClient, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
                 }
             }
         }
@@ -355,22 +324,6 @@ impl WsEngine {
         }
     }
 
-    fn client_protocol_error(&mut self, out: &mut Output, e: WsError) {
-        if self.closing {
-            self.done = true;
-            return;
-        }
-        let reason = e.to_string();
-        self.start_close(out, (e.close_code(), &reason), (e.close_code(), &reason));
-        out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
-    }
-
-    fn gateway_protocol_error(&mut self, out: &mut Output, e: WsError) {
-        let reason = format!("upstream protocol error: {e}");
-        self.start_close(out, (1011, &reason), (e.close_code(), &e.to_string()));
-        out.decided.push(Decided { direction: Direction::GatewayToClient, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
-    }
-
     fn start_close(&mut self, out: &mut Output, client: (u16, &str), gateway: (u16, &str)) {
         if self.closing || self.done {
             return;
@@ -390,6 +343,22 @@ impl WsEngine {
         let z = z ^ (z >> 31);
         (z as u32).to_le_bytes()
     }
+}
+
+/// The next complete item from one direction (`Ok(None)`: more bytes needed). Close frames
+/// have their payload checked.
+fn next_item(parser: &mut FrameParser, messages: &mut Assembler) -> Result<Option<Item>, WsError> {
+    while let Some(frame) = parser.next_frame()? {
+        if let Some(item) = messages.push(frame)? {
+            if let Item::Control(f) = &item {
+                if f.opcode == OpCode::Close {
+                    parse_close_payload(&f.payload)?;
+                }
+            }
+            return Ok(Some(item));
+        }
+    }
+    Ok(None)
 }
 
 fn text_frame(payload: &[u8]) -> Bytes {

@@ -97,7 +97,10 @@ enum Upgrade {
 fn upgrade_kind(req: &RequestHeader) -> Upgrade {
     let Some(value) = req.headers.get(http::header::UPGRADE) else { return Upgrade::None };
     let is_ws = value.to_str().map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))).unwrap_or(false);
-    if is_ws && req.method == http::Method::GET { Upgrade::WebSocket } else { Upgrade::Other }
+    // An upgrade request with a body could smuggle bytes past the handshake: refuse it.
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    if is_ws && req.method == http::Method::GET && !has_body { Upgrade::WebSocket } else { Upgrade::Other }
 }
 
 /// Answers a request with a JSON error in the gateway's HTTP error shape.
@@ -137,7 +140,7 @@ impl ProxyHttp for Clawguard {
             Upgrade::Other => {
                 ctx.answered = true;
                 metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
-                respond_error(session, 400, "bad_upgrade", "clawguard: only GET WebSocket upgrades are proxied").await?;
+                respond_error(session, 400, "bad_upgrade", "clawguard: only WebSocket upgrades (GET, no body) are proxied").await?;
                 Ok(true)
             }
             Upgrade::WebSocket => {

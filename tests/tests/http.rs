@@ -192,6 +192,11 @@ async fn non_websocket_upgrades_are_refused() {
     let (status, _, body) = read_response(&mut s).await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("bad_upgrade"));
+    // A WebSocket upgrade with a body could smuggle bytes past the handshake.
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
+    let (status, _, _) = read_response(&mut s).await;
+    assert_eq!(status, 400);
     let seen = gw.seen.lock().unwrap();
     assert!(seen.upgrades.is_empty());
     assert!(seen.http.iter().all(|h| h[":path"] == "/readyz"), "only readiness probes reached the gateway");

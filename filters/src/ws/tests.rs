@@ -184,6 +184,8 @@ fn close_payloads() {
 }
 
 proptest! {
+    // Large frames: fewer cases keep the debug-build suite quick.
+    #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn random_chunking_yields_the_same_frames(
         msgs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..70_000), any::<bool>(), any::<[u8; 4]>()), 1..5),
@@ -203,6 +205,10 @@ proptest! {
             prop_assert_eq!(&f.payload[..], expect);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400), sender in any::<bool>()) {
