@@ -6,6 +6,7 @@
 //! - [`rules`]: the policy compiled into per-frame decisions.
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
+//! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
 //! and fuzzable on its own.
@@ -14,5 +15,6 @@
 pub mod attribution;
 pub mod engine;
 pub mod gateway;
+pub mod peer;
 pub mod rules;
 pub mod ws;

@@ -8,13 +8,13 @@ use crate::websocket;
 use async_trait::async_trait;
 use bytes::Bytes;
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
+use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::rules::Rules;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,20 +71,22 @@ impl Clawguard {
 /// Per-request context.
 #[derive(Default)]
 pub struct Ctx {
-    peer: Option<IpAddr>,
-    tls: bool,
+    /// The client, once `request_filter` has looked (`None`: not an inet peer).
+    peer: Option<Peer>,
     /// Set when clawguard answered the request itself.
     answered: bool,
 }
 
-/// The peer's IP address, if it is an inet socket.
-pub fn peer_ip(session: &Session) -> Option<IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
-}
-
-/// Whether the request arrived over TLS.
-pub fn is_tls(session: &Session) -> bool {
-    session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some()
+/// What the session tells about the client: address, TLS, and the verified client certificate.
+fn peer_of(session: &Session) -> Option<Peer> {
+    let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
+    let client_cert = ssl.filter(|d| !d.cert_digest.is_empty()).map(|d| ClientCert {
+        sha256: d.cert_digest.iter().map(|b| format!("{b:02x}")).collect(),
+        organization: d.organization.clone(),
+        serial: d.serial_number.clone(),
+    });
+    Some(Peer { ip, tls: ssl.is_some(), client_cert })
 }
 
 /// The kind of upgrade a request asks for.
@@ -125,13 +127,16 @@ impl ProxyHttp for Clawguard {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.peer = peer_ip(session);
-        ctx.tls = is_tls(session);
+        ctx.peer = peer_of(session);
         let policy = &self.shared.policy.policy;
-        if !plaintext_allowed(ctx.peer, ctx.tls, policy.tls.require_for_remote) {
+        let (ip, tls) = (ctx.peer.as_ref().map(|p| p.ip), ctx.peer.as_ref().is_some_and(|p| p.tls));
+        if let Some(cert) = ctx.peer.as_ref().and_then(|p| p.client_cert.as_ref()) {
+            tracing::debug!(sha256 = %cert.sha256, organization = ?cert.organization, "client certificate");
+        }
+        if !plaintext_allowed(ip, tls, policy.tls.require_for_remote) {
             ctx.answered = true;
             metrics::REFUSALS.with_label_values(&["tls_required"]).inc();
-            tracing::warn!(peer = ?ctx.peer, path = %session.req_header().uri.path(), "refused plaintext request from a non-loopback peer");
+            tracing::warn!(peer = ?ip, path = %session.req_header().uri.path(), "refused plaintext request from a non-loopback peer");
             respond_error(session, 403, "tls_required", "clawguard: plaintext is only accepted from loopback; connect with TLS").await?;
             return Ok(true);
         }
@@ -145,11 +150,11 @@ impl ProxyHttp for Clawguard {
             }
             Upgrade::WebSocket => {
                 ctx.answered = true;
-                let Some(peer) = ctx.peer else {
+                let Some(peer) = ctx.peer.clone() else {
                     respond_error(session, 400, "bad_peer", "clawguard: the peer has no IP address").await?;
                     return Ok(true);
                 };
-                websocket::take_over(&self.shared, session, peer, ctx.tls).await?;
+                websocket::take_over(&self.shared, session, &peer).await?;
                 Ok(true)
             }
         }
@@ -166,8 +171,8 @@ impl ProxyHttp for Clawguard {
         for name in CLIENT_HEADERS_REMOVED {
             req.remove_header(*name);
         }
-        if let Some(peer) = ctx.peer {
-            for (name, value) in forwarding_headers(peer, ctx.tls, &self.shared.policy.policy.attribution) {
+        if let Some(peer) = &ctx.peer {
+            for (name, value) in forwarding_headers(peer.ip, peer.tls, &self.shared.policy.policy.attribution) {
                 req.insert_header(name, value)?;
             }
         }

@@ -14,12 +14,12 @@ use crate::proxy::{respond_error, Shared};
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
+use clawguard_filters::peer::Peer;
 use clawguard_filters::rules::Rules;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
-use std::net::IpAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,9 +38,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Handles a WebSocket upgrade request end to end.
-pub async fn take_over(shared: &Shared, session: &mut Session, peer: IpAddr, tls: bool) -> Result<()> {
+pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
     let policy = &shared.policy.policy;
-    let head = upstream_request_head(session, peer, tls, shared);
+    let head = upstream_request_head(session, peer, shared);
     let up = &policy.upstream;
     let connect = timeout(Duration::from_millis(up.connect_timeout_ms), TcpStream::connect(up.address)).await;
     let mut upstream = match connect {
@@ -90,14 +90,14 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: IpAddr, tls
     };
     let end = pump(shared, ds, upstream, rest.freeze(), engine, timers).await;
     metrics::WS_ACTIVE.dec();
-    tracing::debug!(%peer, end, "websocket connection finished");
+    tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
 }
 
 /// The upgrade request as sent to the gateway: the client's head, less the
 /// headers a client may not set and `Sec-WebSocket-Extensions`, plus clawguard's
 /// attribution headers.
-fn upstream_request_head(session: &Session, peer: IpAddr, tls: bool, shared: &Shared) -> Vec<u8> {
+fn upstream_request_head(session: &Session, peer: &Peer, shared: &Shared) -> Vec<u8> {
     let req = session.req_header();
     let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut head = Vec::with_capacity(512);
@@ -112,7 +112,7 @@ fn upstream_request_head(session: &Session, peer: IpAddr, tls: bool, shared: &Sh
         }
         push_header(&mut head, n, value.as_bytes());
     }
-    for (name, value) in forwarding_headers(peer, tls, &shared.policy.policy.attribution) {
+    for (name, value) in forwarding_headers(peer.ip, peer.tls, &shared.policy.policy.attribution) {
         push_header(&mut head, name, value.as_bytes());
     }
     head.extend_from_slice(b"\r\n");

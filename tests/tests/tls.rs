@@ -120,6 +120,10 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     assert!(without.as_ref().map(|r| !r.starts_with("HTTP/1.1")).unwrap_or(true), "served without a client certificate: {without:?}");
     let with = https_get(client_config(&pki, true), addr, "/headers").await.unwrap();
     assert!(with.starts_with("HTTP/1.1 200"), "{with}");
+    // The verified certificate's identity reaches clawguard's filters: its SHA-256 fingerprint.
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pki.client_chain[0]));
+    let log = cg.log();
+    assert!(log.contains(&format!("sha256={fingerprint}")) && log.contains("Test Operators"), "{log}");
     drop(cg);
     let _ = std::fs::remove_dir_all(dir);
 }

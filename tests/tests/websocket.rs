@@ -48,6 +48,17 @@ async fn forwards_handshake_and_out_of_order_responses() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn gateway_events_reach_a_silent_client() {
+    let gw = FakeGateway::start_with(Some(50)).await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut ws = connect(cg.addr).await;
+    for seq in 1..=3 {
+        let tick = next_json(&mut ws).await;
+        assert_eq!((tick["event"].as_str(), tick["seq"].as_u64()), (Some("tick"), Some(seq)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deny_rule_replies_and_the_gateway_never_sees_the_request() {
     let gw = FakeGateway::start().await;
     let cg = Clawguard::start(gw.addr, DENY_CONFIG);
