@@ -4,6 +4,8 @@
 //! - [`gateway`]: the OpenClaw gateway's frame model (`req` / `res` / `event`) and
 //!   synthetic frames in the gateway's own shapes.
 //! - [`rules`]: the policy compiled into per-frame decisions.
+//! - [`scopes`]: operator scopes and the gateway's authorization rules, with the generated
+//!   [`method_table`].
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
@@ -15,6 +17,8 @@
 pub mod attribution;
 pub mod engine;
 pub mod gateway;
+pub mod method_table;
 pub mod peer;
 pub mod rules;
+pub mod scopes;
 pub mod ws;

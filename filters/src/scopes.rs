@@ -1,0 +1,332 @@
+//! Operator scopes and the gateway's own authorization rules (`openclaw-protocol.md` §2):
+//! scope names and implications, session scopes, the generated method table, and the
+//! params-dependent rules of dynamic methods. [`authorize`] answers, for one request, what
+//! the gateway would answer, so that clawguard can refuse before the gateway sees it.
+
+use crate::method_table::METHODS;
+use serde_json::Value;
+use std::fmt;
+
+/// An operator scope (the gateway's closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// `operator.admin`: satisfies every scope.
+    Admin,
+    /// `operator.read`.
+    Read,
+    /// `operator.write`: also satisfies read, talk and the session scopes.
+    Write,
+    /// `operator.sessions.read`.
+    SessionsRead,
+    /// `operator.sessions.write`.
+    SessionsWrite,
+    /// `operator.approvals`.
+    Approvals,
+    /// `operator.questions`.
+    Questions,
+    /// `operator.pairing`.
+    Pairing,
+    /// `operator.talk`.
+    Talk,
+    /// `operator.talk.secrets`.
+    TalkSecrets,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 10] = [
+        Scope::Admin,
+        Scope::Read,
+        Scope::Write,
+        Scope::SessionsRead,
+        Scope::SessionsWrite,
+        Scope::Approvals,
+        Scope::Questions,
+        Scope::Pairing,
+        Scope::Talk,
+        Scope::TalkSecrets,
+    ];
+
+    /// The wire name (`operator.read`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Admin => "operator.admin",
+            Scope::Read => "operator.read",
+            Scope::Write => "operator.write",
+            Scope::SessionsRead => "operator.sessions.read",
+            Scope::SessionsWrite => "operator.sessions.write",
+            Scope::Approvals => "operator.approvals",
+            Scope::Questions => "operator.questions",
+            Scope::Pairing => "operator.pairing",
+            Scope::Talk => "operator.talk",
+            Scope::TalkSecrets => "operator.talk.secrets",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScopeSet(u16);
+
+impl ScopeSet {
+    /// No scopes.
+    pub const EMPTY: ScopeSet = ScopeSet(0);
+
+    /// Every scope.
+    pub fn all() -> ScopeSet {
+        Scope::ALL.into_iter().collect()
+    }
+
+    /// Whether `scope` is in the set (exactly; see [`satisfies`] for implications).
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// Adds a scope.
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= scope.bit();
+    }
+
+    /// The scopes in both sets.
+    pub fn intersect(self, other: ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & other.0)
+    }
+
+    /// The scopes in `self` but not in `other`.
+    pub fn minus(self, other: ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & !other.0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes, in [`Scope::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// The wire names.
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::name).collect()
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        let mut set = ScopeSet::EMPTY;
+        iter.into_iter().for_each(|s| set.insert(s));
+        set
+    }
+}
+
+/// Whether `granted` satisfies `required`, with the gateway's implications
+/// (`operatorScopeSatisfied`): admin satisfies everything; write satisfies read, talk and
+/// sessions.write; read, write and sessions.write satisfy sessions.read.
+pub fn satisfies(granted: ScopeSet, required: Scope) -> bool {
+    if granted.contains(required) || granted.contains(Scope::Admin) {
+        return true;
+    }
+    match required {
+        Scope::Read | Scope::Talk | Scope::SessionsWrite => granted.contains(Scope::Write),
+        Scope::SessionsRead => granted.contains(Scope::Write) || granted.contains(Scope::Read) || granted.contains(Scope::SessionsWrite),
+        _ => false,
+    }
+}
+
+/// What the method table says a method needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    /// One scope (with implications).
+    Scope(Scope),
+    /// Depends on the params (see [`dynamic_requirement`]).
+    Dynamic,
+    /// Only clients of role `node` may call it; nodes are not scope-checked.
+    NodeRole,
+}
+
+/// The method table's entry for `method` (`None`: not a core method).
+pub fn lookup(method: &str) -> Option<Required> {
+    METHODS.binary_search_by(|(name, _)| (*name).cmp(method)).ok().map(|i| METHODS[i].1)
+}
+
+/// Methods that `operator.sessions.read` allows although the table says `operator.read`.
+const SESSION_READ: &[&str] = &[
+    "chat.history", "chat.message.get", "chat.metadata", "chat.startup", "session.members.list", "session.members.listEvidence",
+    "sessions.branches.list", "sessions.describe", "sessions.files.get", "sessions.files.list", "sessions.get", "sessions.list",
+    "sessions.messages.subscribe", "sessions.messages.unsubscribe", "sessions.preview", "sessions.resolve", "sessions.search",
+    "sessions.setInvolvement", "sessions.subscribe", "sessions.viewers.set",
+];
+
+/// Methods that `operator.sessions.write` allows although the table says `operator.write`
+/// (or dynamic, when the params-dependent requirement is not admin).
+const SESSION_WRITE: &[&str] = &[
+    "chat.abort", "chat.send", "question.get", "question.list", "question.request", "question.resolve", "question.waitAnswer",
+    "sessions.abort", "sessions.create", "sessions.delete", "sessions.fork", "sessions.goal.clear", "sessions.goal.update",
+    "sessions.patch", "sessions.patchMany", "sessions.recover", "sessions.send", "sessions.steer",
+];
+
+/// Node commands that only an admin may invoke through `node.invoke`.
+const ADMIN_NODE_COMMANDS: &[&str] = &["browser.proxy", "browser.proxy.upload.v1", "fs.listDir", "terminal.upload"];
+
+/// `sessions.patch` fields a writer may change; anything else needs admin.
+const SESSION_PATCH_WRITE_FIELDS: &[&str] = &[
+    "label", "autoLabel", "icon", "color", "category", "boardFace", "boardPresentation", "pinned", "archived", "unread", "model",
+    "agentRuntime", "thinkingLevel", "fastMode", "permissionMode", "key", "agentId", "expectedSessionId", "expectedRevision",
+];
+
+/// The scopes a dynamic method needs for these params (all of them), per §2.5.
+/// Params that cannot be read are judged as the most demanding case (admin): fail closed.
+pub fn dynamic_requirement(method: &str, params: &Value) -> Vec<Scope> {
+    let field = |k: &str| params.get(k);
+    let truthy = |k: &str| field(k).and_then(Value::as_bool).unwrap_or(false);
+    let admin_or = |admin: bool, otherwise: Scope| vec![if admin { Scope::Admin } else { otherwise }];
+    match method {
+        "agent" => {
+            let msg = field("message").and_then(Value::as_str).unwrap_or("");
+            let first = msg.trim_start().split_whitespace().next().unwrap_or("");
+            admin_or(first == "/new" || first == "/reset", Scope::Write)
+        }
+        "node.invoke" => {
+            let command = field("command").and_then(Value::as_str);
+            admin_or(command.is_none_or(|c| ADMIN_NODE_COMMANDS.contains(&c)), Scope::Write)
+        }
+        "talk.config" => {
+            if truthy("includeSecrets") { vec![Scope::Read, Scope::TalkSecrets] } else { vec![Scope::Read] }
+        }
+        "environments.list" => vec![if field("runtimeId").is_some() { Scope::Write } else { Scope::Read }],
+        "channels.pairing.approve" => {
+            if truthy("bootstrapCommandOwner") { vec![Scope::Pairing, Scope::Admin] } else { vec![Scope::Pairing] }
+        }
+        "fs.listDir" => admin_or(field("nodeId").is_some(), Scope::Write),
+        "sessions.create" => admin_or(
+            truthy("incognito") || field("execNode").is_some() || field("toolOverrides").is_some() || field("permissionMode").and_then(Value::as_str) == Some("full"),
+            Scope::Write,
+        ),
+        "sessions.patch" => admin_or(!session_patch_is_write(params), Scope::Write),
+        "sessions.patchMany" => {
+            let patches = field("patches").or_else(|| field("items")).and_then(Value::as_array);
+            let all_write = match patches {
+                Some(list) => list.iter().all(|p| session_patch_is_write(p.get("patch").unwrap_or(p))),
+                None => session_patch_is_write(field("patch").unwrap_or(&Value::Null)),
+            };
+            admin_or(!all_write, Scope::Write)
+        }
+        "sessions.delete" => {
+            let allowed = ["key", "agentId", "deleteTranscript", "expectedSessionId", "archivedOnly"];
+            let only_allowed = params.as_object().is_some_and(|o| o.keys().all(|k| allowed.contains(&k.as_str())));
+            admin_or(!(truthy("archivedOnly") && only_allowed), Scope::Write)
+        }
+        "sessions.dispatch" => admin_or(!(field("deviceId").is_some() || truthy("autoDevice")), Scope::Write),
+        "sessions.move" => admin_or(params.pointer("/target/kind").and_then(Value::as_str) == Some("profile"), Scope::Write),
+        // The scope a plugin registered for the action is not visible to a proxy: the default.
+        "plugins.sessionAction" => vec![Scope::Write],
+        // A dynamic method this table does not know: admin, as the gateway does for the unknown.
+        _ => vec![Scope::Admin],
+    }
+}
+
+fn session_patch_is_write(patch: &Value) -> bool {
+    let Some(obj) = patch.as_object() else { return false };
+    if obj.get("permissionMode").and_then(Value::as_str) == Some("full") || obj.contains_key("sandboxMode") {
+        return false;
+    }
+    obj.keys().all(|k| SESSION_PATCH_WRITE_FIELDS.contains(&k.as_str()))
+}
+
+/// A connection's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Control-plane client.
+    Operator,
+    /// Capability host.
+    Node,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Node => "node",
+        }
+    }
+
+    /// Parses a wire name (`None` for anything the gateway would refuse).
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "operator" => Some(Role::Operator),
+            "node" => Some(Role::Node),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The role may not call the method (`unauthorized role: …`).
+    Role {
+        /// The caller's role.
+        role: Role,
+    },
+    /// A scope is missing.
+    MissingScope {
+        /// The first missing scope.
+        missing: Scope,
+        /// Every scope the request needs.
+        required: Vec<Scope>,
+    },
+}
+
+/// The gateway's authorization of one request (`authorizeGatewayMethod`, §2.3), against
+/// `scopes` (already capped by clawguard's ceiling). `params` is only read for dynamic methods.
+pub fn authorize(method: &str, params: Option<&Value>, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
+    if method == "health" {
+        return Ok(());
+    }
+    let entry = lookup(method);
+    let node_method = entry == Some(Required::NodeRole);
+    match (role, node_method) {
+        (Role::Node, false) | (Role::Operator, true) => return Err(Refusal::Role { role }),
+        (Role::Node, true) => return Ok(()),
+        (Role::Operator, false) => {}
+    }
+    if method == "device.scopes.requestUpgrade" || method == "device.scopes.waitUpgrade" || scopes.contains(Scope::Admin) {
+        return Ok(());
+    }
+    let required = match entry {
+        Some(Required::Scope(s)) => vec![s],
+        Some(Required::Dynamic) => dynamic_requirement(method, params.unwrap_or(&Value::Null)),
+        Some(Required::NodeRole) => unreachable!("handled above"),
+        None => vec![Scope::Admin],
+    };
+    let session_alternative = |s: Scope| {
+        (s == Scope::Read && SESSION_READ.contains(&method) && scopes.contains(Scope::SessionsRead))
+            || (s == Scope::Write && SESSION_WRITE.contains(&method) && scopes.contains(Scope::SessionsWrite))
+            || (s == Scope::Write && method.starts_with("question.") && scopes.contains(Scope::Questions))
+    };
+    match required.iter().find(|s| !satisfies(scopes, **s) && !session_alternative(**s)) {
+        None => Ok(()),
+        Some(missing) => Err(Refusal::MissingScope { missing: *missing, required }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
