@@ -17,8 +17,10 @@
 pub mod attribution;
 pub mod engine;
 pub mod gateway;
+pub mod identity;
 pub mod method_table;
 pub mod peer;
+pub mod replay;
 pub mod rules;
 pub mod scopes;
 pub mod ws;

@@ -112,6 +112,11 @@ impl ScopeSet {
         ScopeSet(self.0 & !other.0)
     }
 
+    /// The scopes in either set.
+    pub fn union(self, other: ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 | other.0)
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -200,7 +205,7 @@ pub fn dynamic_requirement(method: &str, params: &Value) -> Vec<Scope> {
     match method {
         "agent" => {
             let msg = field("message").and_then(Value::as_str).unwrap_or("");
-            let first = msg.trim_start().split_whitespace().next().unwrap_or("");
+            let first = msg.split_whitespace().next().unwrap_or("");
             admin_or(first == "/new" || first == "/reset", Scope::Write)
         }
         "node.invoke" => {

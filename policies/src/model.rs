@@ -11,6 +11,9 @@ use toml::Spanned;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// `enforce` refusals, or only record them (`dry-run`); identities may override it.
+    #[serde(default)]
+    pub mode: Mode,
     /// Listeners, worker threads and shutdown.
     #[serde(default)]
     pub server: Server,
@@ -35,6 +38,151 @@ pub struct Policy {
     /// Rules applied to every gateway frame, whoever sends it.
     #[serde(default, rename = "frame_rule")]
     pub frame_rules: Vec<FrameRule>,
+    /// Who the clients are and what each may do. None: the built-in `local` and `default`.
+    #[serde(default, rename = "identity")]
+    pub identities: Vec<Identity>,
+}
+
+/// Whether refusals are enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Refuse.
+    #[default]
+    Enforce,
+    /// Forward, and record what would have been refused.
+    DryRun,
+}
+
+/// `[[identity]]`: a kind of client, how it is recognised, and its ceiling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The identity's name (`default` is the one for clients that match nothing).
+    pub name: String,
+    /// How it is recognised; every criterion given must match. `default` has none.
+    #[serde(default, rename = "match")]
+    pub matcher: IdentityMatch,
+    /// Roles it may connect with (`operator`, `node`).
+    #[serde(default = "default_roles")]
+    pub roles: Vec<RoleName>,
+    /// The scope ceiling: the most it may be granted (required; `[]` for none).
+    /// `operator.admin` only where named.
+    pub scopes: Spanned<Vec<String>>,
+    /// Method globs it may call (empty: every method its scopes allow).
+    #[serde(default)]
+    pub allow_methods: Vec<Glob>,
+    /// Method globs it may never call.
+    #[serde(default)]
+    pub deny_methods: Vec<Glob>,
+    /// The limits profile (used by rate limits).
+    #[serde(default)]
+    pub limits: Option<String>,
+    /// Overrides the global `mode` for this identity.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
+fn default_roles() -> Vec<RoleName> {
+    vec![RoleName::Operator]
+}
+
+/// A connection role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Control-plane client.
+    Operator,
+    /// Capability host.
+    Node,
+}
+
+/// How an identity is recognised. Within a list any entry matches; across kinds, all given must.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMatch {
+    /// SHA-256 fingerprints (hex) of the mTLS client certificate.
+    #[serde(default)]
+    pub cert_sha256: Vec<String>,
+    /// The client certificate subject's organization (O).
+    #[serde(default)]
+    pub cert_organization: Vec<String>,
+    /// `connect.device.id` values.
+    #[serde(default)]
+    pub device_id: Vec<String>,
+    /// SHA-256 (hex) of the bearer credential: `auth.token`, `auth.deviceToken`, or an HTTP bearer.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+    /// Source address ranges.
+    #[serde(default)]
+    pub cidr: Vec<IpNet>,
+}
+
+impl IdentityMatch {
+    /// Whether no criterion is given.
+    pub fn is_empty(&self) -> bool {
+        self.cert_sha256.is_empty() && self.cert_organization.is_empty() && self.device_id.is_empty() && self.token_sha256.is_empty() && self.cidr.is_empty()
+    }
+}
+
+/// Every operator scope except `operator.admin`.
+pub const NON_ADMIN_SCOPES: &[&str] = &[
+    "operator.read",
+    "operator.write",
+    "operator.sessions.read",
+    "operator.sessions.write",
+    "operator.approvals",
+    "operator.questions",
+    "operator.pairing",
+    "operator.talk",
+    "operator.talk.secrets",
+];
+
+/// All operator scope names.
+pub const ALL_SCOPES: &[&str] = &[
+    "operator.admin",
+    "operator.read",
+    "operator.write",
+    "operator.sessions.read",
+    "operator.sessions.write",
+    "operator.approvals",
+    "operator.questions",
+    "operator.pairing",
+    "operator.talk",
+    "operator.talk.secrets",
+];
+
+impl Policy {
+    /// The identities in force: the policy's, or the built-in `local` (loopback peers: every
+    /// operator scope but admin, roles operator and node) and `default` (read only).
+    pub fn effective_identities(&self) -> Vec<Identity> {
+        if !self.identities.is_empty() {
+            return self.identities.clone();
+        }
+        let scopes = |names: &[&str]| Spanned::new(0..0, names.iter().map(|s| s.to_string()).collect());
+        vec![
+            Identity {
+                name: "local".into(),
+                matcher: IdentityMatch { cidr: Attribution::default().local_cidrs, ..IdentityMatch::default() },
+                roles: vec![RoleName::Operator, RoleName::Node],
+                scopes: scopes(NON_ADMIN_SCOPES),
+                allow_methods: vec![],
+                deny_methods: vec![],
+                limits: None,
+                mode: None,
+            },
+            Identity {
+                name: "default".into(),
+                matcher: IdentityMatch::default(),
+                roles: vec![RoleName::Operator],
+                scopes: scopes(&["operator.read"]),
+                allow_methods: vec![],
+                deny_methods: vec![],
+                limits: None,
+                mode: None,
+            },
+        ]
+    }
 }
 
 /// `[server]`: the proxy's plaintext listeners and process settings.
@@ -289,6 +437,35 @@ impl Policy {
                     format!("frame_rule {:?}: action \"deny\" answers a request, so it only applies to direction \"client\"; expected \"drop\" or \"close\"", rule.name),
                 ));
             }
+        }
+        let mut names = std::collections::HashSet::new();
+        for id in &self.identities {
+            let at = Some(id.scopes.span());
+            if !names.insert(id.name.as_str()) {
+                return Err(src.error_at(at, format!("identity name {:?} is used twice: expected unique names", id.name)));
+            }
+            if id.name == "default" && !id.matcher.is_empty() {
+                return Err(src.error_at(at, "identity \"default\" is for clients that match nothing: expected no [identity.match]"));
+            }
+            if id.name != "default" && id.matcher.is_empty() {
+                return Err(src.error_at(at, format!("identity {:?} has no [identity.match]: expected at least one criterion (only \"default\" has none)", id.name)));
+            }
+            for scope in id.scopes.get_ref() {
+                if !ALL_SCOPES.contains(&scope.as_str()) {
+                    return Err(src.error_at(at, format!("identity {:?}: unknown scope {scope:?}: expected one of {}", id.name, ALL_SCOPES.join(", "))));
+                }
+            }
+            for hash in id.matcher.cert_sha256.iter().chain(&id.matcher.token_sha256) {
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(src.error_at(at, format!("identity {:?}: {hash:?} is not a SHA-256: expected 64 hex digits", id.name)));
+                }
+            }
+            if id.roles.is_empty() {
+                return Err(src.error_at(at, format!("identity {:?}: roles is empty: expected \"operator\" and/or \"node\"", id.name)));
+            }
+        }
+        if !self.identities.is_empty() && !names.contains("default") {
+            return Err(src.error_at(None, "the policy defines identities but no identity \"default\": expected one for clients that match nothing"));
         }
         Ok(())
     }

@@ -101,3 +101,50 @@ fn duplicate_section_is_refused() {
     assert_eq!(loc.line, 3);
     assert!(msg.contains("duplicate") || msg.contains("redefin"), "{msg}");
 }
+
+const IDENTITIES: &str = r#"
+[[identity]]
+name = "ops"
+roles = ["operator"]
+scopes = ["operator.read", "operator.admin"]
+deny_methods = ["config.*"]
+[identity.match]
+cidr = ["10.0.0.0/8"]
+token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+
+[[identity]]
+name = "default"
+scopes = []
+"#;
+
+#[test]
+fn identities_parse_and_default_to_the_builtin_pair() {
+    let p = LoadedPolicy::parse("p.toml", IDENTITIES).unwrap();
+    let ids = p.policy.effective_identities();
+    assert_eq!(ids.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["ops", "default"]);
+    assert_eq!(ids[0].matcher.cidr.len(), 1);
+    let builtin = LoadedPolicy::parse("p.toml", "").unwrap().policy.effective_identities();
+    assert_eq!(builtin.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["local", "default"]);
+    assert!(!builtin[0].scopes.get_ref().iter().any(|s| s == "operator.admin"), "admin is never assumed");
+    assert_eq!(builtin[1].scopes.get_ref(), &vec!["operator.read".to_string()]);
+}
+
+#[test]
+fn identity_mistakes_are_located() {
+    let (loc, msg) = invalid("[[identity]]\nname = \"x\"\nscopes = [\"operator.root\"]\n[identity.match]\ncidr = [\"10.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n");
+    assert_eq!(loc.line, 3);
+    assert!(msg.contains("unknown scope \"operator.root\""), "{msg}");
+    let (_, msg) = invalid("[[identity]]\nname = \"x\"\nscopes = []\n");
+    assert!(msg.contains("no [identity.match]"), "{msg}");
+    let (_, msg) = invalid("[[identity]]\nname = \"x\"\nscopes = []\n[identity.match]\ncidr = [\"10.0.0.0/8\"]\n");
+    assert!(msg.contains("no identity \"default\""), "{msg}");
+    let (_, msg) = invalid("[[identity]]\nname = \"default\"\nscopes = []\n[identity.match]\ndevice_id = [\"d\"]\n");
+    assert!(msg.contains("expected no [identity.match]"), "{msg}");
+    let (_, msg) = invalid("[[identity]]\nname = \"x\"\nscopes = []\n[identity.match]\ntoken_sha256 = [\"abc\"]\n[[identity]]\nname = \"default\"\nscopes = []\n");
+    assert!(msg.contains("not a SHA-256"), "{msg}");
+    let (loc, msg) = invalid("[[identity]]\nname = \"default\"\nscopes = []\nroles = [\"worker\"]\n");
+    assert_eq!(loc.line, 4);
+    assert!(msg.contains("unknown variant `worker`"), "{msg}");
+    let (_, msg) = invalid("mode = \"audit\"\n");
+    assert!(msg.contains("unknown variant `audit`"), "{msg}");
+}
