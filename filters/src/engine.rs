@@ -11,11 +11,10 @@
 //! payload ends it and raises the client message cap from the pre-auth size to
 //! the full size.
 
-use crate::gateway::{error_response, is_hello_ok, parse_frame, GatewayFrame};
-use crate::rules::{Decision, Rules};
+use crate::access::{Access, Action, Env, Judgement, Notice};
+use crate::peer::Peer;
 use crate::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, WsError};
 use bytes::{Bytes, BytesMut};
-use clawguard_policies::RuleAction;
 
 /// Message size caps.
 #[derive(Debug, Clone, Copy)]
@@ -24,20 +23,6 @@ pub struct Limits {
     pub handshake_message: usize,
     /// Largest message after `hello-ok`, and from the gateway at any time.
     pub message: usize,
-}
-
-/// Where the connection is in the gateway handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    /// No `connect` seen yet.
-    AwaitingConnect,
-    /// `connect` sent; waiting for the gateway's answer to this request id.
-    Connecting {
-        /// The id of the `connect` request.
-        connect_id: String,
-    },
-    /// `hello-ok` received.
-    Established,
 }
 
 /// Which way a message travels.
@@ -70,6 +55,10 @@ pub enum Verdict {
     Reply,
     /// The connection was closed.
     Close,
+    /// Forwarded with changes (a narrowed `connect`).
+    Rewrite,
+    /// Forwarded, but would have been refused (dry-run).
+    WouldDeny,
 }
 
 impl Verdict {
@@ -80,6 +69,8 @@ impl Verdict {
             Verdict::Drop => "drop",
             Verdict::Reply => "reply",
             Verdict::Close => "close",
+            Verdict::Rewrite => "rewrite",
+            Verdict::WouldDeny => "would_deny",
         }
     }
 }
@@ -108,6 +99,8 @@ pub struct Output {
     pub forwarded: [u32; 2],
     /// Every other verdict, explained.
     pub decided: Vec<Decided>,
+    /// Things worth logging about the connection (handshake done, version mismatch).
+    pub notices: Vec<Notice>,
 }
 
 impl Output {
@@ -142,7 +135,7 @@ pub struct WsEngine {
     c2s_messages: Assembler,
     s2c: FrameParser,
     s2c_messages: Assembler,
-    phase: Phase,
+    access: Access,
     /// clawguard has sent close frames both ways; input is now ignored.
     closing: bool,
     /// The client answered clawguard's close (or broke the protocol while closing).
@@ -151,25 +144,30 @@ pub struct WsEngine {
 }
 
 impl WsEngine {
-    /// A new connection, just after the 101. `seed` seeds the masking keys of
+    /// A new connection from `peer`, just after the 101. `seed` seeds the masking keys of
     /// frames clawguard itself sends to the gateway.
-    pub fn new(limits: Limits, seed: u64) -> Self {
+    pub fn new(env: &Env<'_>, peer: Peer, limits: Limits, seed: u64) -> Self {
         WsEngine {
             limits,
             c2s: FrameParser::new(Sender::Client, limits.handshake_message),
             c2s_messages: Assembler::new(limits.handshake_message),
             s2c: FrameParser::new(Sender::Server, limits.message),
             s2c_messages: Assembler::new(limits.message),
-            phase: Phase::AwaitingConnect,
+            access: Access::new(env, peer),
             closing: false,
             done: false,
             mask_state: seed,
         }
     }
 
-    /// The handshake phase.
-    pub fn phase(&self) -> &Phase {
-        &self.phase
+    /// The connection's access state (identity, handshake, scopes).
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The access state, to pin an identity before any frame (`decide --identity`).
+    pub fn access_mut(&mut self) -> &mut Access {
+        &mut self.access
     }
 
     /// Whether clawguard has closed the connection and is waiting for the client's close.
@@ -191,7 +189,7 @@ impl WsEngine {
     }
 
     /// Bytes from the client.
-    pub fn on_client_bytes(&mut self, rules: &Rules, data: &[u8]) -> Output {
+    pub fn on_client_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();
         if self.done {
             return out;
@@ -205,7 +203,7 @@ impl WsEngine {
                 Ok(Some(item)) if self.closing => self.done = matches!(item, Item::Control(f) if f.opcode == OpCode::Close),
                 Err(_) if self.closing => self.done = true,
                 Ok(Some(Item::Control(f))) => out.to_gateway.push(f.raw),
-                Ok(Some(Item::Message(m))) => self.client_message(rules, m, &mut out),
+                Ok(Some(Item::Message(m))) => self.client_message(env, m, &mut out),
                 Err(e) => {
                     let reason = e.to_string();
                     self.start_close(&mut out, (e.close_code(), &reason), (e.close_code(), &reason));
@@ -217,7 +215,7 @@ impl WsEngine {
     }
 
     /// Bytes from the gateway.
-    pub fn on_gateway_bytes(&mut self, rules: &Rules, data: &[u8]) -> Output {
+    pub fn on_gateway_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();
         if self.closing || self.done {
             return out;
@@ -227,7 +225,7 @@ impl WsEngine {
             match next_item(&mut self.s2c, &mut self.s2c_messages) {
                 Ok(None) => break,
                 Ok(Some(Item::Control(f))) => out.to_client.push(f.raw),
-                Ok(Some(Item::Message(m))) => self.gateway_message(rules, m, &mut out),
+                Ok(Some(Item::Message(m))) => self.gateway_message(env, m, &mut out),
                 Err(e) => {
                     let reason = format!("upstream protocol error: {e}");
                     self.start_close(&mut out, (1011, &reason), (e.close_code(), &e.to_string()));
@@ -238,90 +236,72 @@ impl WsEngine {
         out
     }
 
-    fn client_message(&mut self, rules: &Rules, m: Message, out: &mut Output) {
-        let dir = Direction::ClientToGateway;
-        if self.phase == Phase::Established && !rules.inspects_client() {
-            return out.forward(dir, m.frames);
-        }
-        let frame = match m.opcode {
-            OpCode::Text => parse_frame(&m.payload).map_err(|e| e.to_string()),
-            _ => Err("binary message: the gateway protocol is JSON text".to_string()),
+    fn client_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
+        let judgement = match m.opcode {
+            OpCode::Text => self.access.client_text(env, &m.payload),
+            _ => self.access.client_binary(env),
         };
-        let (id, method) = match frame {
-            Ok(GatewayFrame::Req { id, method, .. }) => (id, method),
-            Ok(_) => return out.forward(dir, m.frames),
-            Err(why) if rules.inspects_client() => {
-                // Rules are in force and this message cannot be judged: refuse it.
-                let reason = format!("clawguard cannot evaluate this frame: {why}");
-                let details = serde_json::json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
-                out.to_client.push(text_frame(&error_response("invalid", "INVALID_REQUEST", &reason, details)));
-                out.decided.push(Decided { direction: dir, verdict: Verdict::Reply, rule: "frame-syntax".into(), reason });
-                return;
-            }
-            // The gateway answers malformed frames itself.
-            Err(_) => return out.forward(dir, m.frames),
-        };
-        let is_connect = method == "connect";
-        if self.phase == Phase::AwaitingConnect && is_connect {
-            self.phase = Phase::Connecting { connect_id: id.to_string() };
-        }
-        match rules.for_request(&method) {
-            Decision::Forward => out.forward(dir, m.frames),
-            Decision::Act { action: RuleAction::Drop, rule, reason } => {
-                out.decided.push(Decided { direction: dir, verdict: Verdict::Drop, rule, reason });
-            }
-            Decision::Act { action: RuleAction::Deny, rule, reason } => {
-                let details = serde_json::json!({ "code": "POLICY_DENIED", "source": "clawguard", "rule": rule });
-                out.to_client.push(text_frame(&error_response(&id, "FORBIDDEN", &reason, details)));
-                out.decided.push(Decided { direction: dir, verdict: Verdict::Reply, rule, reason: reason.clone() });
-                if is_connect {
-                    // A refused connect ends the connection, as the gateway's own refusals do.
-                    self.start_close(out, (1008, &reason), (1008, &reason));
-                }
-            }
-            Decision::Act { action: RuleAction::Close, rule, reason } => {
-                self.start_close(out, (1008, &reason), (1008, &reason));
-                out.decided.push(Decided { direction: dir, verdict: Verdict::Close, rule, reason });
-            }
-        }
+        self.apply(Direction::ClientToGateway, judgement, m.frames, out);
     }
 
-    fn gateway_message(&mut self, rules: &Rules, m: Message, out: &mut Output) {
-        let dir = Direction::GatewayToClient;
-        let connecting = matches!(self.phase, Phase::Connecting { .. });
-        if !connecting && !rules.inspects_gateway() {
-            return out.forward(dir, m.frames);
-        }
-        let parsed = if m.opcode == OpCode::Text { parse_frame(&m.payload).ok() } else { None };
-        match parsed {
-            Some(GatewayFrame::Res { id, ok, payload }) => {
-                if let Phase::Connecting { connect_id } = &self.phase {
-                    if *connect_id == id && ok && is_hello_ok(payload) {
-                        self.phase = Phase::Established;
-                        self.c2s.set_max_payload(self.limits.message);
-                        self.c2s_messages.set_max_message(self.limits.message);
-                    }
-                }
-                out.forward(dir, m.frames)
+    fn gateway_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
+        let was_established = self.access.is_established();
+        let judgement = match m.opcode {
+            OpCode::Text => {
+                let (judgement, notice) = self.access.gateway_text(env, &m.payload);
+                out.notices.extend(notice);
+                judgement
             }
-            Some(GatewayFrame::Event { event, .. }) => match rules.for_event(&event) {
-                Decision::Forward => out.forward(dir, m.frames),
-                Decision::Act { action: RuleAction::Close, rule, reason } => {
-                    self.start_close(out, (1008, &reason), (1008, &reason));
-                    out.decided.push(Decided { direction: dir, verdict: Verdict::Close, rule, reason });
-                }
-                // Deny is refused for gateway rules when the policy is loaded; drop either way.
-                Decision::Act { rule, reason, .. } => out.decided.push(Decided { direction: dir, verdict: Verdict::Drop, rule, reason }),
-            },
-            Some(GatewayFrame::Req { .. }) => out.forward(dir, m.frames),
-            None if rules.inspects_gateway() => out.decided.push(Decided {
-                direction: dir,
-                verdict: Verdict::Drop,
-                rule: "frame-syntax".into(),
-                reason: "gateway message is not a gateway frame and cannot be evaluated".into(),
-            }),
-            None => out.forward(dir, m.frames),
+            _ => Judgement { action: Action::Forward, enforce: true },
+        };
+        if !was_established && self.access.is_established() {
+            self.c2s.set_max_payload(self.limits.message);
+            self.c2s_messages.set_max_message(self.limits.message);
         }
+        self.apply(Direction::GatewayToClient, judgement, m.frames, out);
+    }
+
+    /// Carries out a judgement on one message (`frames`: its original frames).
+    fn apply(&mut self, dir: Direction, judgement: Judgement, frames: Vec<Bytes>, out: &mut Output) {
+        let Judgement { action, enforce } = judgement;
+        let (rule, reason) = match &action {
+            Action::Forward => return out.forward(dir, frames),
+            Action::Rewrite { reason, .. } => ("scope-ceiling".to_string(), reason.clone()),
+            Action::Refuse { rule, reason, .. } | Action::Drop { rule, reason } | Action::Close { rule, reason, .. } => (rule.clone(), reason.clone()),
+        };
+        if !enforce {
+            out.forward(dir, frames);
+            out.decided.push(Decided { direction: dir, verdict: Verdict::WouldDeny, rule, reason });
+            return;
+        }
+        let verdict = match action {
+            Action::Forward => unreachable!("returned above"),
+            Action::Rewrite { text, .. } => {
+                let mask = self.next_mask();
+                let frame = encode_frame(true, OpCode::Text, &text, Some(mask));
+                match dir {
+                    Direction::ClientToGateway => out.to_gateway.push(frame),
+                    Direction::GatewayToClient => out.to_client.push(encode_frame(true, OpCode::Text, &text, None)),
+                }
+                Verdict::Rewrite
+            }
+            Action::Refuse { reply, close, .. } => {
+                out.to_client.push(text_frame(&reply));
+                match close {
+                    Some((code, why)) => {
+                        self.start_close(out, (code, &why), (code, &why));
+                        Verdict::Close
+                    }
+                    None => Verdict::Reply,
+                }
+            }
+            Action::Drop { .. } => Verdict::Drop,
+            Action::Close { code, reason, .. } => {
+                self.start_close(out, (code, &reason), (code, &reason));
+                Verdict::Close
+            }
+        };
+        out.decided.push(Decided { direction: dir, verdict, rule, reason });
     }
 
     fn start_close(&mut self, out: &mut Output, client: (u16, &str), gateway: (u16, &str)) {

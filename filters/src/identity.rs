@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub struct CompiledIdentity {
     /// Its name.
     pub name: String,
-    /// Its scope ceiling.
+    /// Its scope ceiling, with everything the named scopes imply (admin: every scope).
     pub ceiling: ScopeSet,
     /// Whether it overrides the global mode.
     pub mode: Option<Mode>,
@@ -32,7 +32,7 @@ impl CompiledIdentity {
         matcher.cert_sha256.iter_mut().chain(matcher.token_sha256.iter_mut()).for_each(|h| *h = h.to_ascii_lowercase());
         CompiledIdentity {
             name: id.name.clone(),
-            ceiling: id.scopes.get_ref().iter().filter_map(|s| Scope::parse(s)).collect(),
+            ceiling: id.scopes.get_ref().iter().filter_map(|s| Scope::parse(s)).collect::<ScopeSet>().closure(),
             mode: id.mode,
             limits: id.limits.clone(),
             operator: id.roles.contains(&RoleName::Operator),
@@ -270,7 +270,7 @@ scopes = []
         assert_eq!(name(&ids, &peer("10.2.0.1", None), None), "lan");
         assert_eq!(name(&ids, &peer("10.1.0.1", None), None), "lan-ops", "longer prefix");
         assert_eq!(name(&ids, &peer("10.1.0.1", None), Some("test")), "admin-token", "credential beats address");
-        assert_eq!(name(&ids, &peer("10.1.0.1", Some(&"aa".repeat(1).to_string())), None), "lan-ops");
+        assert_eq!(name(&ids, &peer("10.1.0.1", Some("aa")), None), "lan-ops");
         let cert = format!("aa{}", "0".repeat(62));
         assert_eq!(name(&ids, &peer("10.1.0.1", Some(&cert)), Some("test")), "laptop", "certificate beats everything");
         assert_eq!(name(&ids, &peer("192.0.2.1", None), None), "default");
@@ -294,12 +294,13 @@ scopes = []
         // From 10.1/16 the client is lan-ops, or admin-token once its credential is seen.
         let c = ids.upgrade_ceiling(&peer("10.1.0.1", None));
         assert!(c.contains(Scope::Admin) && c.contains(Scope::Write));
-        // From elsewhere: default (nothing) or admin-token.
+        // From elsewhere: default (nothing) or admin-token, whose admin implies every scope; the
+        // gateway intersects literally, so every implied scope is listed.
         let c = ids.upgrade_ceiling(&peer("192.0.2.1", None));
-        assert_eq!(c.names(), vec!["operator.admin"]);
+        assert_eq!(c, ScopeSet::all());
         let builtin = Identities::new(&LoadedPolicy::parse("p.toml", "").unwrap().policy);
         let local = builtin.upgrade_ceiling(&peer("127.0.0.1", None));
         assert!(!local.contains(Scope::Admin) && local.contains(Scope::Pairing));
-        assert_eq!(builtin.upgrade_ceiling(&peer("192.0.2.1", None)).names(), vec!["operator.read"]);
+        assert_eq!(builtin.upgrade_ceiling(&peer("192.0.2.1", None)).names(), vec!["operator.read", "operator.sessions.read"]);
     }
 }

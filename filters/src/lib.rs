@@ -6,6 +6,7 @@
 //! - [`rules`]: the policy compiled into per-frame decisions.
 //! - [`scopes`]: operator scopes and the gateway's authorization rules, with the generated
 //!   [`method_table`].
+//! - [`access`]: the handshake state machine, identities and the judgement of every message.
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
@@ -14,7 +15,9 @@
 //! and fuzzable on its own.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod attribution;
+pub mod decide;
 pub mod engine;
 pub mod gateway;
 pub mod identity;

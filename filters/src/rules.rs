@@ -15,6 +15,8 @@ pub enum Decision {
         rule: String,
         /// The reason given to the client.
         reason: String,
+        /// The rule's own mode, if it overrides the identity's and the global one.
+        mode: Option<clawguard_policies::Mode>,
     },
 }
 
@@ -61,6 +63,7 @@ fn decide(rules: &[FrameRule], name: &str, what: &str) -> Decision {
             action: *r.action.get_ref(),
             rule: r.name.clone(),
             reason: r.reason.clone().unwrap_or_else(|| format!("{what} {name:?} is refused by clawguard rule {:?}", r.name)),
+            mode: r.mode,
         })
         .unwrap_or(Decision::Forward)
 }

@@ -117,6 +117,13 @@ impl ScopeSet {
         ScopeSet(self.0 | other.0)
     }
 
+    /// Every scope this set satisfies through the implication rules (admin: all of them;
+    /// write: also read, talk and the session scopes). A ceiling is applied through this, and
+    /// sent to the gateway this way, because the gateway intersects scope lists literally.
+    pub fn closure(self) -> ScopeSet {
+        Scope::ALL.into_iter().filter(|s| satisfies(self, *s)).collect()
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0

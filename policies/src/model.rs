@@ -367,6 +367,9 @@ pub struct FrameRule {
     /// The reason given to the client.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Overrides the global `mode` for this rule.
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 /// Which direction a frame rule looks at.

@@ -7,6 +7,7 @@
 
 mod admin;
 mod config;
+mod decide;
 mod logging;
 mod metrics;
 mod proxy;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 /// of the HTTP profile (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +46,8 @@ enum Command {
         /// Policy file (TOML).
         file: PathBuf,
     },
+    /// Print what clawguard would do with a client frame, as JSON; exit 0 allow, 1 deny, 2 error.
+    Decide(decide::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file } => match config::load(Some(&file)) {
             Ok(cfg) => {
-                println!("{}: ok (version {})", file.display(), cfg.policy.version);
+                let _ = writeln!(std::io::stdout(), "{}: ok (version {})", file.display(), cfg.policy.version);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Decide(args) => decide::run(args),
         Command::Run { policy } => {
             let cfg = match config::load(policy.as_deref()) {
                 Ok(cfg) => cfg,

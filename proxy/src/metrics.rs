@@ -41,6 +41,15 @@ pub static WS_CONNECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static WS_ACTIVE: LazyLock<IntGauge> =
     LazyLock::new(|| register_int_gauge!("clawguard_ws_connections_active", "Open proxied WebSocket connections").expect("metric registers once"));
 
+/// Handshakes whose `hello-ok.server.version` differs from the method table's gateway version.
+pub static VERSION_MISMATCH: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!(
+        "clawguard_gateway_version_mismatch_total",
+        "Handshakes with a gateway version other than the one the method table describes"
+    )
+    .expect("metric registers once")
+});
+
 /// The loaded policy's version, as a label on a constant 1.
 pub static POLICY_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("clawguard_policy_info", "The loaded policy (value 1), labelled with its SHA-256 version", &["version"])

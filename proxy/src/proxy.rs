@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::peer::{ClientCert, Peer};
-use clawguard_filters::rules::Rules;
+use clawguard_filters::access::Guard;
+use clawguard_filters::replay::ReplayCache;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -17,16 +18,23 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+
+/// A device signature is accepted once in this window.
+const REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At most this many recent signatures are remembered.
+const REPLAY_CAPACITY: usize = 100_000;
 
 /// State shared by every connection.
 pub struct Shared {
     /// The policy in force.
     pub policy: LoadedPolicy,
-    /// Its frame rules, compiled.
-    pub rules: Arc<Rules>,
+    /// The policy compiled for decisions (identities, rules, mode).
+    pub guard: Arc<Guard>,
+    /// Device signatures seen in the last 10 minutes, across connections.
+    pub replay: Mutex<ReplayCache>,
     /// The policy file (`None`: embedded).
     pub path: Option<PathBuf>,
     /// When the policy was loaded.
@@ -41,7 +49,8 @@ impl Shared {
     /// Shared state for a loaded configuration.
     pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> Self {
         Shared {
-            rules: Arc::new(Rules::new(&cfg.policy.policy)),
+            guard: Arc::new(Guard::new(&cfg.policy.policy)),
+            replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             policy: cfg.policy.clone(),
             path: cfg.path.clone(),
             loaded_at: cfg.loaded_at,

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
 use clawguard_filters::peer::Peer;
-use clawguard_filters::rules::Rules;
+use clawguard_filters::access::{Env, Notice};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -83,7 +83,8 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     metrics::WS_ACTIVE.inc();
     let ws = &policy.websocket;
     let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
-    let engine = WsEngine::new(limits, rand::random());
+    let engine = WsEngine::new(&env(shared), peer.clone(), limits, rand::random());
+    tracing::debug!(peer = %peer.ip, identity = %engine.access().resolution().why, "websocket connection opened");
     let timers = Timers {
         idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
         close_grace: Duration::from_millis(ws.close_grace_ms),
@@ -115,6 +116,10 @@ fn upstream_request_head(session: &Session, peer: &Peer, shared: &Shared) -> Vec
     for (name, value) in forwarding_headers(peer.ip, peer.tls, &shared.policy.policy.attribution) {
         push_header(&mut head, name, value.as_bytes());
     }
+    // The gateway intersects what it grants with this list, so it never grants more than
+    // any identity this client can still turn out to be.
+    let ceiling = shared.guard.identities.upgrade_ceiling(peer).names().join(",");
+    push_header(&mut head, "x-openclaw-scopes", ceiling.as_bytes());
     head.extend_from_slice(b"\r\n");
     head
 }
@@ -243,7 +248,6 @@ struct Timers {
 
 /// Runs the connection until it ends; returns how it ended.
 async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers) -> &'static str {
-    let rules: &Rules = &shared.rules;
     let (mut up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -288,7 +292,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             let out = engine.close(1001, "clawguard is shutting down");
             let _ = deliver(ds, &c2s_tx, out).await;
         } else if !early.is_empty() {
-            let out = engine.on_gateway_bytes(rules, &early);
+            let out = engine.on_gateway_bytes(&env(shared), &early);
             if deliver(ds, &c2s_tx, out).await.is_err() {
                 end = "client write failed";
             }
@@ -303,7 +307,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 read = ds.read_request_body(), if can_read_client => match read {
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
-                        let out = engine.on_client_bytes(rules, &data);
+                        let out = engine.on_client_bytes(&env(shared), &data);
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,
@@ -313,7 +317,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 chunk = s2c_rx.recv(), if upstream_open => match chunk {
                     Some(data) => {
                         last_activity = Instant::now();
-                        let out = engine.on_gateway_bytes(rules, &data);
+                        let out = engine.on_gateway_bytes(&env(shared), &data);
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     }
                     None => {
@@ -349,6 +353,12 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     end
 }
 
+/// The decision environment: the policy, the clock, the replay memory.
+fn env(shared: &Shared) -> Env<'_> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Env { guard: &shared.guard, now_ms, replay: &shared.replay }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -359,7 +369,16 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Writes an engine output: frames to the gateway through the channel, frames
 /// to the client directly; counts verdicts.
 async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: Output) -> Result<()> {
-    let Output { to_gateway: up, to_client, forwarded, decided } = out;
+    let Output { to_gateway: up, to_client, forwarded, decided, notices } = out;
+    for notice in notices {
+        match notice {
+            Notice::VersionMismatch { gateway, expected } => {
+                metrics::VERSION_MISMATCH.inc();
+                tracing::warn!(%gateway, %expected, "the gateway's version differs from the one clawguard's method table describes");
+            }
+            Notice::Established { identity, role, scopes } => tracing::debug!(%identity, role, ?scopes, "gateway handshake complete"),
+        }
+    }
     if forwarded[0] > 0 {
         metrics::HOT.forward_c2s.inc_by(forwarded[0] as u64);
     }

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Compare two JSON documents from the same command, run direct and through clawguard.
 
-usage: compare.py DIRECT.json PROXIED.json [PATH ...]
+usage: compare.py DIRECT.json PROXIED.json [PATH ...] [!PREFIX ...]
 
 The documents must have the same shape (keys, list lengths, value types), and every
 PATH (dotted, with list indices: `payload.bins.uname`, `pending.0.nodeId`) must hold
 equal values. Timestamps, uptimes and durations differ between runs, so other leaves
-are compared by type only. Exit 0 on a match; otherwise print the first difference.
+are compared by type only. `!PREFIX` leaves a subtree out of the shape comparison: for the
+gateway's own load diagnostics (`eventLoop`), whose keys vary from one call to the next.
+Exit 0 on a match; otherwise print the first difference.
 """
 import json
 import sys
@@ -39,12 +41,16 @@ def get(v, path):
 
 def main():
     direct, proxied = (json.load(open(p)) for p in sys.argv[1:3])
+    paths = [p for p in sys.argv[3:] if not p.startswith("!")]
+    ignored = [p[1:] for p in sys.argv[3:] if p.startswith("!")]
     a, b = shape(direct, "", {}), shape(proxied, "", {})
     for key in sorted(set(a) | set(b)):
+        if any(key == i or key.startswith(i + ".") for i in ignored):
+            continue
         if a.get(key) != b.get(key):
             print(f"shape differs at {key or '<root>'}: direct {a.get(key)} vs proxied {b.get(key)}")
             return 1
-    for path in sys.argv[3:]:
+    for path in paths:
         if get(direct, path) != get(proxied, path):
             print(f"value differs at {path}: direct {get(direct, path)!r} vs proxied {get(proxied, path)!r}")
             return 1

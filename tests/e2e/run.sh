@@ -34,6 +34,18 @@ TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 # shellcheck disable=SC1091
 source "$WORK/gateway/env.sh"
 
+TOKEN_SHA256=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+# The e2e operator is granted admin by name (its credential), so `nodes approve` works;
+# every other loopback client is the built-in `local` identity, without admin.
+IDENTITIES=(
+  '[[identity]]' 'name = "e2e-operator"' 'roles = ["operator", "node"]' 'scopes = ["operator.admin"]'
+  '[identity.match]' "token_sha256 = [\"$TOKEN_SHA256\"]"
+  '[[identity]]' 'name = "local"' 'roles = ["operator", "node"]'
+  'scopes = ["operator.read", "operator.write", "operator.pairing", "operator.approvals", "operator.questions", "operator.sessions.read", "operator.sessions.write", "operator.talk", "operator.talk.secrets"]'
+  '[identity.match]' 'cidr = ["127.0.0.0/8", "::1/128"]'
+  '[[identity]]' 'name = "default"' 'scopes = ["operator.read"]'
+)
+
 # start_clawguard NAME [POLICY LINES...]: prints "PORT ADMIN_PORT" once /readyz answers 200.
 start_clawguard() {
   local name=$1; shift
@@ -51,9 +63,9 @@ start_clawguard() {
   done
   echo "clawguard $name did not become ready:" >&2; cat "$WORK/$name.log" >&2; return 1
 }
-read -r CG_PORT CG_ADMIN < <(start_clawguard local) || exit 1
+read -r CG_PORT CG_ADMIN < <(start_clawguard local "${IDENTITIES[@]}") || exit 1
 # A second clawguard for which only 127.0.0.1 is local, so a client from 127.0.0.2 is "remote".
-read -r CGR_PORT CGR_ADMIN < <(start_clawguard remote '[attribution]' 'local_cidrs = ["127.0.0.1/32"]') || exit 1
+read -r CGR_PORT CGR_ADMIN < <(start_clawguard remote '[attribution]' 'local_cidrs = ["127.0.0.1/32"]' "${IDENTITIES[@]}") || exit 1
 DIRECT="ws://127.0.0.1:$GW_PORT"
 PROXIED="ws://127.0.0.1:$CG_PORT"
 
@@ -97,8 +109,8 @@ opened() { curl -fsS "http://127.0.0.1:$1/metrics" | awk '/^clawguard_ws_connect
 echo "# gateway 127.0.0.1:$GW_PORT, clawguard 127.0.0.1:$CG_PORT (remote-attribution clawguard 127.0.0.1:$CGR_PORT)"
 
 # --- the operator CLI ---------------------------------------------------------------------------
-same_cli health ok -- openclaw health --json
-same_cli gateway-call-status runtimeVersion -- openclaw gateway call status --json
+same_cli health ok '!eventLoop' -- openclaw health --json
+same_cli gateway-call-status runtimeVersion '!eventLoop' -- openclaw gateway call status --json
 n=$(opened "$CG_ADMIN")
 if [[ "${n:-0}" -ge 2 ]]; then pass "the CLI's WebSockets went through clawguard ($n opened)"; else fail "traffic through clawguard" "only ${n:-0} WebSockets opened"; fi
 
@@ -172,6 +184,7 @@ if ip netns add "$NETNS" && ip link add "$VETH_HOST" type veth peer name "$VETH_
     printf '[server]\nlisten = ["127.0.0.1:%s", "%s:%s"]\nshutdown_grace_seconds = 1\n' "$(free_port)" "$HOST_IP" "$PLAIN_PORT"
     printf '[upstream]\naddress = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$GW_PORT" "$(free_port)"
     printf '[tls]\nlisten = ["%s:%s"]\ncert = "%s"\nkey = "%s"\n' "$HOST_IP" "$TLS_PORT" "$WORK/tls.pem" "$WORK/tls.key"
+    printf '%s\n' "${IDENTITIES[@]}"
   } > "$WORK/remote-tls.toml"
   "$CLAWGUARD" run --policy "$WORK/remote-tls.toml" > "$WORK/remote-tls.log" 2>&1 &
   PIDS+=($!)

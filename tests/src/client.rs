@@ -49,12 +49,18 @@ pub async fn send_req(ws: &mut Ws, id: &str, method: &str, params: Value) {
     ws.send(Message::text(json!({"type":"req","id":id,"method":method,"params":params}).to_string())).await.expect("send");
 }
 
-/// Opens a WebSocket and completes the gateway handshake (challenge, connect, hello-ok).
+/// Opens a WebSocket and completes the gateway handshake (challenge, connect, hello-ok),
+/// asking for `operator.admin`.
 pub async fn connect(addr: SocketAddr) -> Ws {
+    connect_with(addr, &["operator.admin"]).await
+}
+
+/// Opens a WebSocket and completes the gateway handshake asking for `scopes`.
+pub async fn connect_with(addr: SocketAddr, scopes: &[&str]) -> Ws {
     let mut ws = open(addr).await;
     let challenge = next_json(&mut ws).await;
     assert_eq!(challenge["event"], "connect.challenge");
-    send_req(&mut ws, "1", "connect", json!({"minProtocol":4,"maxProtocol":4,"scopes":["operator.read"]})).await;
+    send_req(&mut ws, "1", "connect", json!({"minProtocol":4,"maxProtocol":4,"scopes":scopes})).await;
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["payload"]["type"], "hello-ok", "{hello}");
     ws

@@ -29,6 +29,9 @@ pub fn raise_fd_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
 
+/// Identities giving loopback clients every scope (admin by name).
+pub const LOOPBACK_ADMIN: &str = "[[identity]]\nname = \"loopback-admin\"\nroles = [\"operator\", \"node\"]\nscopes = [\"operator.admin\"]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n\n[[identity]]\nname = \"default\"\nscopes = []\n";
+
 /// A running clawguard.
 pub struct Clawguard {
     /// The plaintext listener.
@@ -59,6 +62,12 @@ impl Clawguard {
     pub fn start_live(upstream: SocketAddr, extra: &str) -> Clawguard {
         let cg = Self::spawn(upstream, extra, "");
         cg.wait_for("/livez");
+        // The admin service starts before the proxy listener: wait for that too.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(cg.addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "the proxy listener never came up; log:\n{}", cg.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         cg
     }
 
@@ -67,8 +76,11 @@ impl Clawguard {
         let admin_port = free_port();
         let dir = std::env::temp_dir().join(format!("clawguard-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        // Transport tests want plain forwarding: loopback clients get every scope, unless the
+        // test brings its own identities.
+        let identities = if extra.contains("[[identity]]") { "" } else { LOOPBACK_ADMIN };
         let policy = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nshutdown_grace_seconds = 3\n{server_extra}\n[upstream]\naddress = \"{upstream}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn,clawguard=debug\"\n{extra}\n"
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nshutdown_grace_seconds = 3\n{server_extra}\n[upstream]\naddress = \"{upstream}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn,clawguard=debug\"\n{extra}\n{identities}\n"
         );
         let policy_path = dir.join("policy.toml");
         std::fs::File::create(&policy_path).and_then(|mut f| f.write_all(policy.as_bytes())).expect("write policy");

@@ -161,7 +161,8 @@ async fn loopback_client_forwarding_headers_are_removed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_client_is_attributed_by_overwriting() {
     let gw = FakeGateway::start().await;
-    let cg = Clawguard::start(gw.addr, "[attribution]\nlocal_cidrs = [\"127.0.0.1/32\"]\n");
+    let identities = "[[identity]]\nname = \"lan\"\nscopes = [\"operator.read\"]\n[identity.match]\ncidr = [\"127.0.0.2/32\"]\n[[identity]]\nname = \"default\"\nscopes = []\n";
+    let cg = Clawguard::start(gw.addr, &format!("[attribution]\nlocal_cidrs = [\"127.0.0.1/32\"]\n{identities}"));
     let mut s = connect_from([127, 0, 0, 2], cg.addr).await;
     s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.0.0.1\r\nX-Real-IP: 127.0.0.1\r\nForwarded: for=127.0.0.1\r\nx-openclaw-scopes: operator.admin\r\n\r\n").await.unwrap();
     let (_, _, body) = read_response(&mut s).await;
@@ -180,7 +181,8 @@ async fn remote_client_is_attributed_by_overwriting() {
     let upgrade = gw.seen.lock().unwrap().upgrades.last().cloned().unwrap();
     assert_eq!(upgrade.get("x-forwarded-for").map(String::as_str), Some("127.0.0.2"));
     assert_eq!(upgrade.get("forwarded").map(String::as_str), Some("for=127.0.0.2;proto=http"));
-    assert!(!upgrade.contains_key("x-openclaw-scopes"));
+    // The client's copy is replaced by the ceiling of the identity clawguard found for it.
+    assert_eq!(upgrade.get("x-openclaw-scopes").map(String::as_str), Some("operator.read"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

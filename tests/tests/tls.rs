@@ -100,7 +100,7 @@ async fn https_and_wss_through_rustls() {
     assert_eq!(resp.status(), 101);
     let next = |m: Message| -> Value { serde_json::from_str(m.to_text().unwrap()).unwrap() };
     assert_eq!(next(ws.next().await.unwrap().unwrap())["event"], "connect.challenge");
-    ws.send(Message::text(json!({"type":"req","id":"1","method":"connect","params":{}}).to_string())).await.unwrap();
+    ws.send(Message::text(json!({"type":"req","id":"1","method":"connect","params":{"scopes":["operator.admin"]}}).to_string())).await.unwrap();
     assert_eq!(next(ws.next().await.unwrap().unwrap())["payload"]["type"], "hello-ok");
     ws.send(Message::text(json!({"type":"req","id":"2","method":"echo","params":{"over":"tls"}}).to_string())).await.unwrap();
     assert_eq!(next(ws.next().await.unwrap().unwrap())["payload"]["over"], "tls");

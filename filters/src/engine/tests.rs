@@ -1,9 +1,40 @@
 //! Engine tests: bytes in, bytes and verdicts out.
 
 use super::*;
+use crate::access::Guard;
+use crate::replay::ReplayCache;
 use crate::ws::{encode_frame, FrameParser, OpCode, Sender};
 use clawguard_policies::LoadedPolicy;
 use proptest::prelude::*;
+use std::sync::Mutex;
+
+/// Loopback clients are `root` (every scope), so transport tests see plain forwarding.
+const ROOT: &str = "[[identity]]\nname = \"root\"\nscopes = [\"operator.admin\"]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n";
+
+/// A policy and the outside world (clock, replay memory) for one test.
+struct World {
+    guard: Guard,
+    replay: Mutex<ReplayCache>,
+}
+
+impl World {
+    fn env(&self) -> Env<'_> {
+        Env { guard: &self.guard, now_ms: 1_795_000_000_000, replay: &self.replay }
+    }
+}
+
+fn rules(toml: &str) -> World {
+    let policy = LoadedPolicy::parse("t.toml", &format!("{ROOT}{toml}")).unwrap().policy;
+    World { guard: Guard::new(&policy), replay: Mutex::new(ReplayCache::new(600_000, 1000)) }
+}
+
+fn peer() -> Peer {
+    Peer { ip: "127.0.0.1".parse().unwrap(), tls: false, client_cert: None }
+}
+
+fn engine(w: &World) -> WsEngine {
+    WsEngine::new(&w.env(), peer(), LIMITS, 7)
+}
 
 const LIMITS: Limits = Limits { handshake_message: 1024, message: 64 * 1024 };
 const MASK: [u8; 4] = [1, 2, 3, 4];
@@ -16,9 +47,6 @@ fn gateway(text: &str) -> Bytes {
     encode_frame(true, OpCode::Text, text.as_bytes(), None)
 }
 
-fn rules(toml: &str) -> Rules {
-    Rules::new(&LoadedPolicy::parse("t.toml", toml).unwrap().policy)
-}
 
 /// Decodes whole frames; panics on a partial frame (the engine must never emit one).
 fn frames(sender: Sender, chunks: &[Bytes]) -> Vec<(OpCode, Vec<u8>)> {
@@ -34,13 +62,18 @@ fn frames(sender: Sender, chunks: &[Bytes]) -> Vec<(OpCode, Vec<u8>)> {
     out
 }
 
-fn established(rules: &Rules) -> WsEngine {
-    let mut e = WsEngine::new(LIMITS, 7);
-    e.on_gateway_bytes(rules, &gateway(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#));
-    e.on_client_bytes(rules, &client(r#"{"type":"req","id":"1:c","method":"connect","params":{}}"#));
-    assert_eq!(e.phase(), &Phase::Connecting { connect_id: "1:c".into() });
-    e.on_gateway_bytes(rules, &gateway(r#"{"type":"res","id":"1:c","ok":true,"payload":{"type":"hello-ok"}}"#));
-    assert_eq!(e.phase(), &Phase::Established);
+const CHALLENGE: &str = r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#;
+const CONNECT: &str = r#"{"type":"req","id":"1:c","method":"connect","params":{"scopes":["operator.admin"]}}"#;
+const HELLO: &str = r#"{"type":"res","id":"1:c","ok":true,"payload":{"type":"hello-ok","auth":{"role":"operator","scopes":["operator.admin"]}}}"#;
+
+fn established(w: &World) -> WsEngine {
+    let mut e = engine(w);
+    let env = w.env();
+    e.on_gateway_bytes(&env, &gateway(CHALLENGE));
+    assert_eq!(e.on_client_bytes(&env, &client(CONNECT)).forwarded, [1, 0]);
+    assert!(!e.access().is_established());
+    e.on_gateway_bytes(&env, &gateway(HELLO));
+    assert!(e.access().is_established());
     e
 }
 
@@ -49,7 +82,7 @@ fn default_policy_forwards_the_original_bytes() {
     let r = rules("");
     let mut e = established(&r);
     let wire = client(r#"{"type":"req","id":"2","method":"config.apply","params":{}}"#);
-    let out = e.on_client_bytes(&r, &wire);
+    let out = e.on_client_bytes(&r.env(), &wire);
     assert_eq!(out.to_gateway, vec![wire]);
     assert!(out.to_client.is_empty() && out.decided.is_empty());
     assert_eq!(out.forwarded, [1, 0]);
@@ -58,27 +91,29 @@ fn default_policy_forwards_the_original_bytes() {
 #[test]
 fn hello_ok_for_another_id_does_not_end_the_handshake() {
     let r = rules("");
-    let mut e = WsEngine::new(LIMITS, 7);
-    e.on_client_bytes(&r, &client(r#"{"type":"req","id":"1","method":"connect"}"#));
-    e.on_gateway_bytes(&r, &gateway(r#"{"type":"res","id":"2","ok":true,"payload":{"type":"hello-ok"}}"#));
-    assert!(matches!(e.phase(), Phase::Connecting { .. }));
-    e.on_gateway_bytes(&r, &gateway(r#"{"type":"res","id":"1","ok":false,"error":{"code":"X","message":"m"}}"#));
-    assert!(matches!(e.phase(), Phase::Connecting { .. }));
+    let mut e = engine(&r);
+    e.on_gateway_bytes(&r.env(), &gateway(CHALLENGE));
+    e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"1","method":"connect"}"#));
+    e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"res","id":"2","ok":true,"payload":{"type":"hello-ok"}}"#));
+    assert!(!e.access().is_established());
+    e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"res","id":"1","ok":false,"error":{"code":"X","message":"m"}}"#));
+    assert!(!e.access().is_established());
 }
 
 #[test]
 fn handshake_cap_applies_before_hello_ok_and_full_cap_after() {
     let r = rules("");
     let big = format!(r#"{{"type":"req","id":"1","method":"connect","params":{{"pad":"{}"}}}}"#, "x".repeat(2000));
-    let mut e = WsEngine::new(LIMITS, 7);
-    let out = e.on_client_bytes(&r, &client(&big));
+    let mut e = engine(&r);
+    let out = e.on_client_bytes(&r.env(), &client(&big));
     let sent = frames(Sender::Server, &out.to_client);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, OpCode::Close);
     assert_eq!(u16::from_be_bytes([sent[0].1[0], sent[0].1[1]]), 1009);
     assert!(e.is_closing());
     let mut e = established(&r);
-    let out = e.on_client_bytes(&r, &client(&big));
+    let after = format!(r#"{{"type":"req","id":"2","method":"chat.send","params":{{"pad":"{}"}}}}"#, "x".repeat(2000));
+    let out = e.on_client_bytes(&r.env(), &client(&after));
     assert_eq!(out.forwarded, [1, 0]);
 }
 
@@ -86,7 +121,7 @@ fn handshake_cap_applies_before_hello_ok_and_full_cap_after() {
 fn deny_rule_answers_in_the_gateway_shape_and_keeps_the_connection() {
     let r = rules("[[frame_rule]]\nname = \"no-apply\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n");
     let mut e = established(&r);
-    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"9:x","method":"config.apply"}"#));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"9:x","method":"config.apply"}"#));
     assert!(out.to_gateway.is_empty(), "the gateway never sees a denied request");
     let sent = frames(Sender::Server, &out.to_client);
     let v: serde_json::Value = serde_json::from_slice(&sent[0].1).unwrap();
@@ -95,7 +130,7 @@ fn deny_rule_answers_in_the_gateway_shape_and_keeps_the_connection() {
     assert_eq!(v["error"]["details"]["rule"], "no-apply");
     assert_eq!(v["error"]["details"]["source"], "clawguard");
     assert!(!e.is_closing());
-    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"10","method":"health"}"#));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"10","method":"health"}"#));
     assert_eq!(out.forwarded, [1, 0]);
 }
 
@@ -106,10 +141,10 @@ fn drop_and_close_rules() {
         "[[frame_rule]]\nname = \"kill\"\ndirection = \"client\"\nmatch = [\"wizard.*\"]\naction = \"close\"\nreason = \"no wizards\"\n",
     ));
     let mut e = established(&r);
-    let out = e.on_gateway_bytes(&r, &gateway(r#"{"type":"event","event":"node.hostStats","payload":{}}"#));
+    let out = e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"event","event":"node.hostStats","payload":{}}"#));
     assert!(out.to_client.is_empty());
     assert_eq!(out.decided[0].verdict, Verdict::Drop);
-    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"3","method":"wizard.start"}"#));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"3","method":"wizard.start"}"#));
     let to_client = frames(Sender::Server, &out.to_client);
     assert_eq!(to_client[0].0, OpCode::Close);
     assert_eq!(&to_client[0].1[..2], &1008u16.to_be_bytes());
@@ -117,33 +152,34 @@ fn drop_and_close_rules() {
     let to_gw = frames(Sender::Client, &out.to_gateway);
     assert_eq!(to_gw[0].0, OpCode::Close);
     // Later traffic is discarded; the client's close ends the connection.
-    assert!(e.on_gateway_bytes(&r, &gateway(r#"{"type":"event","event":"tick"}"#)).to_client.is_empty());
-    assert!(e.on_client_bytes(&r, &client(r#"{"type":"req","id":"4","method":"health"}"#)).to_gateway.is_empty());
+    assert!(e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"event","event":"tick"}"#)).to_client.is_empty());
+    assert!(e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"4","method":"health"}"#)).to_gateway.is_empty());
     assert!(!e.is_done());
-    e.on_client_bytes(&r, &encode_frame(true, OpCode::Close, &close_payload(1008, ""), Some(MASK)));
+    e.on_client_bytes(&r.env(), &encode_frame(true, OpCode::Close, &close_payload(1008, ""), Some(MASK)));
     assert!(e.is_done());
 }
 
 #[test]
 fn denied_connect_is_answered_then_closed() {
     let r = rules("[[frame_rule]]\nname = \"nobody\"\ndirection = \"client\"\nmatch = [\"connect\"]\naction = \"deny\"\n");
-    let mut e = WsEngine::new(LIMITS, 7);
-    let out = e.on_client_bytes(&r, &client(r#"{"type":"req","id":"1","method":"connect"}"#));
+    let mut e = engine(&r);
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"1","method":"connect"}"#));
     let sent = frames(Sender::Server, &out.to_client);
     assert_eq!(sent.iter().map(|f| f.0).collect::<Vec<_>>(), vec![OpCode::Text, OpCode::Close]);
     assert!(e.is_closing());
 }
 
 #[test]
-fn unparseable_frames_are_refused_only_when_rules_need_them() {
-    let strict = rules("[[frame_rule]]\nname = \"r\"\ndirection = \"client\"\nmatch = [\"x\"]\naction = \"deny\"\n");
-    let mut e = established(&strict);
-    let out = e.on_client_bytes(&strict, &client("{not json"));
+fn unparseable_frames_cannot_be_judged_and_are_refused() {
+    let r = rules("");
+    let mut e = established(&r);
+    for bad in ["{not json", r#"{"type":"req","id":"1","method":"health","method":"config.apply"}"#] {
+        let out = e.on_client_bytes(&r.env(), &client(bad));
+        assert!(out.to_gateway.is_empty(), "{bad}");
+        assert_eq!(out.decided[0].rule, "frame-syntax");
+    }
+    let out = e.on_client_bytes(&r.env(), &encode_frame(true, OpCode::Binary, b"\x00", Some(MASK)));
     assert!(out.to_gateway.is_empty());
-    assert_eq!(out.decided[0].rule, "frame-syntax");
-    let open = rules("");
-    let mut e = established(&open);
-    assert_eq!(e.on_client_bytes(&open, &client("{not json")).forwarded, [1, 0]);
 }
 
 #[test]
@@ -151,7 +187,7 @@ fn client_protocol_error_closes_both_sides() {
     let r = rules("");
     let mut e = established(&r);
     let unmasked = encode_frame(true, OpCode::Text, b"{}", None);
-    let out = e.on_client_bytes(&r, &unmasked);
+    let out = e.on_client_bytes(&r.env(), &unmasked);
     let sent = frames(Sender::Server, &out.to_client);
     assert_eq!(&sent[0].1[..2], &1002u16.to_be_bytes());
     assert_eq!(frames(Sender::Client, &out.to_gateway)[0].0, OpCode::Close);
@@ -161,7 +197,7 @@ fn client_protocol_error_closes_both_sides() {
 fn gateway_protocol_error_is_1011_to_the_client() {
     let r = rules("");
     let mut e = established(&r);
-    let out = e.on_gateway_bytes(&r, &encode_frame(true, OpCode::Text, b"{}", Some(MASK)));
+    let out = e.on_gateway_bytes(&r.env(), &encode_frame(true, OpCode::Text, b"{}", Some(MASK)));
     let sent = frames(Sender::Server, &out.to_client);
     assert_eq!(&sent[0].1[..2], &1011u16.to_be_bytes());
 }
@@ -183,9 +219,9 @@ fn control_frames_inside_a_fragmented_message_are_forwarded_at_once() {
     let first = encode_frame(false, OpCode::Text, br#"{"type":"event","#, None);
     let ping = encode_frame(true, OpCode::Ping, b"p", None);
     let last = encode_frame(true, OpCode::Continuation, br#""event":"tick"}"#, None);
-    assert!(e.on_gateway_bytes(&r, &first).to_client.is_empty());
-    assert_eq!(e.on_gateway_bytes(&r, &ping).to_client, vec![ping.clone()]);
-    assert_eq!(e.on_gateway_bytes(&r, &last).to_client, vec![first, last]);
+    assert!(e.on_gateway_bytes(&r.env(), &first).to_client.is_empty());
+    assert_eq!(e.on_gateway_bytes(&r.env(), &ping).to_client, vec![ping.clone()]);
+    assert_eq!(e.on_gateway_bytes(&r.env(), &last).to_client, vec![first, last]);
 }
 
 proptest! {
@@ -204,7 +240,7 @@ proptest! {
         let (mut at, mut i, mut got) = (0, 0, Vec::new());
         while at < wire.len() {
             let n = cuts[i % cuts.len()].min(wire.len() - at);
-            let out = e.on_gateway_bytes(&r, &wire[at..at + n]);
+            let out = e.on_gateway_bytes(&r.env(), &wire[at..at + n]);
             frames(Sender::Server, &out.to_client);
             out.to_client.iter().for_each(|b| got.extend_from_slice(b));
             at += n;
@@ -219,9 +255,23 @@ proptest! {
         chunks in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..200)), 0..20),
     ) {
         let r = rules("[[frame_rule]]\nname = \"r\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n");
-        let mut e = WsEngine::new(LIMITS, 1);
+        let mut e = engine(&r);
         for (from_client, data) in chunks {
-            if from_client { e.on_client_bytes(&r, &data); } else { e.on_gateway_bytes(&r, &data); }
+            if from_client { e.on_client_bytes(&r.env(), &data); } else { e.on_gateway_bytes(&r.env(), &data); }
         }
     }
+}
+
+/// Regression (issue 3, found by the real CLI): a ceiling of `operator.admin` allows every
+/// scope it implies; it must not strip `operator.read` from a connect.
+#[test]
+fn admin_ceiling_keeps_implied_scopes() {
+    let r = rules("");
+    let mut e = engine(&r);
+    e.on_gateway_bytes(&r.env(), &gateway(CHALLENGE));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"1","method":"connect","params":{"scopes":["operator.read","operator.pairing"]}}"#));
+    assert_eq!(out.forwarded, [1, 0], "{:?}", out.decided);
+    e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"res","id":"1","ok":true,"payload":{"type":"hello-ok","auth":{"role":"operator","scopes":["operator.read","operator.pairing"]}}}"#));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"2","method":"status"}"#));
+    assert_eq!(out.forwarded, [1, 0], "{:?}", out.decided);
 }

@@ -148,3 +148,14 @@ fn refusal_lists_every_required_scope() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn closure_follows_the_implications() {
+    use Scope::*;
+    assert_eq!(set(&[Admin]).closure(), ScopeSet::all());
+    let w = set(&[Write]).closure();
+    assert!(w.contains(Read) && w.contains(Talk) && w.contains(SessionsWrite) && w.contains(SessionsRead));
+    assert!(!w.contains(Pairing) && !w.contains(Admin));
+    assert_eq!(set(&[Read]).closure(), set(&[Read, SessionsRead]));
+    assert_eq!(ScopeSet::EMPTY.closure(), ScopeSet::EMPTY);
+}

@@ -1,0 +1,516 @@
+//! Access control for one WebSocket connection: the gateway handshake as a state machine
+//! (challenge → `connect` → `hello-ok`), who the client is, and a judgement on every message.
+//!
+//! - At `connect`: the role must be one the identity may use; requested scopes above the
+//!   identity's ceiling are removed from an unsigned connect (entries only; nothing is added)
+//!   and refused on a device-signed one (the signature covers them); the device proof must
+//!   answer this connection's challenge, be fresh (±120 s) and not be a replay.
+//! - After `hello-ok`: effective scopes = granted ∩ ceiling; every request is checked against
+//!   the identity's method lists and the gateway's own method table (`scopes::authorize`).
+//! - Refusals are synthetic `res` frames in the gateway's error shape; handshake refusals
+//!   also close with 1008.
+
+use crate::gateway::{error_response, is_hello_ok, parse_frame, GatewayFrame};
+use crate::identity::{credential_sha256, Evidence, Identities, Resolution};
+use crate::peer::Peer;
+use crate::replay::ReplayCache;
+use crate::rules::{Decision, Rules};
+use crate::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
+use bytes::Bytes;
+use clawguard_policies::{Mode, Policy, RuleAction};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+/// A device signature may be this far from clawguard's clock (the gateway's own skew).
+pub const SIGNATURE_SKEW_MS: u64 = 120_000;
+/// The gateway queues at most this many frames after `connect` before `hello-ok`.
+pub const MAX_PENDING_HANDSHAKE_FRAMES: u32 = 15;
+
+/// One policy version, compiled for decisions.
+#[derive(Debug)]
+pub struct Guard {
+    /// Frame rules.
+    pub rules: Rules,
+    /// Identities.
+    pub identities: Identities,
+    /// The global mode.
+    pub mode: Mode,
+}
+
+impl Guard {
+    /// Compiles a policy.
+    pub fn new(policy: &Policy) -> Self {
+        Guard { rules: Rules::new(policy), identities: Identities::new(policy), mode: policy.mode }
+    }
+}
+
+/// Remembers device signatures across connections.
+pub trait ReplayCheck {
+    /// `true` if this (device id, signature) pair has not been seen within the window.
+    fn fresh(&self, device_id: &str, signature: &str, now_ms: u64) -> bool;
+}
+
+impl ReplayCheck for Mutex<ReplayCache> {
+    fn fresh(&self, device_id: &str, signature: &str, now_ms: u64) -> bool {
+        // A poisoned lock cannot vouch for freshness: refuse (fail closed).
+        self.lock().map(|mut c| c.fresh(device_id, signature, now_ms)).unwrap_or(false)
+    }
+}
+
+/// What a decision needs from outside: the policy, the time, the replay memory.
+pub struct Env<'a> {
+    /// The compiled policy.
+    pub guard: &'a Guard,
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// Replay memory shared by every connection.
+    pub replay: &'a dyn ReplayCheck,
+}
+
+/// What to do with one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Forward the original bytes.
+    Forward,
+    /// Forward this text instead (a narrowed `connect`).
+    Rewrite {
+        /// The new message text.
+        text: Bytes,
+        /// Why.
+        reason: String,
+    },
+    /// Answer the client with `reply`; with `close`, then close the connection.
+    Refuse {
+        /// The synthetic `res`.
+        reply: Bytes,
+        /// Close code and reason after the reply.
+        close: Option<(u16, String)>,
+        /// The rule.
+        rule: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Discard silently.
+    Drop {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// Close the connection.
+    Close {
+        /// Close code.
+        code: u16,
+        /// The rule.
+        rule: String,
+        /// Why (also the close reason).
+        reason: String,
+    },
+}
+
+/// A decision and whether it is enforced (`false`: dry-run, record only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// The action.
+    pub action: Action,
+    /// Enforced, or only recorded.
+    pub enforce: bool,
+}
+
+/// Something worth logging that is not a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `hello-ok.server.version` differs from the version the method table describes.
+    VersionMismatch {
+        /// What the gateway said.
+        gateway: String,
+        /// What clawguard's table describes.
+        expected: &'static str,
+    },
+    /// The handshake finished.
+    Established {
+        /// The identity.
+        identity: String,
+        /// The role.
+        role: &'static str,
+        /// Effective scopes.
+        scopes: Vec<&'static str>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    Connecting { connect_id: String },
+    Established,
+}
+
+/// The access state of one connection.
+#[derive(Debug)]
+pub struct Access {
+    peer: Peer,
+    resolution: Resolution,
+    phase: Phase,
+    challenge_nonce: Option<String>,
+    role: Role,
+    /// Requested scopes after narrowing (an upper bound until `hello-ok`).
+    requested: ScopeSet,
+    granted: ScopeSet,
+    pending: u32,
+    /// The identity was chosen by the caller, not resolved from evidence.
+    pinned: bool,
+}
+
+#[derive(Deserialize)]
+struct ConnectParams {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    device: Option<DeviceProof>,
+    #[serde(default)]
+    auth: Option<ConnectAuth>,
+}
+
+#[derive(Deserialize)]
+struct DeviceProof {
+    id: String,
+    signature: String,
+    #[serde(rename = "signedAt")]
+    signed_at: u64,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConnectAuth {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default, rename = "deviceToken")]
+    device_token: Option<String>,
+    #[serde(default, rename = "bootstrapToken")]
+    bootstrap_token: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HelloOk {
+    #[serde(default)]
+    server: Option<ServerInfo>,
+    #[serde(default)]
+    auth: Option<HelloAuth>,
+}
+
+#[derive(Deserialize)]
+struct ServerInfo {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HelloAuth {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+fn scope_set(names: &[String]) -> ScopeSet {
+    names.iter().filter_map(|n| Scope::parse(n)).collect()
+}
+
+fn reply(id: &str, code: &str, message: &str, details: Value) -> Bytes {
+    error_response(id, code, message, details)
+}
+
+impl Access {
+    /// A new connection from `peer`, identified as far as the transport allows.
+    pub fn new(env: &Env<'_>, peer: Peer) -> Self {
+        let resolution = env.guard.identities.resolve(Evidence { peer: &peer, device_id: None, token_sha256: None });
+        Access {
+            peer,
+            resolution,
+            phase: Phase::AwaitingConnect,
+            challenge_nonce: None,
+            role: Role::Operator,
+            requested: ScopeSet::EMPTY,
+            granted: ScopeSet::EMPTY,
+            pending: 0,
+            pinned: false,
+        }
+    }
+
+    /// Pins the identity (for `clawguard decide --identity`): later evidence does not change it.
+    pub fn pin_identity(&mut self, resolution: Resolution) {
+        self.resolution = resolution;
+        self.pinned = true;
+    }
+
+    /// The identity as currently resolved.
+    pub fn resolution(&self) -> &Resolution {
+        &self.resolution
+    }
+
+    /// Whether `hello-ok` has been seen.
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Established
+    }
+
+    /// The scopes requests are judged against: granted ∩ ceiling after `hello-ok`,
+    /// requested ∩ ceiling before.
+    pub fn effective_scopes(&self) -> ScopeSet {
+        let base = if self.is_established() { self.granted } else { self.requested };
+        base.intersect(self.resolution.identity.ceiling)
+    }
+
+    fn enforce(&self, env: &Env<'_>, rule_mode: Option<Mode>) -> bool {
+        rule_mode.or(self.resolution.identity.mode).unwrap_or(env.guard.mode) == Mode::Enforce
+    }
+
+    fn judge(&self, env: &Env<'_>, action: Action) -> Judgement {
+        Judgement { enforce: self.enforce(env, None), action }
+    }
+
+    /// A handshake refusal: the reply, then close 1008.
+    fn refuse_handshake(&self, env: &Env<'_>, id: &str, code: &str, detail: &str, rule: &str, reason: String) -> Judgement {
+        let details = json!({ "code": detail, "source": "clawguard", "rule": rule, "identity": self.resolution.identity.name });
+        let close_reason = reason.clone();
+        self.judge(env, Action::Refuse { reply: reply(id, code, &reason, details), close: Some((1008, close_reason)), rule: rule.into(), reason })
+    }
+
+    /// Judges one text message from the client.
+    pub fn client_text(&mut self, env: &Env<'_>, text: &[u8]) -> Judgement {
+        let frame = parse_frame(text);
+        if self.phase == Phase::AwaitingConnect {
+            return match frame {
+                Ok(GatewayFrame::Req { id, method, params }) if method == "connect" => {
+                    let id = id.to_string();
+                    self.connect(env, &id, text, params.map(|p| p.get()))
+                }
+                Ok(GatewayFrame::Req { id, .. }) => {
+                    let id = id.to_string();
+                    self.refuse_handshake(env, &id, "INVALID_REQUEST", "INVALID_HANDSHAKE", "handshake", "invalid handshake: first request must be connect".into())
+                }
+                _ => self.refuse_handshake(env, "invalid", "INVALID_REQUEST", "INVALID_HANDSHAKE", "handshake", "invalid handshake: first request must be connect".into()),
+            };
+        }
+        if matches!(self.phase, Phase::Connecting { .. }) {
+            self.pending += 1;
+            if self.pending > MAX_PENDING_HANDSHAKE_FRAMES {
+                return self.judge(env, Action::Close { code: 1008, rule: "handshake".into(), reason: "too many pending handshake frames".into() });
+            }
+        }
+        match frame {
+            Ok(GatewayFrame::Req { id, method, params }) => {
+                let (id, method) = (id.to_string(), method.to_string());
+                self.request(env, &id, &method, params.map(|p| p.get()))
+            }
+            // Clients send only requests; anything else the gateway answers itself.
+            Ok(_) => self.judge(env, Action::Forward),
+            Err(e) => {
+                let reason = format!("clawguard cannot evaluate this frame: {e}");
+                let details = json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
+                self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
+            }
+        }
+    }
+
+    /// Judges a binary message from the client (the gateway protocol is JSON text).
+    pub fn client_binary(&mut self, env: &Env<'_>) -> Judgement {
+        if self.phase == Phase::AwaitingConnect {
+            return self.refuse_handshake(env, "invalid", "INVALID_REQUEST", "INVALID_HANDSHAKE", "handshake", "invalid handshake: first request must be connect".into());
+        }
+        let reason = "binary message: the gateway protocol is JSON text".to_string();
+        let details = json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
+        self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
+    }
+
+    fn connect(&mut self, env: &Env<'_>, id: &str, text: &[u8], params: Option<&str>) -> Judgement {
+        // Tracked even when refused, so that a dry-run keeps following the connection.
+        self.phase = Phase::Connecting { connect_id: id.to_string() };
+        let Some(nonce) = self.challenge_nonce.clone() else {
+            return self.refuse_handshake(env, id, "INVALID_REQUEST", "CHALLENGE_MISSING", "handshake", "connect before connect.challenge".into());
+        };
+        let params: ConnectParams = match serde_json::from_str(params.unwrap_or("null")) {
+            Ok(p) => p,
+            Err(e) => return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "handshake", format!("invalid connect params: {e}")),
+        };
+        let role_name = params.role.as_deref().unwrap_or("operator");
+        let Some(role) = Role::parse(role_name) else {
+            return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_ROLE", "handshake", "invalid role".into());
+        };
+        let credential = params.auth.as_ref().and_then(|a| {
+            [&a.token, &a.device_token, &a.bootstrap_token, &a.password].into_iter().flatten().find(|t| !t.is_empty()).cloned()
+        });
+        let token_sha256 = credential.as_deref().map(credential_sha256);
+        let device_id = params.device.as_ref().map(|d| d.id.as_str());
+        if !self.pinned {
+            self.resolution = env.guard.identities.resolve(Evidence { peer: &self.peer, device_id, token_sha256: token_sha256.as_deref() });
+        }
+        let identity = self.resolution.identity.clone();
+        if !identity.allows_role(role) {
+            let reason = format!("{} may not connect with role {}", self.resolution.why, role.name());
+            return self.refuse_handshake(env, id, "FORBIDDEN", "ROLE_NOT_ALLOWED", "identity-role", reason);
+        }
+        if let Some(device) = &params.device {
+            if device.nonce.as_deref() != Some(nonce.as_str()) {
+                return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_NONCE_MISMATCH", "replay", "device nonce mismatch: the connect does not answer this connection's challenge".into());
+            }
+            if device.signed_at.abs_diff(env.now_ms) > SIGNATURE_SKEW_MS {
+                return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_SIGNATURE_EXPIRED", "replay", "device signature expired: signedAt is more than 120 s from now".into());
+            }
+            if !env.replay.fresh(&device.id, &device.signature, env.now_ms) {
+                return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_REPLAYED", "replay", "device signature already used: a connect is accepted once".into());
+            }
+        }
+        let requested_names = params.scopes.unwrap_or_default();
+        let ceiling = identity.ceiling;
+        let kept: Vec<&String> = requested_names.iter().filter(|n| Scope::parse(n).is_some_and(|s| ceiling.contains(s))).collect();
+        self.role = role;
+        self.requested = scope_set(&requested_names).intersect(ceiling);
+        if kept.len() == requested_names.len() {
+            return self.judge(env, Action::Forward);
+        }
+        let refused: Vec<&str> = requested_names.iter().filter(|n| !kept.contains(n)).map(String::as_str).collect();
+        if params.device.is_some() {
+            // The device signature covers the scopes: they cannot be narrowed, only refused.
+            let reason = format!("{} may not request {}: ask for at most {}", self.resolution.why, refused.join(", "), ceiling.names().join(", "));
+            return self.refuse_handshake(env, id, "FORBIDDEN", "SCOPES_NOT_ALLOWED", "scope-ceiling", reason);
+        }
+        match narrow_connect(text, &kept) {
+            Some(text) => {
+                let reason = format!("removed {} from the connect of {}", refused.join(", "), self.resolution.why);
+                self.judge(env, Action::Rewrite { text, reason })
+            }
+            None => self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "handshake", "invalid connect frame".into()),
+        }
+    }
+
+    fn request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Judgement {
+        if method == "connect" {
+            let details = json!({ "code": "INVALID_HANDSHAKE", "source": "clawguard", "rule": "handshake" });
+            let reason = "connect is only valid as the first request".to_string();
+            return self.judge(env, Action::Refuse { reply: reply(id, "INVALID_REQUEST", &reason, details), close: None, rule: "handshake".into(), reason });
+        }
+        let identity = self.resolution.identity.clone();
+        if let Some(why) = identity.method_refusal(method) {
+            let reason = format!("method {method} is not allowed for identity {:?} ({why})", identity.name);
+            let details = json!({ "code": "METHOD_NOT_ALLOWED", "method": method, "source": "clawguard", "rule": "identity-methods", "identity": identity.name });
+            return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "identity-methods".into(), reason });
+        }
+        let params_value: Option<Value> = match params {
+            // Unreadable params are judged as absent, which dynamic rules treat as the most
+            // demanding case.
+            Some(p) if crate::scopes::lookup(method) == Some(crate::scopes::Required::Dynamic) => serde_json::from_str(p).ok(),
+            _ => None,
+        };
+        if let Err(refusal) = authorize(method, params_value.as_ref(), self.role, self.effective_scopes()) {
+            let (reason, details) = match refusal {
+                Refusal::Role { role } => (
+                    format!("unauthorized role: {}", role.name()),
+                    json!({ "code": "ROLE_NOT_ALLOWED", "source": "clawguard", "rule": "scope", "identity": identity.name }),
+                ),
+                Refusal::MissingScope { missing, required } => (
+                    format!("missing scope: {missing}"),
+                    json!({
+                        "code": "MISSING_SCOPE",
+                        "missingScope": missing.name(),
+                        "requiredScopes": required.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                        "source": "clawguard",
+                        "rule": "scope",
+                        "identity": identity.name,
+                    }),
+                ),
+            };
+            return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "scope".into(), reason });
+        }
+        match env.guard.rules.for_request(method) {
+            Decision::Forward => self.judge(env, Action::Forward),
+            Decision::Act { action, rule, reason, mode } => {
+                let enforce = self.enforce(env, mode);
+                let action = match action {
+                    RuleAction::Drop => Action::Drop { rule, reason },
+                    RuleAction::Close => Action::Close { code: 1008, rule, reason },
+                    RuleAction::Deny => {
+                        let details = json!({ "code": "POLICY_DENIED", "source": "clawguard", "rule": rule });
+                        Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule, reason }
+                    }
+                };
+                Judgement { action, enforce }
+            }
+        }
+    }
+
+    /// Judges one text message from the gateway, and notes what it tells about the connection.
+    pub fn gateway_text(&mut self, env: &Env<'_>, text: &[u8]) -> (Judgement, Option<Notice>) {
+        let forward = Judgement { action: Action::Forward, enforce: true };
+        let needs_parse = !self.is_established() || env.guard.rules.inspects_gateway();
+        if !needs_parse {
+            return (forward, None);
+        }
+        match parse_frame(text) {
+            Ok(GatewayFrame::Event { event, payload }) if event == "connect.challenge" && self.phase == Phase::AwaitingConnect => {
+                #[derive(Deserialize)]
+                struct Challenge {
+                    nonce: String,
+                }
+                self.challenge_nonce = payload.and_then(|p| serde_json::from_str::<Challenge>(p.get()).ok()).map(|c| c.nonce);
+                (forward, None)
+            }
+            Ok(GatewayFrame::Event { event, .. }) => match env.guard.rules.for_event(&event) {
+                Decision::Forward => (forward, None),
+                Decision::Act { action, rule, reason, mode } => {
+                    let enforce = self.enforce(env, mode);
+                    let action = match action {
+                        RuleAction::Close => Action::Close { code: 1008, rule, reason },
+                        _ => Action::Drop { rule, reason },
+                    };
+                    (Judgement { action, enforce }, None)
+                }
+            },
+            Ok(GatewayFrame::Res { id, ok, payload }) => {
+                let Phase::Connecting { connect_id } = &self.phase else { return (forward, None) };
+                if *connect_id != id {
+                    return (forward, None);
+                }
+                if !(ok && is_hello_ok(payload)) {
+                    // The gateway refused the connect; it closes the connection itself.
+                    self.phase = Phase::AwaitingConnect;
+                    return (forward, None);
+                }
+                let hello: Option<HelloOk> = payload.and_then(|p| serde_json::from_str(p.get()).ok());
+                let auth = hello.as_ref().and_then(|h| h.auth.as_ref());
+                self.granted = auth.map(|a| scope_set(&a.scopes)).unwrap_or_default();
+                if let Some(role) = auth.and_then(|a| a.role.as_deref()).and_then(Role::parse) {
+                    self.role = role;
+                }
+                self.phase = Phase::Established;
+                let version = hello.and_then(|h| h.server).and_then(|s| s.version);
+                let expected = crate::method_table::GATEWAY_VERSION;
+                let notice = match version {
+                    Some(v) if v != expected => Notice::VersionMismatch { gateway: v, expected },
+                    _ => Notice::Established { identity: self.resolution.identity.name.clone(), role: self.role.name(), scopes: self.effective_scopes().names() },
+                };
+                (forward, Some(notice))
+            }
+            Ok(GatewayFrame::Req { .. }) => (forward, None),
+            Err(_) if env.guard.rules.inspects_gateway() => (
+                Judgement { action: Action::Drop { rule: "frame-syntax".into(), reason: "gateway message is not a gateway frame and cannot be evaluated".into() }, enforce: true },
+                None,
+            ),
+            Err(_) => (forward, None),
+        }
+    }
+}
+
+/// The connect frame with `params.scopes` replaced by `kept` (a subset, original order);
+/// every other byte of meaning is kept (key order included).
+fn narrow_connect(text: &[u8], kept: &[&String]) -> Option<Bytes> {
+    let mut frame: Value = serde_json::from_slice(text).ok()?;
+    let scopes = frame.get_mut("params")?.get_mut("scopes")?;
+    *scopes = Value::Array(kept.iter().map(|s| Value::String((*s).clone())).collect());
+    serde_json::to_vec(&frame).ok().map(Bytes::from)
+}

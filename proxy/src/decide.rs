@@ -1,0 +1,99 @@
+//! `clawguard decide`: the proxy's own decision function on one frame, printed as JSON.
+
+use crate::config;
+use clawguard_filters::access::Guard;
+use clawguard_filters::decide::{decide, Origin, Scenario};
+use clawguard_filters::peer::Peer;
+use clawguard_filters::replay::ReplayCache;
+use serde_json::Value;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+/// Arguments of `clawguard decide`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policy file (default: the embedded policy).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Judge the client as this identity (default: the identity its address and frames resolve to).
+    #[arg(long)]
+    identity: Option<String>,
+    /// The client's address.
+    #[arg(long, default_value = "127.0.0.1")]
+    peer: IpAddr,
+    /// The client frame to judge (JSON).
+    #[arg(long)]
+    frame: String,
+    /// Frames before it: JSON lines `{"from":"gateway"|"client","frame":{…}}`. Without it, a
+    /// completed handshake granting the identity's whole ceiling is assumed (for a `connect`
+    /// frame: only the gateway's challenge, with the connect's own device nonce).
+    #[arg(long)]
+    after: Option<PathBuf>,
+    /// The time, in ms since the epoch (default: now); signature freshness is judged against it.
+    #[arg(long)]
+    now_ms: Option<u64>,
+}
+
+fn fail(msg: String) -> ExitCode {
+    eprintln!("clawguard decide: {msg}");
+    ExitCode::from(2)
+}
+
+/// Reads the `--after` file.
+fn read_after(path: &PathBuf) -> Result<Vec<(Origin, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), i + 1);
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+        let from: Origin = serde_json::from_value(v["from"].clone()).map_err(|_| format!("{at}: \"from\" must be \"gateway\" or \"client\""))?;
+        if !v["frame"].is_object() {
+            return Err(format!("{at}: expected a \"frame\" object"));
+        }
+        out.push((from, v["frame"].to_string()));
+    }
+    Ok(out)
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> ExitCode {
+    let cfg = match config::load(args.policy.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let guard = Guard::new(&cfg.policy.policy);
+    let peer = Peer { ip: args.peer, tls: false, client_cert: None };
+    let after = match &args.after {
+        Some(path) => match read_after(path) {
+            Ok(a) => Some(a),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    if let Err(e) = serde_json::from_str::<Value>(&args.frame) {
+        return fail(format!("--frame is not JSON: {e}"));
+    }
+    let scenario = match Scenario::new(&guard, peer, args.identity.clone(), after, args.frame.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let now_ms = args.now_ms.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    });
+    let replay = Mutex::new(ReplayCache::new(600_000, 10_000));
+    match decide(&guard, &replay, now_ms, &scenario) {
+        Ok(d) => {
+            // A closed stdout (`| head`) is not an error of the decision.
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d).expect("a decision serialises"));
+            if d.allowed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
