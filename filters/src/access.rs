@@ -17,7 +17,8 @@ use crate::replay::ReplayCache;
 use crate::rules::{Decision, Rules};
 use crate::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
 use bytes::Bytes;
-use clawguard_policies::{Mode, Policy, RuleAction};
+use crate::config_guard::ConfigGuard;
+use clawguard_policies::{Mode, Policy, RuleAction, WebSocket};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -36,13 +37,52 @@ pub struct Guard {
     pub identities: Identities,
     /// The global mode.
     pub mode: Mode,
+    /// Protected config paths.
+    pub config_guard: ConfigGuard,
+    /// The gateway version the policy targets.
+    pub gateway_version: String,
+    /// WebSocket limits (request sizes, nesting depth).
+    pub websocket: WebSocket,
 }
 
 impl Guard {
     /// Compiles a policy.
     pub fn new(policy: &Policy) -> Self {
-        Guard { rules: Rules::new(policy), identities: Identities::new(policy), mode: policy.mode }
+        Guard {
+            rules: Rules::new(policy),
+            identities: Identities::new(policy),
+            mode: policy.mode,
+            config_guard: ConfigGuard::new(&policy.config_guard.protected),
+            gateway_version: policy.gateway.version.clone(),
+            websocket: policy.websocket.clone(),
+        }
     }
+}
+
+/// The deepest nesting of objects and arrays in a JSON text (strings skipped).
+pub fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Remembers device signatures across connections.
@@ -121,12 +161,12 @@ pub struct Judgement {
 /// Something worth logging that is not a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// `hello-ok.server.version` differs from the version the method table describes.
+    /// `hello-ok.server.version` differs from the version the policy targets.
     VersionMismatch {
         /// What the gateway said.
         gateway: String,
-        /// What clawguard's table describes.
-        expected: &'static str,
+        /// What the policy targets.
+        expected: String,
     },
     /// The handshake finished.
     Established {
@@ -160,6 +200,10 @@ pub struct Access {
     pending: u32,
     /// The identity was chosen by the caller, not resolved from evidence.
     pinned: bool,
+    /// Ids of `config.get` requests not answered yet.
+    pending_config_gets: Vec<String>,
+    /// The `parsed` config of the last `config.get` answer on this connection.
+    config_snapshot: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +284,8 @@ impl Access {
             granted: ScopeSet::EMPTY,
             pending: 0,
             pinned: false,
+            pending_config_gets: Vec::new(),
+            config_snapshot: None,
         }
     }
 
@@ -283,6 +329,13 @@ impl Access {
 
     /// Judges one text message from the client.
     pub fn client_text(&mut self, env: &Env<'_>, text: &[u8]) -> Judgement {
+        let max_depth = env.guard.websocket.max_json_depth;
+        if json_depth(text) > max_depth {
+            let reason = format!("message nesting is deeper than {max_depth} levels");
+            let details = json!({ "code": "TOO_DEEP", "source": "clawguard", "rule": "limits" });
+            let close = (self.phase == Phase::AwaitingConnect).then(|| (1008, reason.clone()));
+            return self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close, rule: "limits".into(), reason });
+        }
         let frame = parse_frame(text);
         if self.phase == Phase::AwaitingConnect {
             return match frame {
@@ -306,7 +359,17 @@ impl Access {
         match frame {
             Ok(GatewayFrame::Req { id, method, params }) => {
                 let (id, method) = (id.to_string(), method.to_string());
-                self.request(env, &id, &method, params.map(|p| p.get()))
+                let limit = env.guard.websocket.request_limit(&method);
+                if text.len() > limit {
+                    let reason = format!("a {method} request of {} bytes exceeds its limit of {limit} bytes", text.len());
+                    let details = json!({ "code": "TOO_LARGE", "limit": limit, "source": "clawguard", "rule": "limits" });
+                    return self.judge(env, Action::Refuse { reply: reply(&id, "INVALID_REQUEST", &reason, details), close: None, rule: "limits".into(), reason });
+                }
+                let judgement = self.request(env, &id, &method, params.map(|p| p.get()));
+                if method == "config.get" && judgement.action == Action::Forward {
+                    self.pending_config_gets.push(id);
+                }
+                judgement
             }
             // Clients send only requests; anything else the gateway answers itself.
             Ok(_) => self.judge(env, Action::Forward),
@@ -427,6 +490,11 @@ impl Access {
             };
             return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "scope".into(), reason });
         }
+        if matches!(method, "config.set" | "config.patch" | "config.apply") {
+            if let Some(refusal) = self.config_guard(env, id, method, params) {
+                return refusal;
+            }
+        }
         match env.guard.rules.for_request(method) {
             Decision::Forward => self.judge(env, Action::Forward),
             Decision::Act { action, rule, reason, mode } => {
@@ -444,10 +512,25 @@ impl Access {
         }
     }
 
+    /// The config guard's refusal of a config write, if it touches a protected path or
+    /// cannot be judged. Applies to every identity, admin included.
+    fn config_guard(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
+        let params: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+        let (reason, details) = match env.guard.config_guard.check(method, &params, self.config_snapshot.as_ref()) {
+            Ok(None) => return None,
+            Ok(Some(t)) => (
+                format!("{method} changes {}, which is protected ({}) and cannot be changed through clawguard", t.path, t.protected),
+                json!({ "code": "CONFIG_PATH_PROTECTED", "path": t.path, "protected": t.protected, "source": "clawguard", "rule": "config-guard" }),
+            ),
+            Err(e) => (e.to_string(), json!({ "code": "CONFIG_UNJUDGEABLE", "source": "clawguard", "rule": "config-guard" })),
+        };
+        Some(self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "config-guard".into(), reason }))
+    }
+
     /// Judges one text message from the gateway, and notes what it tells about the connection.
     pub fn gateway_text(&mut self, env: &Env<'_>, text: &[u8]) -> (Judgement, Option<Notice>) {
         let forward = Judgement { action: Action::Forward, enforce: true };
-        let needs_parse = !self.is_established() || env.guard.rules.inspects_gateway();
+        let needs_parse = !self.is_established() || env.guard.rules.inspects_gateway() || !self.pending_config_gets.is_empty();
         if !needs_parse {
             return (forward, None);
         }
@@ -471,6 +554,17 @@ impl Access {
                     (Judgement { action, enforce }, None)
                 }
             },
+            Ok(GatewayFrame::Res { id, ok, payload }) if self.pending_config_gets.iter().any(|p| *p == id) => {
+                self.pending_config_gets.retain(|p| *p != id);
+                if ok {
+                    #[derive(Deserialize)]
+                    struct ConfigGet {
+                        parsed: Value,
+                    }
+                    self.config_snapshot = payload.and_then(|p| serde_json::from_str::<ConfigGet>(p.get()).ok()).map(|c| c.parsed);
+                }
+                (forward, None)
+            }
             Ok(GatewayFrame::Res { id, ok, payload }) => {
                 let Phase::Connecting { connect_id } = &self.phase else { return (forward, None) };
                 if *connect_id != id {
@@ -489,9 +583,9 @@ impl Access {
                 }
                 self.phase = Phase::Established;
                 let version = hello.and_then(|h| h.server).and_then(|s| s.version);
-                let expected = crate::method_table::GATEWAY_VERSION;
+                let expected = &env.guard.gateway_version;
                 let notice = match version {
-                    Some(v) if v != expected => Notice::VersionMismatch { gateway: v, expected },
+                    Some(v) if v != *expected => Notice::VersionMismatch { gateway: v, expected: expected.clone() },
                     _ => Notice::Established { identity: self.resolution.identity.name.clone(), role: self.role.name(), scopes: self.effective_scopes().names() },
                 };
                 (forward, Some(notice))

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod attribution;
+pub mod config_guard;
 pub mod decide;
 pub mod engine;
 pub mod gateway;

@@ -38,6 +38,12 @@ pub struct Policy {
     /// Rules applied to every gateway frame, whoever sends it.
     #[serde(default, rename = "frame_rule")]
     pub frame_rules: Vec<FrameRule>,
+    /// The gateway this policy targets.
+    #[serde(default)]
+    pub gateway: Gateway,
+    /// Config paths that may not be changed through the proxy, even by an admin.
+    #[serde(default)]
+    pub config_guard: ConfigGuardSection,
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
@@ -286,6 +292,46 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `[gateway]`: what clawguard expects to stand in front of.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gateway {
+    /// The gateway version the policy targets; a `hello-ok` from another version is logged and counted.
+    pub version: String,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway { version: "2026.9.6".into() }
+    }
+}
+
+/// `[config_guard]`: config paths no client may change through clawguard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigGuardSection {
+    /// Dot-separated paths; `*` matches one segment; a path covers everything below it.
+    pub protected: Vec<String>,
+}
+
+impl Default for ConfigGuardSection {
+    fn default() -> Self {
+        ConfigGuardSection {
+            protected: [
+                "gateway.controlUi.allowInsecureAuth",
+                "gateway.controlUi.dangerouslyDisableDeviceAuth",
+                "gateway.auth.*",
+                "gateway.trustedProxies",
+                "gateway.bind",
+                "gateway.tools.allow",
+                "plugins.entries.*.enabled",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
 /// `[websocket]`: message size caps and timers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -298,6 +344,39 @@ pub struct WebSocket {
     pub idle_timeout_seconds: u64,
     /// After clawguard sends a close frame, how long to wait for the peers' closes, milliseconds.
     pub close_grace_ms: u64,
+    /// A connection that has not completed the gateway handshake by then is closed, seconds.
+    pub handshake_timeout_seconds: u64,
+    /// Deepest nesting of objects and arrays accepted in a client message.
+    pub max_json_depth: usize,
+    /// Open WebSocket connections allowed per client address (0: unlimited).
+    pub max_connections_per_ip: usize,
+    /// Open WebSocket connections allowed per identity, as known at the upgrade (0: unlimited).
+    pub max_connections_per_identity: usize,
+    /// Largest request per method glob, bytes; the most specific glob wins (exact, then longest).
+    pub max_request_bytes: std::collections::BTreeMap<String, usize>,
+}
+
+/// 25 MiB for content-carrying methods; 1 MiB for control-plane methods.
+fn default_request_limits() -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("*".to_string(), 25 * 1024 * 1024);
+    for control in ["config.*", "device.*", "node.pair.*", "exec.approvals.*", "plugins.*", "update.*", "wizard.*", "health", "status"] {
+        m.insert(control.to_string(), 1024 * 1024);
+    }
+    m
+}
+
+impl WebSocket {
+    /// The request size limit for `method`: the most specific matching glob (an exact name,
+    /// then the longest pattern), else `max_message_bytes`.
+    pub fn request_limit(&self, method: &str) -> usize {
+        self.max_request_bytes
+            .iter()
+            .filter(|(g, _)| Glob::new(g).map(|g| g.matches(method)).unwrap_or(false))
+            .max_by_key(|(g, _)| (!g.contains('*'), g.len()))
+            .map(|(_, n)| *n)
+            .unwrap_or(self.max_message_bytes)
+    }
 }
 
 impl Default for WebSocket {
@@ -307,6 +386,11 @@ impl Default for WebSocket {
             max_message_bytes: 25 * 1024 * 1024,
             idle_timeout_seconds: 300,
             close_grace_ms: 2_000,
+            handshake_timeout_seconds: 15,
+            max_json_depth: 64,
+            max_connections_per_ip: 64,
+            max_connections_per_identity: 1024,
+            max_request_bytes: default_request_limits(),
         }
     }
 }
@@ -422,6 +506,12 @@ impl Policy {
                 "websocket.max_handshake_message_bytes ({}) exceeds websocket.max_message_bytes ({}): expected it to be at most that",
                 ws.max_handshake_message_bytes, ws.max_message_bytes
             )));
+        }
+        for glob in ws.max_request_bytes.keys() {
+            Glob::new(glob).map_err(|e| no_span(format!("websocket.max_request_bytes: {e}")))?;
+        }
+        if ws.handshake_timeout_seconds == 0 || ws.max_json_depth == 0 {
+            return Err(no_span("websocket.handshake_timeout_seconds and max_json_depth must be greater than 0".into()));
         }
         if self.upstream.connect_timeout_ms == 0 || self.upstream.handshake_timeout_ms == 0 {
             return Err(no_span("upstream timeouts must be greater than 0 ms".into()));

@@ -182,7 +182,7 @@ async fn remote_client_is_attributed_by_overwriting() {
     assert_eq!(upgrade.get("x-forwarded-for").map(String::as_str), Some("127.0.0.2"));
     assert_eq!(upgrade.get("forwarded").map(String::as_str), Some("for=127.0.0.2;proto=http"));
     // The client's copy is replaced by the ceiling of the identity clawguard found for it.
-    assert_eq!(upgrade.get("x-openclaw-scopes").map(String::as_str), Some("operator.read"));
+    assert_eq!(upgrade.get("x-openclaw-scopes").map(String::as_str), Some("operator.read,operator.sessions.read"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,11 +13,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 const DENY_CONFIG: &str = r#"
 [[frame_rule]]
-name = "no-config-writes"
+name = "no-cron-writes"
 direction = "client"
-match = ["config.set", "config.patch", "config.apply"]
+match = ["cron.add", "cron.update", "cron.remove"]
 action = "deny"
-reason = "config changes are disabled by policy"
+reason = "cron changes are disabled by policy"
 
 [[frame_rule]]
 name = "quiet-secrets"
@@ -63,21 +63,21 @@ async fn deny_rule_replies_and_the_gateway_never_sees_the_request() {
     let gw = FakeGateway::start().await;
     let cg = Clawguard::start(gw.addr, DENY_CONFIG);
     let mut ws = connect(cg.addr).await;
-    send_req(&mut ws, "7:abc", "config.apply", json!({"raw": "{}"})).await;
+    send_req(&mut ws, "7:abc", "cron.add", json!({"schedule": "* * * * *"})).await;
     let refusal = next_json(&mut ws).await;
     assert_eq!(refusal["type"], "res");
     assert_eq!(refusal["id"], "7:abc");
     assert_eq!(refusal["ok"], false);
     assert_eq!(refusal["error"]["code"], "FORBIDDEN");
-    assert_eq!(refusal["error"]["message"], "config changes are disabled by policy");
+    assert_eq!(refusal["error"]["message"], "cron changes are disabled by policy");
     assert_eq!(refusal["error"]["details"]["source"], "clawguard");
-    assert_eq!(refusal["error"]["details"]["rule"], "no-config-writes");
+    assert_eq!(refusal["error"]["details"]["rule"], "no-cron-writes");
     // The connection stays open and usable.
     send_req(&mut ws, "8", "echo", json!({"still": "open"})).await;
     assert_eq!(next_json(&mut ws).await["id"], "8");
-    assert!(!gw.methods().contains(&"config.apply".to_string()), "{:?}", gw.methods());
+    assert!(!gw.methods().contains(&"cron.add".to_string()), "{:?}", gw.methods());
     let (_, metrics) = http_get(cg.admin, "/metrics").unwrap();
-    assert!(metrics.contains(r#"clawguard_decisions_total{direction="c2s",rule="no-config-writes",verdict="reply"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"clawguard_decisions_total{direction="c2s",rule="no-cron-writes",verdict="reply"} 1"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,7 +164,7 @@ async fn fragmented_message_with_ping_and_byte_by_byte_writes() {
     next_json_raw(&mut ws).await;
     let mut inner = ws.into_inner();
     // A denied request split in three fragments with a ping in between, written one byte at a time.
-    let text = json!({"type":"req","id":"2","method":"config.patch","params":{}}).to_string();
+    let text = json!({"type":"req","id":"2","method":"cron.update","params":{}}).to_string();
     let (a, rest) = text.split_at(10);
     let (b, c) = rest.split_at(10);
     let mut wire = Vec::new();
@@ -178,7 +178,7 @@ async fn fragmented_message_with_ping_and_byte_by_byte_writes() {
     let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(inner, tokio_tungstenite::tungstenite::protocol::Role::Client, None).await;
     let refusal = next_json_raw(&mut ws).await;
     assert_eq!((refusal["id"].as_str(), refusal["error"]["code"].as_str()), (Some("2"), Some("FORBIDDEN")));
-    assert!(!gw.methods().contains(&"config.patch".to_string()));
+    assert!(!gw.methods().contains(&"cron.update".to_string()));
 }
 
 async fn next_json_raw(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> serde_json::Value {

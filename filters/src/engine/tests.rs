@@ -81,7 +81,7 @@ fn established(w: &World) -> WsEngine {
 fn default_policy_forwards_the_original_bytes() {
     let r = rules("");
     let mut e = established(&r);
-    let wire = client(r#"{"type":"req","id":"2","method":"config.apply","params":{}}"#);
+    let wire = client(r#"{"type":"req","id":"2","method":"secrets.reload","params":{}}"#);
     let out = e.on_client_bytes(&r.env(), &wire);
     assert_eq!(out.to_gateway, vec![wire]);
     assert!(out.to_client.is_empty() && out.decided.is_empty());
@@ -119,15 +119,15 @@ fn handshake_cap_applies_before_hello_ok_and_full_cap_after() {
 
 #[test]
 fn deny_rule_answers_in_the_gateway_shape_and_keeps_the_connection() {
-    let r = rules("[[frame_rule]]\nname = \"no-apply\"\ndirection = \"client\"\nmatch = [\"config.*\"]\naction = \"deny\"\n");
+    let r = rules("[[frame_rule]]\nname = \"no-cron\"\ndirection = \"client\"\nmatch = [\"cron.*\"]\naction = \"deny\"\n");
     let mut e = established(&r);
-    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"9:x","method":"config.apply"}"#));
+    let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"9:x","method":"cron.add"}"#));
     assert!(out.to_gateway.is_empty(), "the gateway never sees a denied request");
     let sent = frames(Sender::Server, &out.to_client);
     let v: serde_json::Value = serde_json::from_slice(&sent[0].1).unwrap();
     assert_eq!(v["id"], "9:x");
     assert_eq!(v["error"]["code"], "FORBIDDEN");
-    assert_eq!(v["error"]["details"]["rule"], "no-apply");
+    assert_eq!(v["error"]["details"]["rule"], "no-cron");
     assert_eq!(v["error"]["details"]["source"], "clawguard");
     assert!(!e.is_closing());
     let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"10","method":"health"}"#));
@@ -274,4 +274,51 @@ fn admin_ceiling_keeps_implied_scopes() {
     e.on_gateway_bytes(&r.env(), &gateway(r#"{"type":"res","id":"1","ok":true,"payload":{"type":"hello-ok","auth":{"role":"operator","scopes":["operator.read","operator.pairing"]}}}"#));
     let out = e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"2","method":"status"}"#));
     assert_eq!(out.forwarded, [1, 0], "{:?}", out.decided);
+}
+
+proptest! {
+    /// Whatever the identity's ceiling and the method, a request is either forwarded byte for
+    /// byte or refused, and a refused request never reaches the gateway.
+    #[test]
+    fn a_denied_request_never_reaches_the_gateway(
+        bits in 0u16..1024,
+        method in proptest::sample::select(vec![
+            "health", "status", "chat.send", "config.get", "config.apply", "config.patch", "node.invoke",
+            "node.invoke.result", "agent", "sessions.patch", "device.pair.approve", "exec.approval.resolve",
+            "talk.config", "question.list", "no.such.method", "connect", "wizard.start", "sessions.list",
+        ]),
+        params in proptest::sample::select(vec![
+            "{}", r#"{"command":"system.run"}"#, r#"{"command":"browser.proxy"}"#, r#"{"message":"/new"}"#,
+            r#"{"raw":"{gateway:{bind:'lan'}}"}"#, r#"{"key":"k","label":"x"}"#, r#"{"includeSecrets":true}"#, "null",
+        ]),
+    ) {
+        let scopes: Vec<String> = crate::scopes::Scope::ALL.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, s)| format!("{:?}", s.name())).collect();
+        let policy = format!("[[identity]]\nname = \"x\"\nscopes = [{}]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n", scopes.join(","));
+        let w = World { guard: Guard::new(&LoadedPolicy::parse("t.toml", &policy).unwrap().policy), replay: Mutex::new(ReplayCache::new(600_000, 10)) };
+        let mut e = engine(&w);
+        e.on_gateway_bytes(&w.env(), &gateway(CHALLENGE));
+        e.on_client_bytes(&w.env(), &client(r#"{"type":"req","id":"1","method":"connect","params":{"scopes":["operator.admin","operator.read","operator.write","operator.pairing","operator.approvals","operator.questions","operator.talk.secrets"]}}"#));
+        e.on_gateway_bytes(&w.env(), &gateway(r#"{"type":"res","id":"1","ok":true,"payload":{"type":"hello-ok","auth":{"role":"operator","scopes":["operator.admin"]}}}"#));
+        let text = format!(r#"{{"type":"req","id":"9","method":"{method}","params":{params}}}"#);
+        let wire = client(&text);
+        let out = e.on_client_bytes(&w.env(), &wire);
+        let sent: Vec<Vec<u8>> = frames(Sender::Client, &out.to_gateway).into_iter().filter(|(op, _)| *op == OpCode::Text).map(|(_, p)| p).collect();
+        if out.forwarded[0] == 1 {
+            prop_assert!(out.decided.is_empty());
+            prop_assert_eq!(&out.to_gateway, &vec![wire]);
+        } else {
+            prop_assert!(!out.decided.is_empty(), "neither forwarded nor decided");
+            prop_assert!(sent.iter().all(|p| p != text.as_bytes()), "a refused request reached the gateway");
+        }
+    }
+}
+
+#[test]
+fn json_depth_skips_strings() {
+    use crate::access::json_depth;
+    assert_eq!(json_depth(br#"{"a":[1,{"b":2}]}"#), 3);
+    assert_eq!(json_depth(br#"{"a":"[[[[{{{{"}"#), 1);
+    assert_eq!(json_depth(br#"{"a":"\"[[["}"#), 1, "escaped quotes do not end the string");
+    assert_eq!(json_depth(b"[]"), 1);
+    assert_eq!(json_depth(b"42"), 0);
 }
