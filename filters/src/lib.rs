@@ -18,6 +18,7 @@
 pub mod access;
 pub mod attribution;
 pub mod config_guard;
+pub mod conn_limits;
 pub mod decide;
 pub mod engine;
 pub mod gateway;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::access::Guard;
+use clawguard_filters::conn_limits::ConnectionCounts;
 use clawguard_filters::replay::ReplayCache;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub guard: Arc<Guard>,
     /// Device signatures seen in the last 10 minutes, across connections.
     pub replay: Mutex<ReplayCache>,
+    /// Open WebSocket connections per address and identity.
+    pub connections: Mutex<ConnectionCounts>,
     /// The policy file (`None`: embedded).
     pub path: Option<PathBuf>,
     /// When the policy was loaded.
@@ -51,6 +54,7 @@ impl Shared {
         Shared {
             guard: Arc::new(Guard::new(&cfg.policy.policy)),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
+            connections: Mutex::new(ConnectionCounts::default()),
             policy: cfg.policy.clone(),
             path: cfg.path.clone(),
             loaded_at: cfg.loaded_at,

@@ -16,11 +16,13 @@ use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED}
 use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
 use clawguard_filters::peer::Peer;
 use clawguard_filters::access::{Env, Notice};
+use clawguard_filters::identity::Evidence;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use std::time::Duration;
+use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +42,15 @@ const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 /// Handles a WebSocket upgrade request end to end.
 pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
     let policy = &shared.policy.policy;
+    let identity = shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: None }).identity.name.clone();
+    let _slot = match Slot::take(shared, peer.ip, &identity) {
+        Ok(slot) => slot,
+        Err(limit) => {
+            metrics::REFUSALS.with_label_values(&["too_many_connections"]).inc();
+            tracing::warn!(peer = %peer.ip, %identity, reason = %limit, "websocket upgrade refused");
+            return respond_error(session, 429, "too_many_connections", &format!("clawguard: {limit}")).await;
+        }
+    };
     let head = upstream_request_head(session, peer, shared);
     let up = &policy.upstream;
     let connect = timeout(Duration::from_millis(up.connect_timeout_ms), TcpStream::connect(up.address)).await;
@@ -88,6 +99,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     let timers = Timers {
         idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
         close_grace: Duration::from_millis(ws.close_grace_ms),
+        handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
     let end = pump(shared, ds, upstream, rest.freeze(), engine, timers).await;
     metrics::WS_ACTIVE.dec();
@@ -241,9 +253,34 @@ async fn gateway_failure(session: &mut Session, message: &str) -> Result<()> {
     respond_error(session, 502, "bad_gateway", &format!("clawguard: {message}")).await
 }
 
+/// One counted connection; uncounted when dropped, however the connection ends.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    identity: String,
+}
+
+impl<'a> Slot<'a> {
+    fn take(shared: &'a Shared, ip: IpAddr, identity: &str) -> std::result::Result<Self, String> {
+        let ws = &shared.policy.policy.websocket;
+        let mut counts = shared.connections.lock().map_err(|_| "connection counts unavailable".to_string())?;
+        counts.try_open(ip, identity, ws.max_connections_per_ip, ws.max_connections_per_identity).map_err(|e| e.to_string())?;
+        Ok(Slot { shared, ip, identity: identity.to_string() })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.shared.connections.lock() {
+            counts.close(self.ip, &self.identity);
+        }
+    }
+}
+
 struct Timers {
     idle: Option<Duration>,
     close_grace: Duration,
+    handshake: Duration,
 }
 
 /// Runs the connection until it ends; returns how it ended.
@@ -286,6 +323,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
+        let handshake_deadline = Instant::now() + timers.handshake;
         let mut close_deadline: Option<Instant> = None;
         let mut end = "client closed";
         if shutdown_seen {
@@ -301,7 +339,13 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             if engine.is_closing() && close_deadline.is_none() {
                 close_deadline = Some(Instant::now() + timers.close_grace);
             }
-            let deadline = close_deadline.or_else(|| timers.idle.map(|d| last_activity + d));
+            let idle_deadline = timers.idle.map(|d| last_activity + d);
+            let handshake_pending = !engine.access().is_established();
+            let deadline = close_deadline.or_else(|| match (handshake_pending, idle_deadline) {
+                (true, Some(idle)) => Some(idle.min(handshake_deadline)),
+                (true, None) => Some(handshake_deadline),
+                (false, idle) => idle,
+            });
             let can_read_client = c2s_tx.capacity() > 0;
             tokio::select! {
                 read = ds.read_request_body(), if can_read_client => match read {
@@ -335,6 +379,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 _ = sleep_until(deadline) => {
                     if engine.is_closing() {
                         end = "close grace expired";
+                    } else if !engine.access().is_established() && Instant::now() >= handshake_deadline {
+                        // As the gateway does when no handshake completes in time.
+                        let out = engine.close(1000, "handshake timeout");
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     } else {
                         let out = engine.close(1001, "idle timeout");
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }

@@ -266,7 +266,8 @@ async fn slow_client_and_fast_gateway_do_not_buffer_without_bound() {
 async fn a_thousand_concurrent_connections() {
     raise_fd_limit();
     let gw = FakeGateway::start().await;
-    let cg = Clawguard::start(gw.addr, "");
+    // All from one address: lift the per-address cap (default 64) for this load test.
+    let cg = Clawguard::start(gw.addr, "[websocket]\nmax_connections_per_ip = 0\nmax_connections_per_identity = 0\n");
     let mut tasks = Vec::new();
     for i in 0..1000 {
         let addr = cg.addr;
@@ -289,4 +290,45 @@ async fn a_thousand_concurrent_connections() {
         send_req(&mut ws, "3", "echo", json!({})).await;
         assert_eq!(next_json(&mut ws).await["id"], "3");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_per_address_are_capped_with_429() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[websocket]\nmax_connections_per_ip = 2\n");
+    let first = connect(cg.addr).await;
+    let _second = connect(cg.addr).await;
+    match tokio_tungstenite::connect_async(format!("ws://{}/", cg.addr)).await.unwrap_err() {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status(), 429);
+            let body = String::from_utf8(resp.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("max_connections_per_ip"), "{body}");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // Closing one frees its slot.
+    drop(first);
+    let mut freed = false;
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(format!("ws://{}/", cg.addr)).await.is_ok() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a closed connection's slot was never released");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handshake_must_complete_in_time() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[websocket]\nhandshake_timeout_seconds = 1\n");
+    let mut ws = open(cg.addr).await;
+    assert_eq!(next_json(&mut ws).await["event"], "connect.challenge");
+    assert_eq!(expect_close(&mut ws).await, (1000, "handshake timeout".to_string()));
+    // A completed handshake is not subject to it.
+    let mut ws = connect(cg.addr).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send_req(&mut ws, "2", "echo", json!({"still": "here"})).await;
+    assert_eq!(next_json(&mut ws).await["id"], "2");
 }
