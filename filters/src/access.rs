@@ -18,7 +18,7 @@ use crate::rules::{Decision, Rules};
 use crate::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
 use bytes::Bytes;
 use crate::config_guard::ConfigGuard;
-use clawguard_policies::{Mode, Policy, RuleAction, WebSocket};
+use clawguard_policies::{Glob, Mode, Policy, RuleAction, WebSocket};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -41,8 +41,12 @@ pub struct Guard {
     pub config_guard: ConfigGuard,
     /// The gateway version the policy targets.
     pub gateway_version: String,
-    /// WebSocket limits (request sizes, nesting depth).
-    pub websocket: WebSocket,
+    /// Deepest nesting accepted in a client message.
+    pub max_json_depth: usize,
+    /// Request size limits by method glob, most specific first.
+    request_limits: Vec<(Glob, usize)>,
+    /// The limit for methods no glob matches.
+    default_request_limit: usize,
 }
 
 impl Guard {
@@ -54,9 +58,23 @@ impl Guard {
             mode: policy.mode,
             config_guard: ConfigGuard::new(&policy.config_guard.protected),
             gateway_version: policy.gateway.version.clone(),
-            websocket: policy.websocket.clone(),
+            max_json_depth: policy.websocket.max_json_depth,
+            request_limits: compile_request_limits(&policy.websocket),
+            default_request_limit: policy.websocket.max_message_bytes,
         }
     }
+
+    /// The request size limit for `method` (the most specific glob: exact, then longest).
+    pub fn request_limit(&self, method: &str) -> usize {
+        self.request_limits.iter().find(|(g, _)| g.matches(method)).map(|(_, n)| *n).unwrap_or(self.default_request_limit)
+    }
+}
+
+fn compile_request_limits(ws: &WebSocket) -> Vec<(Glob, usize)> {
+    // Globs were validated with the policy; an invalid one cannot match anything.
+    let mut limits: Vec<(Glob, usize)> = ws.max_request_bytes.iter().filter_map(|(g, n)| Glob::new(g).ok().map(|g| (g, *n))).collect();
+    limits.sort_by_key(|(g, _)| (std::cmp::Reverse(g.is_exact()), std::cmp::Reverse(g.as_str().len())));
+    limits
 }
 
 /// The deepest nesting of objects and arrays in a JSON text (strings skipped).
@@ -329,7 +347,7 @@ impl Access {
 
     /// Judges one text message from the client.
     pub fn client_text(&mut self, env: &Env<'_>, text: &[u8]) -> Judgement {
-        let max_depth = env.guard.websocket.max_json_depth;
+        let max_depth = env.guard.max_json_depth;
         if json_depth(text) > max_depth {
             let reason = format!("message nesting is deeper than {max_depth} levels");
             let details = json!({ "code": "TOO_DEEP", "source": "clawguard", "rule": "limits" });
@@ -359,7 +377,7 @@ impl Access {
         match frame {
             Ok(GatewayFrame::Req { id, method, params }) => {
                 let (id, method) = (id.to_string(), method.to_string());
-                let limit = env.guard.websocket.request_limit(&method);
+                let limit = env.guard.request_limit(&method);
                 if text.len() > limit {
                     let reason = format!("a {method} request of {} bytes exceeds its limit of {limit} bytes", text.len());
                     let details = json!({ "code": "TOO_LARGE", "limit": limit, "source": "clawguard", "rule": "limits" });

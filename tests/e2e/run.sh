@@ -117,7 +117,8 @@ if [[ "${n:-0}" -ge 2 ]]; then pass "the CLI's WebSockets went through clawguard
 # --- a real node host through clawguard: pairing, approval, invoke ------------------------------
 OPENCLAW_GATEWAY_URL=$PROXIED openclaw node run --host 127.0.0.1 --port "$CG_PORT" --display-name e2e-node \
   --commands system.which > "$WORK/node.log" 2>&1 &
-PIDS+=($!)
+NODE_PID=$!
+PIDS+=($NODE_PID)
 REQUEST_ID="" NODE_ID=""
 for _ in $(seq 1 60); do
   OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes pending --json > "$WORK/pending.json" 2>/dev/null
@@ -198,6 +199,65 @@ if ip netns add "$NETNS" && ip link add "$VETH_HOST" type veth peer name "$VETH_
 else
   fail "remote test host" "cannot create network namespace $NETNS (needs root and iproute2)"
 fi
+
+# --- access control (issue 3) -----------------------------------------------------------------
+# The gateway itself intersects its grant with x-openclaw-scopes (the lever clawguard uses).
+s=$(WS_SCOPES_HEADER=operator.read node "$E2E/ws-connect.cjs" "$DIRECT" "$TOKEN" operator.read,operator.write | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["auth"]["scopes"]) if "auth" in d else d)')
+[[ $s == '["operator.read"]' ]] && pass "the gateway caps its grant with x-openclaw-scopes (asked read+write, header read: $s)" || fail "x-openclaw-scopes" "scopes $s"
+
+# An identity with a read ceiling that may not touch config.* and may not be a node.
+read -r RD_PORT _ < <(start_clawguard reader '[[identity]]' 'name = "reader"' 'roles = ["operator"]' 'scopes = ["operator.read"]' \
+  'deny_methods = ["config.*"]' '[identity.match]' "token_sha256 = [\"$TOKEN_SHA256\"]" '[[identity]]' 'name = "default"' 'scopes = []') || exit 1
+READER="ws://127.0.0.1:$RD_PORT"
+OPENCLAW_GATEWAY_URL=$READER openclaw health --json > "$WORK/reader-health.json" 2>&1 \
+  && pass "read ceiling: openclaw health works" || fail "reader health" "$(tail -c 300 "$WORK/reader-health.json")"
+OPENCLAW_GATEWAY_URL=$READER openclaw gateway call status --json > "$WORK/reader-status.json" 2>&1 \
+  && pass "read ceiling: openclaw gateway call status works" || fail "reader status" "$(tail -c 300 "$WORK/reader-status.json")"
+if ! OPENCLAW_GATEWAY_URL=$READER openclaw gateway call config.get --json > "$WORK/reader-config.json" 2>&1 \
+   && grep -q '"source": "clawguard"' "$WORK/reader-config.json"; then
+  pass "read ceiling: gateway call config.get is refused by clawguard (source: clawguard)"
+else
+  fail "reader config.get" "$(tail -c 400 "$WORK/reader-config.json")"
+fi
+# One node host runs per state directory: stop the approved one first.
+kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null
+OPENCLAW_GATEWAY_URL=$READER openclaw node run --host 127.0.0.1 --port "$RD_PORT" --display-name e2e-refused \
+  --commands system.which > "$WORK/refused-node.log" 2>&1 &
+REFUSED_PID=$!
+for _ in $(seq 1 50); do grep -q "may not connect with role node" "$WORK/refused-node.log" && break; sleep 0.5; done
+kill "$REFUSED_PID" 2>/dev/null; wait "$REFUSED_PID" 2>/dev/null
+if grep -q "may not connect with role node" "$WORK/refused-node.log"; then
+  pass "a device-signed node host whose identity may not be a node is refused at connect, with the reason"
+else
+  fail "node role refusal" "$(tail -c 400 "$WORK/refused-node.log")"
+fi
+
+# A real device-signed connect, captured, then replayed on a new connection through clawguard.
+CAPTURE_PORT=$(free_port)
+node "$E2E/capture-connect.cjs" "$CAPTURE_PORT" "$WORK/captured-connect.json" &
+CAPTURE_PID=$!
+sleep 0.5
+OPENCLAW_GATEWAY_URL=ws://127.0.0.1:$CAPTURE_PORT timeout 20 openclaw node run --host 127.0.0.1 --port "$CAPTURE_PORT" \
+  --display-name e2e-node --commands system.which > "$WORK/capture-node.log" 2>&1 &
+wait "$CAPTURE_PID"
+if grep -q '"signature"' "$WORK/captured-connect.json" 2>/dev/null; then
+  s=$(WS_FRAME_FILE="$WORK/captured-connect.json" node "$E2E/ws-connect.cjs" "$PROXIED" "$TOKEN" "")
+  [[ $s == *DEVICE_AUTH_NONCE_MISMATCH* && $s == *'"source":"clawguard"'* && $s == *'"code":1008'* ]] \
+    && pass "a captured real connect replayed on a new connection is refused by clawguard (nonce mismatch, 1008)" || fail "replay" "$s"
+else
+  fail "replay" "no signed connect captured"
+fi
+
+# The config guard holds even for an admin identity.
+PATCH='{"raw":"{\"gateway\":{\"controlUi\":{\"allowInsecureAuth\":true}}}","baseHash":"e2e"}'
+OPENCLAW_GATEWAY_URL=$PROXIED openclaw gateway call config.patch --params "$PATCH" --json > "$WORK/guard.json" 2>&1
+if grep -q CONFIG_PATH_PROTECTED "$WORK/guard.json" && grep -q '"source": "clawguard"' "$WORK/guard.json"; then
+  pass "config.patch of gateway.controlUi.allowInsecureAuth is refused even for an admin identity"
+else
+  fail "config guard" "$(tail -c 400 "$WORK/guard.json")"
+fi
+grep -q allowInsecureAuth "$WORK/gateway/openclaw.json" && fail "config unchanged" "allowInsecureAuth reached the gateway's config" \
+  || pass "the gateway's config file is unchanged (no allowInsecureAuth)"
 
 echo "e2e: $PASSED passed, $FAILED failed"
 (( FAILED == 0 ))

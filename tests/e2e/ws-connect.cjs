@@ -2,13 +2,19 @@
 // given source address), answers the challenge with a deviceless shared-token connect
 // as the `cli` client, and prints the hello-ok `auth` (or the refusal) as JSON.
 //
-//   node ws-connect.cjs URL TOKEN SCOPES [LOCAL_ADDRESS]      (WS_CA=ca.pem for wss:// URLs)
+//   node ws-connect.cjs URL TOKEN SCOPES [LOCAL_ADDRESS]
+// Environment: WS_CA=ca.pem for wss:// URLs; WS_SCOPES_HEADER=list sends x-openclaw-scopes on the
+// upgrade; WS_FRAME_FILE=file sends that frame (a captured connect) instead of building one,
+// and also prints the close code and reason.
 const fs = require("fs");
 const WebSocket = require("ws");
 const [url, token, scopes, localAddress] = process.argv.slice(2);
 const options = {};
 if (localAddress) options.localAddress = localAddress;
 if (process.env.WS_CA) options.ca = fs.readFileSync(process.env.WS_CA);
+if (process.env.WS_SCOPES_HEADER !== undefined) options.headers = { "x-openclaw-scopes": process.env.WS_SCOPES_HEADER };
+const captured = process.env.WS_FRAME_FILE ? fs.readFileSync(process.env.WS_FRAME_FILE, "utf8") : null;
+let answer = null;
 const ws = new WebSocket(url, options);
 const fail = (msg) => { console.log(JSON.stringify({ error: msg })); process.exit(2); };
 const timer = setTimeout(() => fail("timeout"), 15000);
@@ -16,7 +22,9 @@ ws.on("unexpected-response", (_req, res) => fail(`http ${res.statusCode}`));
 ws.on("error", (e) => fail(String(e)));
 ws.on("message", (data) => {
   const frame = JSON.parse(String(data));
-  if (frame.type === "event" && frame.event === "connect.challenge") {
+  if (frame.type === "event" && frame.event === "connect.challenge" && captured) {
+    ws.send(captured);
+  } else if (frame.type === "event" && frame.event === "connect.challenge") {
     ws.send(JSON.stringify({
       type: "req", id: "1", method: "connect",
       params: {
@@ -26,10 +34,18 @@ ws.on("message", (data) => {
         scopes: scopes ? scopes.split(",") : [],
       },
     }));
+  } else if (frame.type === "res" && captured) {
+    answer = frame.ok ? { auth: frame.payload.auth } : { refused: frame.error };
   } else if (frame.type === "res" && frame.id === "1") {
     clearTimeout(timer);
     console.log(JSON.stringify(frame.ok ? { auth: frame.payload.auth } : { refused: frame.error }));
     ws.close();
     process.exit(0);
   }
+});
+ws.on("close", (code, reason) => {
+  if (!captured) return;
+  clearTimeout(timer);
+  console.log(JSON.stringify(Object.assign({}, answer, { close: { code, reason: String(reason) } })));
+  process.exit(0);
 });
