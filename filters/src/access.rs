@@ -77,6 +77,13 @@ fn compile_request_limits(ws: &WebSocket) -> Vec<(Glob, usize)> {
     limits
 }
 
+/// Whether a JSON text nests deeper than `max`. Counting opening brackets (a vectorised
+/// scan) settles almost every message; only a text with more brackets than `max` is walked.
+pub fn too_deep(text: &[u8], max: usize) -> bool {
+    let brackets = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    brackets > max && json_depth(text) > max
+}
+
 /// The deepest nesting of objects and arrays in a JSON text (strings skipped).
 pub fn json_depth(text: &[u8]) -> usize {
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
@@ -348,7 +355,7 @@ impl Access {
     /// Judges one text message from the client.
     pub fn client_text(&mut self, env: &Env<'_>, text: &[u8]) -> Judgement {
         let max_depth = env.guard.max_json_depth;
-        if json_depth(text) > max_depth {
+        if too_deep(text, max_depth) {
             let reason = format!("message nesting is deeper than {max_depth} levels");
             let details = json!({ "code": "TOO_DEEP", "source": "clawguard", "rule": "limits" });
             let close = (self.phase == Phase::AwaitingConnect).then(|| (1008, reason.clone()));
@@ -376,7 +383,6 @@ impl Access {
         }
         match frame {
             Ok(GatewayFrame::Req { id, method, params }) => {
-                let (id, method) = (id.to_string(), method.to_string());
                 let limit = env.guard.request_limit(&method);
                 if text.len() > limit {
                     let reason = format!("a {method} request of {} bytes exceeds its limit of {limit} bytes", text.len());
@@ -385,7 +391,7 @@ impl Access {
                 }
                 let judgement = self.request(env, &id, &method, params.map(|p| p.get()));
                 if method == "config.get" && judgement.action == Action::Forward {
-                    self.pending_config_gets.push(id);
+                    self.pending_config_gets.push(id.into_owned());
                 }
                 judgement
             }
@@ -482,13 +488,7 @@ impl Access {
             let details = json!({ "code": "METHOD_NOT_ALLOWED", "method": method, "source": "clawguard", "rule": "identity-methods", "identity": identity.name });
             return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "identity-methods".into(), reason });
         }
-        let params_value: Option<Value> = match params {
-            // Unreadable params are judged as absent, which dynamic rules treat as the most
-            // demanding case.
-            Some(p) if crate::scopes::lookup(method) == Some(crate::scopes::Required::Dynamic) => serde_json::from_str(p).ok(),
-            _ => None,
-        };
-        if let Err(refusal) = authorize(method, params_value.as_ref(), self.role, self.effective_scopes()) {
+        if let Err(refusal) = authorize(method, params, self.role, self.effective_scopes()) {
             let (reason, details) = match refusal {
                 Refusal::Role { role } => (
                     format!("unauthorized role: {}", role.name()),

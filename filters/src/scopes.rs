@@ -307,9 +307,37 @@ pub enum Refusal {
     },
 }
 
+/// The scopes a dynamic method needs, from its raw params. The frequent `node.invoke` and
+/// `agent` read only the field they need, borrowed; the rest parse the params into a value.
+/// Params that cannot be read are judged as absent: the most demanding case.
+pub fn dynamic_requirement_raw(method: &str, params: Option<&str>) -> Vec<Scope> {
+    #[derive(serde::Deserialize)]
+    struct Field<'a> {
+        #[serde(borrow, default)]
+        command: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let raw = params.unwrap_or("null");
+    match method {
+        "node.invoke" | "agent" => {
+            let f: Option<Field<'_>> = serde_json::from_str(raw).ok();
+            let admin = if method == "node.invoke" {
+                f.as_ref().and_then(|f| f.command.as_deref()).is_none_or(|c| ADMIN_NODE_COMMANDS.contains(&c))
+            } else {
+                let first = f.as_ref().and_then(|f| f.message.as_deref()).and_then(|m| m.split_whitespace().next());
+                matches!(first, Some("/new" | "/reset"))
+            };
+            vec![if admin { Scope::Admin } else { Scope::Write }]
+        }
+        _ => dynamic_requirement(method, &serde_json::from_str(raw).unwrap_or(Value::Null)),
+    }
+}
+
 /// The gateway's authorization of one request (`authorizeGatewayMethod`, §2.3), against
-/// `scopes` (already capped by clawguard's ceiling). `params` is only read for dynamic methods.
-pub fn authorize(method: &str, params: Option<&Value>, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
+/// `scopes` (already capped by clawguard's ceiling). `params` (raw JSON) is only read for
+/// dynamic methods.
+pub fn authorize(method: &str, params: Option<&str>, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
     if method == "health" {
         return Ok(());
     }
@@ -323,11 +351,19 @@ pub fn authorize(method: &str, params: Option<&Value>, role: Role, scopes: Scope
     if method == "device.scopes.requestUpgrade" || method == "device.scopes.waitUpgrade" || scopes.contains(Scope::Admin) {
         return Ok(());
     }
-    let required = match entry {
-        Some(Required::Scope(s)) => vec![s],
-        Some(Required::Dynamic) => dynamic_requirement(method, params.unwrap_or(&Value::Null)),
+    let single;
+    let dynamic;
+    let required: &[Scope] = match entry {
+        Some(Required::Scope(s)) => {
+            single = [s];
+            &single
+        }
+        Some(Required::Dynamic) => {
+            dynamic = dynamic_requirement_raw(method, params);
+            &dynamic
+        }
         Some(Required::NodeRole) => unreachable!("handled above"),
-        None => vec![Scope::Admin],
+        None => &[Scope::Admin],
     };
     let session_alternative = |s: Scope| {
         (s == Scope::Read && SESSION_READ.contains(&method) && scopes.contains(Scope::SessionsRead))
@@ -336,7 +372,7 @@ pub fn authorize(method: &str, params: Option<&Value>, role: Role, scopes: Scope
     };
     match required.iter().find(|s| !satisfies(scopes, **s) && !session_alternative(**s)) {
         None => Ok(()),
-        Some(missing) => Err(Refusal::MissingScope { missing: *missing, required }),
+        Some(missing) => Err(Refusal::MissingScope { missing: *missing, required: required.to_vec() }),
     }
 }
 

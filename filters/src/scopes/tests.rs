@@ -8,7 +8,8 @@ fn set(names: &[Scope]) -> ScopeSet {
 }
 
 fn missing(method: &str, params: Value, scopes: &[Scope]) -> Option<Scope> {
-    match authorize(method, Some(&params), Role::Operator, set(scopes)) {
+    let raw = params.to_string();
+    match authorize(method, Some(&raw), Role::Operator, set(scopes)) {
         Ok(()) => None,
         Err(Refusal::MissingScope { missing, .. }) => Some(missing),
         Err(other) => panic!("unexpected {other:?}"),
@@ -140,7 +141,7 @@ fn dynamic_rules() {
 
 #[test]
 fn refusal_lists_every_required_scope() {
-    match authorize("talk.config", Some(&json!({"includeSecrets": true})), Role::Operator, ScopeSet::EMPTY) {
+    match authorize("talk.config", Some(r#"{"includeSecrets": true}"#), Role::Operator, ScopeSet::EMPTY) {
         Err(Refusal::MissingScope { missing, required }) => {
             assert_eq!(missing, Scope::Read);
             assert_eq!(required, vec![Scope::Read, Scope::TalkSecrets]);
