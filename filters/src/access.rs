@@ -197,6 +197,10 @@ pub enum Notice {
     Established {
         /// The identity.
         identity: String,
+        /// `client.id/mode`, or empty.
+        client: String,
+        /// The device id, or empty.
+        device: String,
         /// The role.
         role: &'static str,
         /// Effective scopes.
@@ -225,6 +229,10 @@ pub struct Access {
     pending: u32,
     /// The identity was chosen by the caller, not resolved from evidence.
     pinned: bool,
+    /// `connect.params.client.id` / `.mode`, once seen.
+    client: Option<(String, String)>,
+    /// `connect.params.device.id`, once seen.
+    device_id: Option<String>,
     /// Ids of `config.get` requests not answered yet.
     pending_config_gets: Vec<String>,
     /// The `parsed` config of the last `config.get` answer on this connection.
@@ -234,6 +242,8 @@ pub struct Access {
 #[derive(Deserialize)]
 struct ConnectParams {
     #[serde(default)]
+    client: Option<ClientInfo>,
+    #[serde(default)]
     role: Option<String>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
@@ -241,6 +251,14 @@ struct ConnectParams {
     device: Option<DeviceProof>,
     #[serde(default)]
     auth: Option<ConnectAuth>,
+}
+
+#[derive(Deserialize)]
+struct ClientInfo {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    mode: String,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +327,8 @@ impl Access {
             granted: ScopeSet::EMPTY,
             pending: 0,
             pinned: false,
+            client: None,
+            device_id: None,
             pending_config_gets: Vec::new(),
             config_snapshot: None,
         }
@@ -323,6 +343,21 @@ impl Access {
     /// The identity as currently resolved.
     pub fn resolution(&self) -> &Resolution {
         &self.resolution
+    }
+
+    /// The role of the connection (as connected, or as `hello-ok` said).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// `connect.params.device.id`, once seen.
+    pub fn device_id(&self) -> Option<&str> {
+        self.device_id.as_deref()
+    }
+
+    /// `connect.params.client` id and mode, once seen.
+    pub fn client(&self) -> Option<(&str, &str)> {
+        self.client.as_ref().map(|(i, m)| (i.as_str(), m.as_str()))
     }
 
     /// Whether `hello-ok` has been seen.
@@ -434,6 +469,8 @@ impl Access {
         });
         let token_sha256 = credential.as_deref().map(credential_sha256);
         let device_id = params.device.as_ref().map(|d| d.id.as_str());
+        self.device_id = device_id.map(str::to_string);
+        self.client = params.client.as_ref().map(|c| (c.id.clone(), c.mode.clone()));
         if !self.pinned {
             self.resolution = env.guard.identities.resolve(Evidence { peer: &self.peer, device_id, token_sha256: token_sha256.as_deref() });
         }
@@ -604,7 +641,13 @@ impl Access {
                 let expected = &env.guard.gateway_version;
                 let notice = match version {
                     Some(v) if v != *expected => Notice::VersionMismatch { gateway: v, expected: expected.clone() },
-                    _ => Notice::Established { identity: self.resolution.identity.name.clone(), role: self.role.name(), scopes: self.effective_scopes().names() },
+                    _ => Notice::Established {
+                        identity: self.resolution.identity.name.clone(),
+                        client: self.client.as_ref().map(|(i, m)| format!("{i}/{m}")).unwrap_or_default(),
+                        device: self.device_id.clone().unwrap_or_default(),
+                        role: self.role.name(),
+                        scopes: self.effective_scopes().names(),
+                    },
                 };
                 (forward, Some(notice))
             }

@@ -424,7 +424,9 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
                 metrics::VERSION_MISMATCH.inc();
                 tracing::warn!(%gateway, %expected, "the gateway's version differs from the one clawguard's method table describes");
             }
-            Notice::Established { identity, role, scopes } => tracing::debug!(%identity, role, ?scopes, "gateway handshake complete"),
+            Notice::Established { identity, client, device, role, scopes } => {
+                tracing::debug!(%identity, %client, %device, role, ?scopes, "gateway handshake complete")
+            }
         }
     }
     if forwarded[0] > 0 {

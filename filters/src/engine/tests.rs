@@ -74,7 +74,21 @@ fn established(w: &World) -> WsEngine {
     assert!(!e.access().is_established());
     e.on_gateway_bytes(&env, &gateway(HELLO));
     assert!(e.access().is_established());
+    assert_eq!(e.access().role(), crate::scopes::Role::Operator);
     e
+}
+
+#[test]
+fn connect_details_are_recorded() {
+    let r = rules("");
+    let mut e = engine(&r);
+    e.on_gateway_bytes(&r.env(), &gateway(CHALLENGE));
+    e.on_client_bytes(&r.env(), &client(r#"{"type":"req","id":"1","method":"connect","params":{"role":"node","client":{"id":"node-host","mode":"node"},"device":{"id":"dev1","signature":"s","signedAt":1795000000000,"nonce":"n"}}}"#));
+    assert_eq!(e.access().device_id(), Some("dev1"));
+    assert_eq!(e.access().client(), Some(("node-host", "node")));
+    // `root` may not be a node: recorded, then refused.
+    assert!(e.is_closing());
+    assert_eq!(e.access().role(), crate::scopes::Role::Operator);
 }
 
 #[test]
