@@ -8,6 +8,7 @@ use crate::websocket;
 use async_trait::async_trait;
 use bytes::Bytes;
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
+use clawguard_filters::identity::{credential_sha256, Evidence};
 use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::access::Guard;
 use clawguard_filters::conn_limits::ConnectionCounts;
@@ -188,6 +189,12 @@ impl ProxyHttp for Clawguard {
             for (name, value) in forwarding_headers(peer.ip, peer.tls, &self.shared.policy.policy.attribution) {
                 req.insert_header(name, value)?;
             }
+            // The identity of an HTTP request is known at once (certificate, address, bearer):
+            // its ceiling goes to the gateway, which honours it where its auth mode allows.
+            let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let token_sha256 = bearer.map(|t| credential_sha256(t.trim()));
+            let resolved = self.shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() });
+            req.insert_header("x-openclaw-scopes", resolved.identity.ceiling.names().join(","))?;
         }
         Ok(())
     }

@@ -152,9 +152,10 @@ async fn loopback_client_forwarding_headers_are_removed() {
     let (_, _, body) = read_response(&mut s).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     let h = v["headers"].as_object().unwrap();
-    for gone in ["x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-proto", "x-openclaw-scopes"] {
+    for gone in ["x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-proto"] {
         assert!(!h.contains_key(gone), "{gone} reached the gateway: {h:?}");
     }
+    assert_ne!(h["x-openclaw-scopes"], "operator.admin", "the client's x-openclaw-scopes never passes: {h:?}");
     assert_eq!(h["x-openclaw-agent-id"], "main", "other headers pass through");
 }
 
@@ -171,7 +172,7 @@ async fn remote_client_is_attributed_by_overwriting() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.2");
     assert_eq!(h["x-real-ip"], "127.0.0.2");
     assert_eq!(h["forwarded"], "for=127.0.0.2;proto=http");
-    assert!(h.get("x-openclaw-scopes").is_none());
+    assert_eq!(h["x-openclaw-scopes"], "operator.read,operator.sessions.read", "the client's copy is replaced by its identity's ceiling");
     // The same on the WebSocket upgrade.
     let mut s = connect_from([127, 0, 0, 2], cg.addr).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 127.0.0.1\r\nx-openclaw-scopes: operator.admin\r\n\r\n").await.unwrap();
@@ -216,4 +217,21 @@ async fn unreachable_gateway_http_is_a_502_with_a_reason() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["type"], "bad_gateway");
     assert!(v["error"]["message"].as_str().unwrap().contains(&dead.to_string()), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_bearer_identity_sets_the_scope_ceiling() {
+    let gw = FakeGateway::start().await;
+    // sha256("test")
+    let identities = "[[identity]]\nname = \"ops\"\nscopes = [\"operator.pairing\"]\n[identity.match]\ntoken_sha256 = [\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"]\n[[identity]]\nname = \"default\"\nscopes = []\n";
+    let cg = Clawguard::start(gw.addr, identities);
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test\r\n\r\n").await.unwrap();
+    let (_, _, body) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["headers"]["x-openclaw-scopes"], "operator.pairing");
+    s.write_all(b"GET /headers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer other\r\n\r\n").await.unwrap();
+    let (_, _, body) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["headers"]["x-openclaw-scopes"], "", "an unknown bearer is default: no scopes");
 }
