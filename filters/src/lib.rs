@@ -9,6 +9,7 @@
 //! - [`access`]: the handshake state machine, identities and the judgement of every message.
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
+//! - [`nodes`]: node command-set pins (the store, with its integrity check).
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod gateway;
 pub mod identity;
 pub mod method_table;
+pub mod nodes;
 pub mod peer;
 pub mod replay;
 pub mod rules;

@@ -84,9 +84,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    let now_ms = args.now_ms.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-    });
+    let now_ms = args.now_ms.unwrap_or_else(crate::websocket::now_ms);
     let replay = Mutex::new(ReplayCache::new(600_000, 10_000));
     match decide(&guard, &replay, now_ms, &scenario) {
         Ok(d) => {

@@ -401,10 +401,14 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     end
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// The decision environment: the policy, the clock, the replay memory.
 fn env(shared: &Shared) -> Env<'_> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    Env { guard: &shared.guard, now_ms, replay: &shared.replay }
+    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,0 +1,103 @@
+use super::*;
+
+fn surface(commands: &[&str]) -> Surface {
+    Surface { commands: commands.iter().map(|s| s.to_string()).collect(), caps: ["system".to_string()].into(), permissions: BTreeSet::new() }
+}
+
+fn no_deny(_: &str) -> bool {
+    false
+}
+
+#[test]
+fn pending_first_connect_allows_nothing_and_records_the_request() {
+    let mut store = PinStore::default();
+    let p = store.on_connect("dev", &surface(&["system.which", "system.run"]), (Some("n1"), Some("linux")), FirstConnect::Pending, &no_deny, 1);
+    assert!(p.allowed.commands.is_empty() && p.allowed.caps.is_empty());
+    assert_eq!(p.removed.commands.len(), 2);
+    assert!(p.changed);
+    assert_eq!(store.nodes["dev"].pending.as_ref().unwrap().declared.commands.len(), 2);
+    assert!(!store.allows("dev", "system.which"));
+}
+
+#[test]
+fn trust_on_first_use_pins_the_declaration_minus_denied_commands() {
+    let mut store = PinStore::default();
+    let deny = |c: &str| c == "camera.snap";
+    let p = store.on_connect("dev", &surface(&["system.which", "camera.snap"]), (None, None), FirstConnect::Trust, &deny, 1);
+    assert_eq!(p.allowed.commands, ["system.which".to_string()].into());
+    assert_eq!(p.removed.commands, ["camera.snap".to_string()].into());
+    assert_eq!(store.nodes["dev"].pin.as_ref().unwrap().approved_by, "trust-on-first-use");
+    assert!(store.nodes["dev"].pending.is_none(), "a denied command is never pending");
+}
+
+#[test]
+fn reconnect_with_more_stays_pinned_until_approved() {
+    let mut store = PinStore::default();
+    store.on_connect("dev", &surface(&["system.which"]), (None, None), FirstConnect::Pending, &no_deny, 1);
+    store.approve("dev", None, "cli", 2).unwrap();
+    let p = store.on_connect("dev", &surface(&["system.which"]), (None, None), FirstConnect::Pending, &no_deny, 3);
+    assert_eq!(p.allowed.commands, ["system.which".to_string()].into());
+    assert!(p.removed.is_empty());
+    // The node comes back declaring system.run too.
+    let p = store.on_connect("dev", &surface(&["system.which", "system.run"]), (None, None), FirstConnect::Pending, &no_deny, 4);
+    assert_eq!(p.allowed.commands, ["system.which".to_string()].into());
+    assert_eq!(p.removed.commands, ["system.run".to_string()].into());
+    let pending = store.nodes["dev"].pending.clone().unwrap();
+    assert_eq!((pending.first_seen_ms, pending.last_seen_ms), (4, 4));
+    store.on_connect("dev", &surface(&["system.which", "system.run"]), (None, None), FirstConnect::Pending, &no_deny, 9);
+    assert_eq!(store.nodes["dev"].pending.as_ref().unwrap().first_seen_ms, 4, "the same request keeps its first sighting");
+    assert!(!store.allows("dev", "system.run"));
+    store.approve("dev", None, "cli", 10).unwrap();
+    assert!(store.allows("dev", "system.run"));
+    store.revoke("dev").unwrap();
+    assert!(!store.allows("dev", "system.which"));
+}
+
+#[test]
+fn caps_and_permissions_are_pinned_too() {
+    let mut store = PinStore::default();
+    let mut declared = surface(&["system.which"]);
+    declared.permissions.insert("screen".into());
+    store.on_connect("dev", &declared, (None, None), FirstConnect::Trust, &no_deny, 1);
+    let mut more = declared.clone();
+    more.caps.insert("camera".into());
+    more.permissions.insert("microphone".into());
+    let p = store.on_connect("dev", &more, (None, None), FirstConnect::Pending, &no_deny, 2);
+    assert_eq!(p.removed.caps, ["camera".to_string()].into());
+    assert_eq!(p.removed.permissions, ["microphone".to_string()].into());
+    assert_eq!(p.allowed.permissions, ["screen".to_string()].into());
+}
+
+#[test]
+fn encode_decode_round_trip() {
+    let mut store = PinStore::default();
+    store.on_connect("dev", &surface(&["a", "b"]), (Some("node"), None), FirstConnect::Trust, &no_deny, 7);
+    let bytes = store.encode();
+    assert_eq!(PinStore::decode(&bytes).unwrap(), store);
+    assert_eq!(PinStore::decode(&PinStore::default().encode()).unwrap(), PinStore::default());
+}
+
+#[test]
+fn corruption_is_detected_never_an_empty_store() {
+    let mut store = PinStore::default();
+    store.on_connect("dev", &surface(&["system.which"]), (None, None), FirstConnect::Trust, &no_deny, 7);
+    let bytes = store.encode();
+    // Truncated anywhere.
+    for cut in [0, 1, bytes.len() / 2, bytes.len() - 2] {
+        assert!(PinStore::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    // A hand edit that keeps valid JSON: granting system.run.
+    let text = String::from_utf8(bytes.clone()).unwrap().replace("system.which", "system.run!");
+    assert!(matches!(PinStore::decode(text.as_bytes()), Err(StoreError::Integrity { .. })));
+    // Every single flipped byte is caught (as malformed JSON or by the integrity check).
+    for i in 0..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x01;
+        if flipped[i].is_ascii_whitespace() && bytes[i].is_ascii_whitespace() {
+            continue; // white space between tokens carries no meaning
+        }
+        assert!(PinStore::decode(&flipped).is_err(), "flipped byte {i} ({:?}) went unnoticed", bytes[i] as char);
+    }
+    let other = String::from_utf8(bytes).unwrap().replace(FORMAT, "clawguard-node-pins/9");
+    assert!(matches!(PinStore::decode(other.as_bytes()), Err(StoreError::Format { .. })));
+}
