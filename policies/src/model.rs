@@ -44,6 +44,9 @@ pub struct Policy {
     /// Config paths that may not be changed through the proxy, even by an admin.
     #[serde(default)]
     pub config_guard: ConfigGuardSection,
+    /// Node command-set pinning.
+    #[serde(default)]
+    pub nodes: Nodes,
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
@@ -303,6 +306,45 @@ pub struct Gateway {
 impl Default for Gateway {
     fn default() -> Self {
         Gateway { version: "2026.9.6".into() }
+    }
+}
+
+/// `[nodes]`: node command-set pinning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nodes {
+    /// The pin store file (relative paths: to the policy file's directory).
+    pub store: std::path::PathBuf,
+    /// An unknown node's first connect: `pending` (nothing invocable until approved) or `trust`.
+    pub first_connect: FirstConnectMode,
+    /// Update pins from `node.pair.approve` answers that pass through clawguard.
+    pub follow_gateway_approvals: bool,
+    /// Commands no node may have, whatever it declares or an operator approves.
+    pub deny_commands: Vec<Glob>,
+}
+
+/// How an unknown node's first connect is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstConnectMode {
+    /// Nothing is invocable until an operator approves.
+    Pending,
+    /// Pin what it declares (trust on first use).
+    Trust,
+}
+
+impl Default for Nodes {
+    fn default() -> Self {
+        let deny = [
+            "camera.snap", "camera.clip", "camera.ptz.control", "screen.record", "contacts.add", "calendar.add", "reminders.add",
+            "sms.send", "sms.search", "health.summary", "worker.*",
+        ];
+        Nodes {
+            store: "node-pins.json".into(),
+            first_connect: FirstConnectMode::Pending,
+            follow_gateway_approvals: true,
+            deny_commands: deny.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
+        }
     }
 }
 

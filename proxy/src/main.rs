@@ -10,6 +10,8 @@ mod config;
 mod decide;
 mod logging;
 mod metrics;
+mod nodes_cli;
+mod pin_file;
 mod proxy;
 mod readiness;
 mod server;
@@ -48,6 +50,8 @@ enum Command {
     },
     /// Print what clawguard would do with a client frame, as JSON; exit 0 allow, 1 deny, 2 error.
     Decide(decide::Args),
+    /// The node pin store: list, pending, show, approve, revoke.
+    Nodes(nodes_cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Decide(args) => decide::run(args),
+        Command::Nodes(args) => match nodes_cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clawguard nodes: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { policy } => {
             let cfg = match config::load(policy.as_deref()) {
                 Ok(cfg) => cfg,

@@ -78,3 +78,47 @@ fn run_refuses_a_listener_that_is_taken() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
 }
+
+fn nodes(store: &PathBuf, args: &[&str]) -> (bool, String) {
+    let out = Command::new(clawguard_bin()).arg("nodes").arg("--store").arg(store).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn nodes_command_lists_approves_and_revokes() {
+    use clawguard_filters::nodes::{FirstConnect, PinStore, Surface};
+    let store_path = policy_file("pins.json", "");
+    let mut store = PinStore::default();
+    let which = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
+    store.on_connect("dev-1", &which, (Some("e2e-node"), Some("linux")), FirstConnect::Trust, &|_| false, 1);
+    let more = Surface { commands: ["system.which".to_string(), "system.run".to_string()].into(), ..Surface::default() };
+    store.on_connect("dev-1", &more, (None, None), FirstConnect::Pending, &|_| false, 2);
+    std::fs::write(&store_path, store.encode()).unwrap();
+
+    let (ok, text) = nodes(&store_path, &["pending"]);
+    assert!(ok && text.contains("dev-1") && text.contains("pinned: system.which") && text.contains("pending: system.run"), "{text}");
+    let (ok, text) = nodes(&store_path, &["approve", "dev-1", "--commands", "camera.snap"]);
+    assert!(!ok && text.contains("nodes.deny_commands"), "{text}");
+    let (ok, text) = nodes(&store_path, &["approve", "dev-1"]);
+    assert!(ok && text.contains("approved dev-1: system.run,system.which"), "{text}");
+    let (ok, text) = nodes(&store_path, &["pending"]);
+    assert!(ok && text.contains("no pending node requests"), "{text}");
+    let (ok, text) = nodes(&store_path, &["show", "dev-1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(ok && v["pin"]["surface"]["commands"].as_array().unwrap().len() == 2, "{text}");
+    let (ok, _) = nodes(&store_path, &["revoke", "dev-1"]);
+    assert!(ok);
+    assert!(!PinStore::decode(&std::fs::read(&store_path).unwrap()).unwrap().allows("dev-1", "system.which"));
+    let (ok, text) = nodes(&store_path, &["show", "nope"]);
+    assert!(!ok && text.contains("no node \"nope\""), "{text}");
+}
+
+#[test]
+fn a_corrupt_pin_store_is_a_clear_error() {
+    let store_path = policy_file("corrupt-pins.json", "{\"format\":\"clawguard-node-pins/1\",\"integrity\":\"sha256:00\",\"nodes\":{}}");
+    let (ok, text) = nodes(&store_path, &["list"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("integrity check failed") && text.contains("corrupt-pins.json"), "{text}");
+}

@@ -1,0 +1,74 @@
+//! The node pin store on disk: read with a clear error (a corrupt store stops clawguard, it is
+//! never taken as empty), written atomically (temporary file, fsync, rename, directory fsync).
+
+use anyhow::Context;
+use clawguard_filters::nodes::PinStore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The store's path for a policy: `nodes.store`, relative to the policy file's directory.
+pub fn store_path(policy_dir: &Path, configured: &Path) -> PathBuf {
+    if configured.is_absolute() { configured.to_path_buf() } else { policy_dir.join(configured) }
+}
+
+/// Reads the store; a missing file is an empty store.
+pub fn load(path: &Path) -> anyhow::Result<PinStore> {
+    match std::fs::read(path) {
+        Ok(bytes) => PinStore::decode(&bytes).with_context(|| format!("node pin store {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinStore::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read node pin store {}", path.display())),
+    }
+}
+
+/// Writes the store atomically: readers see the old file or the new one, never a part.
+pub fn save(path: &Path, store: &PinStore) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("node-pins"), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&store.encode())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write node pin store {}", path.display())).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawguard_filters::nodes::{FirstConnect, Surface};
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("clawguard-pins-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("pins.json")
+    }
+
+    #[test]
+    fn save_then_load_and_missing_is_empty() {
+        let path = temp("roundtrip");
+        assert_eq!(load(&path).unwrap(), PinStore::default());
+        let mut store = PinStore::default();
+        let declared = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
+        store.on_connect("dev", &declared, (None, None), FirstConnect::Trust, &|_| false, 1);
+        save(&path, &store).unwrap();
+        assert_eq!(load(&path).unwrap(), store);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty(), "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_corrupt_store_is_a_clear_error() {
+        let path = temp("corrupt");
+        save(&path, &PinStore::default()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = format!("{:#}", load(&path).unwrap_err());
+        assert!(err.contains(&path.display().to_string()) && err.contains("not a clawguard node pin store"), "{err}");
+    }
+}
