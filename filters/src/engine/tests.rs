@@ -336,3 +336,18 @@ fn json_depth_skips_strings() {
     assert_eq!(json_depth(b"[]"), 1);
     assert_eq!(json_depth(b"42"), 0);
 }
+
+#[test]
+fn hello_ok_from_another_gateway_version_is_noticed() {
+    let r = rules("");
+    for (version, mismatch) in [("2026.9.6", false), ("2026.10.1", true)] {
+        let mut e = engine(&r);
+        e.on_gateway_bytes(&r.env(), &gateway(CHALLENGE));
+        e.on_client_bytes(&r.env(), &client(CONNECT));
+        let hello = format!(r#"{{"type":"res","id":"1:c","ok":true,"payload":{{"type":"hello-ok","server":{{"version":"{version}"}},"auth":{{"role":"operator","scopes":[]}}}}}}"#);
+        let out = e.on_gateway_bytes(&r.env(), &gateway(&hello));
+        let noticed = out.notices.iter().any(|n| matches!(n, Notice::VersionMismatch { gateway, expected } if gateway == version && expected == "2026.9.6"));
+        assert_eq!(noticed, mismatch, "{version}");
+        assert!(e.access().is_established(), "a version mismatch is logged, not refused");
+    }
+}
