@@ -16,7 +16,6 @@ use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED}
 use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
 use clawguard_filters::peer::Peer;
 use clawguard_filters::access::{Env, Notice};
-use clawguard_filters::identity::Evidence;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -42,7 +41,10 @@ const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 /// Handles a WebSocket upgrade request end to end.
 pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
     let policy = &shared.policy.policy;
-    let identity = shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: None }).identity.name.clone();
+    let ws = &policy.websocket;
+    let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
+    let engine = WsEngine::new(&env(shared), peer.clone(), limits, rand::random());
+    let identity = engine.access().resolution().identity.name.clone();
     let _slot = match Slot::take(shared, peer.ip, &identity) {
         Ok(slot) => slot,
         Err(limit) => {
@@ -92,9 +94,6 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     ds.set_write_timeout(Some(CLIENT_WRITE_STALL));
     metrics::WS_CONNECTIONS.with_label_values(&["opened"]).inc();
     metrics::WS_ACTIVE.inc();
-    let ws = &policy.websocket;
-    let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
-    let engine = WsEngine::new(&env(shared), peer.clone(), limits, rand::random());
     tracing::debug!(peer = %peer.ip, identity = %engine.access().resolution().why, "websocket connection opened");
     let timers = Timers {
         idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
