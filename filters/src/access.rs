@@ -669,3 +669,21 @@ fn narrow_connect(text: &[u8], kept: &[&String]) -> Option<Bytes> {
     *scopes = Value::Array(kept.iter().map(|s| Value::String((*s).clone())).collect());
     serde_json::to_vec(&frame).ok().map(Bytes::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawguard_policies::LoadedPolicy;
+
+    #[test]
+    fn request_limits_pick_the_most_specific_glob() {
+        let policy = LoadedPolicy::parse("p.toml", "[websocket.max_request_bytes]\n\"*\" = 1000\n\"chat.*\" = 500\n\"chat.send\" = 200\n").unwrap().policy;
+        let guard = Guard::new(&policy);
+        assert_eq!(guard.request_limit("chat.send"), 200);
+        assert_eq!(guard.request_limit("chat.history"), 500);
+        assert_eq!(guard.request_limit("status"), 1000);
+        let defaults = Guard::new(&LoadedPolicy::parse("p.toml", "").unwrap().policy);
+        assert_eq!(defaults.request_limit("chat.send"), 25 * 1024 * 1024);
+        assert_eq!(defaults.request_limit("config.apply"), 1024 * 1024);
+    }
+}

@@ -34,11 +34,6 @@ impl Rules {
         Rules { client, gateway }
     }
 
-    /// Whether any rule looks at client requests (if not, they need not be parsed).
-    pub fn inspects_client(&self) -> bool {
-        !self.client.is_empty()
-    }
-
     /// Whether any rule looks at gateway events.
     pub fn inspects_gateway(&self) -> bool {
         !self.gateway.is_empty()

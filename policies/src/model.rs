@@ -408,19 +408,6 @@ fn default_request_limits() -> std::collections::BTreeMap<String, usize> {
     m
 }
 
-impl WebSocket {
-    /// The request size limit for `method`: the most specific matching glob (an exact name,
-    /// then the longest pattern), else `max_message_bytes`.
-    pub fn request_limit(&self, method: &str) -> usize {
-        self.max_request_bytes
-            .iter()
-            .filter(|(g, _)| Glob::new(g).map(|g| g.matches(method)).unwrap_or(false))
-            .max_by_key(|(g, _)| (!g.contains('*'), g.len()))
-            .map(|(_, n)| *n)
-            .unwrap_or(self.max_message_bytes)
-    }
-}
-
 impl Default for WebSocket {
     fn default() -> Self {
         WebSocket {

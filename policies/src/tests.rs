@@ -150,17 +150,6 @@ fn identity_mistakes_are_located() {
 }
 
 #[test]
-fn request_limits_pick_the_most_specific_glob() {
-    let ws = LoadedPolicy::parse("p.toml", "[websocket.max_request_bytes]\n\"*\" = 1000\n\"chat.*\" = 500\n\"chat.send\" = 200\n").unwrap().policy.websocket;
-    assert_eq!(ws.request_limit("chat.send"), 200);
-    assert_eq!(ws.request_limit("chat.history"), 500);
-    assert_eq!(ws.request_limit("status"), 1000);
-    let defaults = WebSocket::default();
-    assert_eq!(defaults.request_limit("chat.send"), 25 * 1024 * 1024);
-    assert_eq!(defaults.request_limit("config.apply"), 1024 * 1024);
-}
-
-#[test]
 fn config_guard_defaults_cover_the_auth_bypass_flags() {
     let p = LoadedPolicy::embedded().policy;
     for path in ["gateway.controlUi.allowInsecureAuth", "gateway.controlUi.dangerouslyDisableDeviceAuth", "gateway.auth.*", "gateway.trustedProxies"] {
