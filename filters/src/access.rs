@@ -10,7 +10,11 @@
 //! - Refusals are synthetic `res` frames in the gateway's error shape; handshake refusals
 //!   also close with 1008.
 
-use crate::gateway::{error_response, is_hello_ok, parse_frame, GatewayFrame};
+use crate::gateway::{encode_json, error_response, parse_frame, retryable_error_response, GatewayFrame};
+use crate::node_guard::{declared_surface, invocation_refusal, pair_outcome, strip_connect, NodeSide, PairDecision};
+use crate::nodes::{NodePolicy, Pins, Surface};
+use crate::session_guard::{Answer, SessionSide};
+use crate::sessions::SessionLedger;
 use crate::identity::{credential_sha256, Evidence, Identities, Resolution};
 use crate::peer::Peer;
 use crate::replay::ReplayCache;
@@ -47,6 +51,10 @@ pub struct Guard {
     request_limits: Vec<(Glob, usize)>,
     /// The limit for methods no glob matches.
     default_request_limit: usize,
+    /// Node command-set pinning.
+    pub nodes: NodePolicy,
+    /// Session quotas and send serialisation.
+    pub sessions: clawguard_policies::Sessions,
 }
 
 impl Guard {
@@ -61,6 +69,8 @@ impl Guard {
             max_json_depth: policy.websocket.max_json_depth,
             request_limits: compile_request_limits(&policy.websocket),
             default_request_limit: policy.websocket.max_message_bytes,
+            nodes: NodePolicy::new(&policy.nodes),
+            sessions: policy.sessions.clone(),
         }
     }
 
@@ -123,7 +133,8 @@ impl ReplayCheck for Mutex<ReplayCache> {
     }
 }
 
-/// What a decision needs from outside: the policy, the time, the replay memory.
+/// What a decision needs from outside: the policy, the time, and the state every connection
+/// shares (replay memory, node pins, session ledger).
 pub struct Env<'a> {
     /// The compiled policy.
     pub guard: &'a Guard,
@@ -131,6 +142,34 @@ pub struct Env<'a> {
     pub now_ms: u64,
     /// Replay memory shared by every connection.
     pub replay: &'a dyn ReplayCheck,
+    /// The node pin store.
+    pub pins: &'a dyn Pins,
+    /// Sessions created and runs in flight.
+    pub ledger: &'a SessionLedger,
+}
+
+/// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
+/// and a session ledger.
+pub struct InMemory {
+    /// Replay memory.
+    pub replay: Mutex<ReplayCache>,
+    /// Node pins.
+    pub pins: Mutex<crate::nodes::PinStore>,
+    /// Session ledger.
+    pub ledger: SessionLedger,
+}
+
+impl Default for InMemory {
+    fn default() -> Self {
+        InMemory { replay: Mutex::new(ReplayCache::new(600_000, 10_000)), pins: Mutex::default(), ledger: SessionLedger::default() }
+    }
+}
+
+impl InMemory {
+    /// The decision environment over this state.
+    pub fn env<'a>(&'a self, guard: &'a Guard, now_ms: u64) -> Env<'a> {
+        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger }
+    }
 }
 
 /// What to do with one message.
@@ -138,10 +177,22 @@ pub struct Env<'a> {
 pub enum Action {
     /// Forward the original bytes.
     Forward,
-    /// Forward this text instead (a narrowed `connect`).
+    /// Forward this text instead (a narrowed `connect`, a filtered roster).
     Rewrite {
         /// The new message text.
         text: Bytes,
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// Do not deliver a gateway message; send the gateway `reply` instead (clawguard
+    /// answering in a node's name).
+    Answer {
+        /// The frame for the gateway.
+        reply: Bytes,
+        /// The rule.
+        rule: String,
         /// Why.
         reason: String,
     },
@@ -193,6 +244,22 @@ pub enum Notice {
         /// What the policy targets.
         expected: String,
     },
+    /// A node declared more than its pin; the rest is pending an operator's approval.
+    NodeUpgrade {
+        /// The node's device id.
+        device: String,
+        /// What it declared beyond its pin.
+        beyond: Surface,
+    },
+    /// A pairing answer through clawguard changed a node's pin (or cleared its request).
+    PinFollowed {
+        /// The node's device id.
+        device: String,
+        /// `approve` or `reject`.
+        decision: &'static str,
+        /// The identity that decided.
+        by: String,
+    },
     /// The handshake finished.
     Established {
         /// The identity.
@@ -237,6 +304,12 @@ pub struct Access {
     pending_config_gets: Vec<String>,
     /// The `parsed` config of the last `config.get` answer on this connection.
     config_snapshot: Option<Value>,
+    /// A node connection's pin state.
+    node: Option<NodeSide>,
+    /// Pairing decisions awaiting the gateway's answer, by request id.
+    pair_decisions: Vec<(String, PairDecision)>,
+    /// Session ownership state.
+    sessions: SessionSide,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +332,10 @@ struct ClientInfo {
     id: String,
     #[serde(default)]
     mode: String,
+    #[serde(default, rename = "displayName")]
+    display_name: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +408,9 @@ impl Access {
             device_id: None,
             pending_config_gets: Vec::new(),
             config_snapshot: None,
+            node: None,
+            pair_decisions: Vec::new(),
+            sessions: SessionSide::default(),
         }
     }
 
@@ -450,13 +530,13 @@ impl Access {
         self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
     }
 
-    fn connect(&mut self, env: &Env<'_>, id: &str, text: &[u8], params: Option<&str>) -> Judgement {
+    fn connect(&mut self, env: &Env<'_>, id: &str, text: &[u8], params_text: Option<&str>) -> Judgement {
         // Tracked even when refused, so that a dry-run keeps following the connection.
         self.phase = Phase::Connecting { connect_id: id.to_string() };
         let Some(nonce) = self.challenge_nonce.clone() else {
             return self.refuse_handshake(env, id, "INVALID_REQUEST", "CHALLENGE_MISSING", "handshake", "connect before connect.challenge".into());
         };
-        let params: ConnectParams = match serde_json::from_str(params.unwrap_or("null")) {
+        let params: ConnectParams = match serde_json::from_str(params_text.unwrap_or("null")) {
             Ok(p) => p,
             Err(e) => return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "handshake", format!("invalid connect params: {e}")),
         };
@@ -495,22 +575,47 @@ impl Access {
         let kept: Vec<&String> = requested_names.iter().filter(|n| Scope::parse(n).is_some_and(|s| ceiling.contains(s))).collect();
         self.role = role;
         self.requested = scope_set(&requested_names).intersect(ceiling);
-        if kept.len() == requested_names.len() {
-            return self.judge(env, Action::Forward);
-        }
         let refused: Vec<&str> = requested_names.iter().filter(|n| !kept.contains(n)).map(String::as_str).collect();
-        if params.device.is_some() {
+        if !refused.is_empty() && params.device.is_some() {
             // The device signature covers the scopes: they cannot be narrowed, only refused.
             let reason = format!("{} may not request {}: ask for at most {}", self.resolution.why, refused.join(", "), ceiling.names().join(", "));
             return self.refuse_handshake(env, id, "FORBIDDEN", "SCOPES_NOT_ALLOWED", "scope-ceiling", reason);
         }
-        match narrow_connect(text, &kept) {
-            Some(text) => {
-                let reason = format!("removed {} from the connect of {}", refused.join(", "), self.resolution.why);
-                self.judge(env, Action::Rewrite { text, reason })
-            }
-            None => self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "handshake", "invalid connect frame".into()),
+        let mut removed = Surface::default();
+        if role == Role::Node {
+            // The node id is its device id (the gateway falls back to client.id).
+            let node_id = device_id.map(str::to_string).or_else(|| params.client.as_ref().map(|c| c.id.clone())).unwrap_or_default();
+            let raw: Value = params_text.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let declared = declared_surface(&raw);
+            let pinned = env.pins.preview(&node_id, &declared, &env.guard.nodes);
+            let meta = params.client.as_ref().map(|c| (c.display_name.clone(), c.platform.clone())).unwrap_or_default();
+            let had_pin = env.pins.pin_of(&node_id).is_some();
+            self.node = Some(NodeSide::new(node_id, declared, meta, had_pin));
+            removed = pinned.removed;
         }
+        if refused.is_empty() && removed.is_empty() {
+            return self.judge(env, Action::Forward);
+        }
+        let Ok(mut frame) = serde_json::from_slice::<Value>(text) else {
+            return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "handshake", "invalid connect frame".into());
+        };
+        let mut why = Vec::new();
+        if !refused.is_empty() {
+            frame["params"]["scopes"] = Value::Array(kept.iter().map(|s| Value::String((*s).clone())).collect());
+            why.push(format!("removed {} from the connect of {}", refused.join(", "), self.resolution.why));
+        }
+        if !removed.is_empty() {
+            strip_connect(&mut frame, &removed);
+            let node = self.node.as_ref().map(|n| n.device_id.as_str()).unwrap_or("");
+            let parts: Vec<String> = [("commands", &removed.commands), ("caps", &removed.caps), ("permissions", &removed.permissions)]
+                .into_iter()
+                .filter(|(_, set)| !set.is_empty())
+                .map(|(what, set)| format!("{what} {}", set.iter().cloned().collect::<Vec<_>>().join(", ")))
+                .collect();
+            why.push(format!("pinned node {node}: removed {} beyond its approved surface", parts.join("; ")));
+        }
+        let rule = if refused.is_empty() { "node-pin" } else { "scope-ceiling" };
+        self.judge(env, Action::Rewrite { text: encode_json(&frame), rule: rule.into(), reason: why.join("; ") })
     }
 
     fn request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Judgement {
@@ -550,8 +655,13 @@ impl Access {
                 return refusal;
             }
         }
+        if method == "node.invoke" && self.role == Role::Operator {
+            if let Some(refusal) = self.node_invoke(env, id, params) {
+                return refusal;
+            }
+        }
         match env.guard.rules.for_request(method) {
-            Decision::Forward => self.judge(env, Action::Forward),
+            Decision::Forward => self.forward_request(env, id, method, params),
             Decision::Act { action, rule, reason, mode } => {
                 let enforce = self.enforce(env, mode);
                 let action = match action {
@@ -565,6 +675,55 @@ impl Access {
                 Judgement { action, enforce }
             }
         }
+    }
+
+    /// An operator's `node.invoke`: the command must be within the target node's pin and not
+    /// denied by policy.
+    fn node_invoke(&self, env: &Env<'_>, id: &str, params: Option<&str>) -> Option<Judgement> {
+        let params: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+        let node_id = params["nodeId"].as_str().unwrap_or("");
+        let command = params["command"].as_str().unwrap_or("");
+        let (rule, reason) = if node_id.is_empty() || command.is_empty() {
+            ("node-pin", "node.invoke without a nodeId and a command cannot be evaluated".to_string())
+        } else {
+            invocation_refusal(env.pins, &env.guard.nodes, node_id, command)?
+        };
+        let details = json!({ "code": "NODE_COMMAND_NOT_APPROVED", "nodeId": node_id, "command": command, "source": "clawguard", "rule": rule });
+        Some(self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: rule.into(), reason }))
+    }
+
+    /// A request every other check let through: session ownership, then bookkeeping for the
+    /// answer (pairing decisions to follow).
+    fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Judgement {
+        let identity = self.resolution.identity.clone();
+        let scope = &identity.sessions;
+        let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::sessions::creates_sessions(method));
+        if session_checked && (!crate::sessions::session_fields(method).is_empty() || crate::sessions::is_roster(method)) {
+            let value: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            if let Err(r) = self.sessions.check_request(env, &identity.name, scope, id, method, &value) {
+                let reply = if r.retryable { retryable_error_response(id, r.code, &r.reason, r.details) } else { reply(id, r.code, &r.reason, r.details) };
+                return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
+            }
+        }
+        if env.guard.nodes.follow_gateway_approvals {
+            let decision = match method {
+                "node.pair.approve" if self.effective_scopes().contains(Scope::Pairing) && self.effective_scopes().contains(Scope::Admin) => Some(PairDecision::Approve),
+                "node.pair.reject" => Some(PairDecision::Reject),
+                _ => None,
+            };
+            if let Some(d) = decision {
+                self.pair_decisions.push((id.to_string(), d));
+            }
+        }
+        self.judge(env, Action::Forward)
+    }
+
+    /// Closes a node's connection whose pin was revoked since it connected (call when the
+    /// store changes).
+    pub fn recheck(&self, env: &Env<'_>) -> Option<Judgement> {
+        let node = self.node.as_ref().filter(|_| self.is_established())?;
+        let reason = format!("node {} was revoked by an operator", node.device_id);
+        node.revoked(env.pins).then(|| self.judge(env, Action::Close { code: 1008, rule: "node-pin".into(), reason }))
     }
 
     /// The config guard's refusal of a config write, if it touches a protected path or
@@ -583,11 +742,18 @@ impl Access {
     }
 
     /// Judges one text message from the gateway, and notes what it tells about the connection.
-    pub fn gateway_text(&mut self, env: &Env<'_>, text: &[u8]) -> (Judgement, Option<Notice>) {
+    pub fn gateway_text(&mut self, env: &Env<'_>, text: &[u8]) -> (Judgement, Vec<Notice>) {
         let forward = Judgement { action: Action::Forward, enforce: true };
-        let needs_parse = !self.is_established() || env.guard.rules.inspects_gateway() || !self.pending_config_gets.is_empty();
+        let operator_sessions = self.role == Role::Operator && (!self.resolution.identity.sessions.is_unrestricted() || env.guard.sessions.serialize_sends);
+        let needs_parse = !self.is_established()
+            || env.guard.rules.inspects_gateway()
+            || !self.pending_config_gets.is_empty()
+            || self.node.is_some()
+            || !self.pair_decisions.is_empty()
+            || operator_sessions
+            || self.sessions.awaits_answers();
         if !needs_parse {
-            return (forward, None);
+            return (forward, Vec::new());
         }
         match parse_frame(text) {
             Ok(GatewayFrame::Event { event, payload }) if event == "connect.challenge" && self.phase == Phase::AwaitingConnect => {
@@ -596,78 +762,143 @@ impl Access {
                     nonce: String,
                 }
                 self.challenge_nonce = payload.and_then(|p| serde_json::from_str::<Challenge>(p.get()).ok()).map(|c| c.nonce);
-                (forward, None)
+                (forward, Vec::new())
             }
-            Ok(GatewayFrame::Event { event, .. }) => match env.guard.rules.for_event(&event) {
-                Decision::Forward => (forward, None),
+            Ok(GatewayFrame::Event { event, payload }) => match env.guard.rules.for_event(&event) {
+                Decision::Forward => (self.gateway_event(env, &event, payload.map(|p| p.get())), Vec::new()),
                 Decision::Act { action, rule, reason, mode } => {
                     let enforce = self.enforce(env, mode);
                     let action = match action {
                         RuleAction::Close => Action::Close { code: 1008, rule, reason },
                         _ => Action::Drop { rule, reason },
                     };
-                    (Judgement { action, enforce }, None)
+                    (Judgement { action, enforce }, Vec::new())
                 }
             },
-            Ok(GatewayFrame::Res { id, ok, payload }) if self.pending_config_gets.iter().any(|p| *p == id) => {
-                self.pending_config_gets.retain(|p| *p != id);
-                if ok {
-                    #[derive(Deserialize)]
-                    struct ConfigGet {
-                        parsed: Value,
-                    }
-                    self.config_snapshot = payload.and_then(|p| serde_json::from_str::<ConfigGet>(p.get()).ok()).map(|c| c.parsed);
-                }
-                (forward, None)
-            }
-            Ok(GatewayFrame::Res { id, ok, payload }) => {
-                let Phase::Connecting { connect_id } = &self.phase else { return (forward, None) };
-                if *connect_id != id {
-                    return (forward, None);
-                }
-                if !(ok && is_hello_ok(payload)) {
-                    // The gateway refused the connect; it closes the connection itself.
-                    self.phase = Phase::AwaitingConnect;
-                    return (forward, None);
-                }
-                let hello: Option<HelloOk> = payload.and_then(|p| serde_json::from_str(p.get()).ok());
-                let auth = hello.as_ref().and_then(|h| h.auth.as_ref());
-                self.granted = auth.map(|a| scope_set(&a.scopes)).unwrap_or_default();
-                if let Some(role) = auth.and_then(|a| a.role.as_deref()).and_then(Role::parse) {
-                    self.role = role;
-                }
-                self.phase = Phase::Established;
-                let version = hello.and_then(|h| h.server).and_then(|s| s.version);
-                let expected = &env.guard.gateway_version;
-                let notice = match version {
-                    Some(v) if v != *expected => Notice::VersionMismatch { gateway: v, expected: expected.clone() },
-                    _ => Notice::Established {
-                        identity: self.resolution.identity.name.clone(),
-                        client: self.client.as_ref().map(|(i, m)| format!("{i}/{m}")).unwrap_or_default(),
-                        device: self.device_id.clone().unwrap_or_default(),
-                        role: self.role.name(),
-                        scopes: self.effective_scopes().names(),
-                    },
-                };
-                (forward, Some(notice))
-            }
-            Ok(GatewayFrame::Req { .. }) => (forward, None),
+            Ok(GatewayFrame::Res { id, ok, payload }) => self.gateway_answer(env, &id, ok, payload.map(|p| p.get())),
+            Ok(GatewayFrame::Req { .. }) => (forward, Vec::new()),
             Err(_) if env.guard.rules.inspects_gateway() => (
                 Judgement { action: Action::Drop { rule: "frame-syntax".into(), reason: "gateway message is not a gateway frame and cannot be evaluated".into() }, enforce: true },
-                None,
+                Vec::new(),
             ),
-            Err(_) => (forward, None),
+            Err(_) => (forward, Vec::new()),
         }
     }
-}
 
-/// The connect frame with `params.scopes` replaced by `kept` (a subset, original order);
-/// every other byte of meaning is kept (key order included).
-fn narrow_connect(text: &[u8], kept: &[&String]) -> Option<Bytes> {
-    let mut frame: Value = serde_json::from_slice(text).ok()?;
-    let scopes = frame.get_mut("params")?.get_mut("scopes")?;
-    *scopes = Value::Array(kept.iter().map(|s| Value::String((*s).clone())).collect());
-    serde_json::to_vec(&frame).ok().map(Bytes::from)
+    /// An event the frame rules let through: node invocations outside the pin are answered
+    /// in the node's name; events about foreign sessions are not delivered.
+    fn gateway_event(&mut self, env: &Env<'_>, event: &str, payload: Option<&str>) -> Judgement {
+        let forward = Judgement { action: Action::Forward, enforce: true };
+        if let Some(node) = self.node.as_mut() {
+            if event != "node.invoke.request" {
+                return forward;
+            }
+            let payload: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            return match node.on_invoke_request(env.pins, &env.guard.nodes, &payload) {
+                // Always enforced: in dry-run the invocation would reach a node outside its pin.
+                Some((reply, rule, reason)) => Judgement { action: Action::Answer { reply, rule: rule.into(), reason }, enforce: self.enforce(env, None) },
+                None => forward,
+            };
+        }
+        if self.role != Role::Operator {
+            return forward;
+        }
+        let Some(payload) = payload.and_then(|p| serde_json::from_str::<Value>(p).ok()) else { return forward };
+        let identity = self.resolution.identity.clone();
+        match self.sessions.on_event(env, &identity.sessions, event, &payload) {
+            Some(reason) => self.judge(env, Action::Drop { rule: "session-owner".into(), reason }),
+            None => forward,
+        }
+    }
+
+    /// An answer from the gateway: clawguard's own node results are swallowed, pairing
+    /// answers update pins, rosters are filtered, and the handshake completes.
+    fn gateway_answer(&mut self, env: &Env<'_>, id: &str, ok: bool, payload: Option<&str>) -> (Judgement, Vec<Notice>) {
+        let forward = Judgement { action: Action::Forward, enforce: true };
+        if let Some(node) = self.node.as_mut() {
+            if node.swallows(id) {
+                let reason = "the gateway's answer to clawguard's own node.invoke.result".to_string();
+                return (Judgement { action: Action::Drop { rule: "node-pin".into(), reason }, enforce: true }, Vec::new());
+            }
+        }
+        if let Some(i) = self.pair_decisions.iter().position(|(p, _)| p == id) {
+            let (_, decision) = self.pair_decisions.swap_remove(i);
+            let value: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let by = format!("{} via node.pair.{}", self.resolution.identity.name, if decision == PairDecision::Approve { "approve" } else { "reject" });
+            let mut notices = Vec::new();
+            if let Some(op) = pair_outcome(&decision, &value, &by, env.now_ms) {
+                let device = match &op {
+                    crate::nodes::PinOp::Approve { device_id, .. }
+                    | crate::nodes::PinOp::Reject { device_id }
+                    | crate::nodes::PinOp::Revoke { device_id, .. }
+                    | crate::nodes::PinOp::Connect { device_id, .. } => device_id.clone(),
+                };
+                if env.pins.apply(op, &env.guard.nodes) {
+                    let decision = if decision == PairDecision::Approve { "approve" } else { "reject" };
+                    notices.push(Notice::PinFollowed { device, decision, by: self.resolution.identity.name.clone() });
+                }
+            }
+            return (forward, notices);
+        }
+        if self.sessions.awaits_answers() {
+            let identity = self.resolution.identity.clone();
+            if let Answer::Filtered(payload, removed) = self.sessions.on_answer(env, &identity.sessions, id, ok, payload) {
+                let frame = json!({ "type": "res", "id": id, "ok": ok, "payload": payload });
+                let reason = format!("removed {removed} sessions of other identities from the answer");
+                return (self.judge(env, Action::Rewrite { text: encode_json(&frame), rule: "session-owner".into(), reason }), Vec::new());
+            }
+        }
+        if self.pending_config_gets.iter().any(|p| p == id) {
+            self.pending_config_gets.retain(|p| p != id);
+            if ok {
+                #[derive(Deserialize)]
+                struct ConfigGet {
+                    parsed: Value,
+                }
+                self.config_snapshot = payload.and_then(|p| serde_json::from_str::<ConfigGet>(p).ok()).map(|c| c.parsed);
+            }
+            return (forward, Vec::new());
+        }
+        let Phase::Connecting { connect_id } = &self.phase else { return (forward, Vec::new()) };
+        if connect_id != id {
+            return (forward, Vec::new());
+        }
+        let hello_value: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+        if hello_value["type"] != "hello-ok" {
+            // The gateway refused the connect; it closes the connection itself.
+            self.phase = Phase::AwaitingConnect;
+            self.node = None;
+            return (forward, Vec::new());
+        }
+        let hello: Option<HelloOk> = serde_json::from_value(hello_value.clone()).ok();
+        let auth = hello.as_ref().and_then(|h| h.auth.as_ref());
+        self.granted = auth.map(|a| scope_set(&a.scopes)).unwrap_or_default();
+        if let Some(role) = auth.and_then(|a| a.role.as_deref()).and_then(Role::parse) {
+            self.role = role;
+        }
+        self.phase = Phase::Established;
+        self.sessions.set_defaults(&hello_value);
+        let mut notices = Vec::new();
+        if let Some(node) = self.node.as_mut() {
+            let beyond = node.on_hello(env.pins, &env.guard.nodes, env.now_ms);
+            if !beyond.is_empty() {
+                notices.push(Notice::NodeUpgrade { device: node.device_id.clone(), beyond });
+            }
+        }
+        let version = hello.and_then(|h| h.server).and_then(|s| s.version);
+        let expected = &env.guard.gateway_version;
+        notices.push(match version {
+            Some(v) if v != *expected => Notice::VersionMismatch { gateway: v, expected: expected.clone() },
+            _ => Notice::Established {
+                identity: self.resolution.identity.name.clone(),
+                client: self.client.as_ref().map(|(i, m)| format!("{i}/{m}")).unwrap_or_default(),
+                device: self.device_id.clone().unwrap_or_default(),
+                role: self.role.name(),
+                scopes: self.effective_scopes().names(),
+            },
+        });
+        (forward, notices)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! already seen some frames. The connection is simulated by the same [`WsEngine`] the proxy
 //! runs, frame by frame; this is what `clawguard decide` prints and what the case corpus checks.
 
-use crate::access::{Env, Guard, ReplayCheck};
+use crate::access::{Env, Guard};
 use crate::engine::{Direction, Limits, Verdict, WsEngine};
 use crate::identity::{Evidence, Resolution};
 use crate::scopes::ScopeSet;
@@ -30,8 +30,12 @@ pub struct Scenario {
     pub identity: Option<String>,
     /// Frames before the one judged, in order.
     pub after: Vec<(Origin, String)>,
-    /// The client frame to judge.
-    pub frame: String,
+    /// A node whose pin an operator revokes after `after`, before `frame`.
+    pub revoke: Option<String>,
+    /// Who sends the frame to judge.
+    pub from: Origin,
+    /// The frame to judge (none: judge only the revocation's effect).
+    pub frame: Option<String>,
 }
 
 impl Scenario {
@@ -51,7 +55,7 @@ impl Scenario {
                 assumed_handshake(&value, ceiling)
             }
         };
-        Ok(Scenario { peer, identity, after, frame })
+        Ok(Scenario { peer, identity, after, revoke: None, from: Origin::Client, frame: Some(frame) })
     }
 }
 
@@ -73,7 +77,8 @@ fn assumed_handshake(frame: &Value, scopes: ScopeSet) -> Vec<(Origin, String)> {
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
-    /// `allow`, `rewrite`, `would-deny` (dry-run), `deny`, `drop` or `close`.
+    /// `allow`, `rewrite`, `would-deny` (dry-run), `deny`, `drop`, `close`, or `answer`
+    /// (a gateway message not delivered, answered by clawguard in the recipient's name).
     pub decision: &'static str,
     /// The rule responsible, if any.
     pub rule: Option<String>,
@@ -89,10 +94,12 @@ pub struct Decision {
     pub close: Option<Value>,
     /// The frame as forwarded, when clawguard rewrote it.
     pub forwarded: Option<Value>,
+    /// Frames clawguard itself sent the gateway (answers in a node's name).
+    pub to_gateway: Vec<Value>,
 }
 
 impl Decision {
-    /// Whether the frame reaches the gateway (allow, rewrite, would-deny).
+    /// Whether the frame reaches its destination (allow, rewrite, would-deny).
     pub fn allowed(&self) -> bool {
         matches!(self.decision, "allow" | "rewrite" | "would-deny")
     }
@@ -134,11 +141,26 @@ fn frames_text(frames: &[bytes::Bytes]) -> (Vec<Value>, Option<Value>) {
     (texts, close)
 }
 
-/// Judges `scenario.frame` after `scenario.after`, with the policy in `guard`.
-pub fn decide(guard: &Guard, replay: &dyn ReplayCheck, now_ms: u64, scenario: &Scenario) -> Result<Decision, DecideError> {
-    let env = Env { guard, now_ms, replay };
+fn parse_masked(frames: &[bytes::Bytes]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for chunk in frames {
+        let mut p = FrameParser::new(Sender::Client, usize::MAX >> 1);
+        p.push(chunk);
+        while let Ok(Some(f)) = p.next_frame() {
+            if f.opcode == OpCode::Text {
+                out.push(serde_json::from_slice(&f.payload).unwrap_or(Value::Null));
+            }
+        }
+    }
+    out
+}
+
+/// Judges `scenario.frame` after `scenario.after` (and the revocation, if any), with the
+/// policy and shared state in `env`.
+pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideError> {
+    let guard = env.guard;
     let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024 };
-    let mut engine = WsEngine::new(&env, scenario.peer.clone(), limits, 0x5eed);
+    let mut engine = WsEngine::new(env, scenario.peer.clone(), limits, 0x5eed);
     if let Some(name) = &scenario.identity {
         let identity = guard.identities.by_name(name).ok_or_else(|| DecideError::UnknownIdentity(name.clone()))?;
         let why = format!("identity {name:?} (given)");
@@ -146,44 +168,63 @@ pub fn decide(guard: &Guard, replay: &dyn ReplayCheck, now_ms: u64, scenario: &S
     }
     for (i, (from, text)) in scenario.after.iter().enumerate() {
         let out = match from {
-            Origin::Client => engine.on_client_bytes(&env, &encode_frame(true, OpCode::Text, text.as_bytes(), Some([1, 2, 3, 4]))),
-            Origin::Gateway => engine.on_gateway_bytes(&env, &encode_frame(true, OpCode::Text, text.as_bytes(), None)),
+            Origin::Client => engine.on_client_bytes(env, &encode_frame(true, OpCode::Text, text.as_bytes(), Some([1, 2, 3, 4]))),
+            Origin::Gateway => engine.on_gateway_bytes(env, &encode_frame(true, OpCode::Text, text.as_bytes(), None)),
         };
         if engine.is_closing() {
             let why = out.decided.last().map(|d| d.reason.clone()).unwrap_or_else(|| "closed".into());
             return Err(DecideError::EndedEarly { index: i + 1, why });
         }
     }
-    let out = engine.on_client_bytes(&env, &encode_frame(true, OpCode::Text, scenario.frame.as_bytes(), Some([1, 2, 3, 4])));
+    let mut out = Default::default();
+    if let Some(node) = &scenario.revoke {
+        env.pins.apply(crate::nodes::PinOp::Revoke { device_id: node.clone(), at_ms: env.now_ms }, &guard.nodes);
+        out = engine.recheck(env);
+    }
+    let judged = match (&scenario.frame, engine.is_closing()) {
+        (Some(frame), false) => Some(match scenario.from {
+            Origin::Client => engine.on_client_bytes(env, &encode_frame(true, OpCode::Text, frame.as_bytes(), Some([1, 2, 3, 4]))),
+            Origin::Gateway => engine.on_gateway_bytes(env, &encode_frame(true, OpCode::Text, frame.as_bytes(), None)),
+        }),
+        _ => None,
+    };
+    if let Some(judged) = judged {
+        out = judged;
+    }
+    let direction = match (&scenario.frame, scenario.from) {
+        (Some(_), Origin::Client) => Direction::ClientToGateway,
+        _ => Direction::GatewayToClient,
+    };
     let resolution = engine.access().resolution();
     let (replies, close) = frames_text(&out.to_client);
-    let mine = out.decided.iter().find(|d| d.direction == Direction::ClientToGateway);
+    let sent_up = parse_masked(&out.to_gateway);
+    let mine = out.decided.iter().find(|d| d.direction == direction);
     let decision = match mine.map(|d| d.verdict) {
-        None => "allow",
+        None | Some(Verdict::Forward) => "allow",
         Some(Verdict::Rewrite) => "rewrite",
         Some(Verdict::WouldDeny) => "would-deny",
+        Some(Verdict::Reply) if direction == Direction::GatewayToClient => "answer",
         Some(Verdict::Reply) => "deny",
         Some(Verdict::Drop) => "drop",
         Some(Verdict::Close) if replies.is_empty() => "close",
         Some(Verdict::Close) => "deny",
-        Some(Verdict::Forward) => "allow",
     };
-    let forwarded = match mine.map(|d| d.verdict) {
-        Some(Verdict::Rewrite) => out.to_gateway.first().and_then(|chunk| {
-            let mut p = FrameParser::new(Sender::Client, usize::MAX >> 1);
-            p.push(chunk);
-            p.next_frame().ok().flatten().and_then(|f| serde_json::from_slice(&f.payload).ok())
-        }),
+    let forwarded = match (mine.map(|d| d.verdict), direction) {
+        (Some(Verdict::Rewrite), Direction::ClientToGateway) => sent_up.first().cloned(),
+        (Some(Verdict::Rewrite), Direction::GatewayToClient) => replies.first().cloned(),
         _ => None,
     };
+    let to_gateway = if direction == Direction::GatewayToClient { sent_up } else { Vec::new() };
+    let reply = if direction == Direction::ClientToGateway { replies.into_iter().next() } else { None };
     Ok(Decision {
         decision,
         rule: mine.map(|d| d.rule.clone()),
         reason: mine.map(|d| d.reason.clone()),
         identity: resolution.identity.name.clone(),
         identity_reason: resolution.why.clone(),
-        reply: replies.into_iter().next(),
+        reply,
         close,
         forwarded,
+        to_gateway,
     })
 }

@@ -188,6 +188,19 @@ impl WsEngine {
         out
     }
 
+    /// Re-judges the connection after shared state changed (the node pin store): a node whose
+    /// pin was revoked is closed with 1008.
+    pub fn recheck(&mut self, env: &Env<'_>) -> Output {
+        let mut out = Output::default();
+        if self.closing || self.done {
+            return out;
+        }
+        if let Some(judgement) = self.access.recheck(env) {
+            self.apply(Direction::GatewayToClient, judgement, Vec::new(), &mut out);
+        }
+        out
+    }
+
     /// Bytes from the client.
     pub fn on_client_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();
@@ -266,8 +279,11 @@ impl WsEngine {
         let Judgement { action, enforce } = judgement;
         let (rule, reason) = match &action {
             Action::Forward => return out.forward(dir, frames),
-            Action::Rewrite { reason, .. } => ("scope-ceiling".to_string(), reason.clone()),
-            Action::Refuse { rule, reason, .. } | Action::Drop { rule, reason } | Action::Close { rule, reason, .. } => (rule.clone(), reason.clone()),
+            Action::Rewrite { rule, reason, .. }
+            | Action::Answer { rule, reason, .. }
+            | Action::Refuse { rule, reason, .. }
+            | Action::Drop { rule, reason }
+            | Action::Close { rule, reason, .. } => (rule.clone(), reason.clone()),
         };
         if !enforce {
             out.forward(dir, frames);
@@ -294,6 +310,12 @@ impl WsEngine {
                     }
                     None => Verdict::Reply,
                 }
+            }
+            Action::Answer { reply, .. } => {
+                // Not delivered; the gateway gets clawguard's answer in the recipient's name.
+                let mask = self.next_mask();
+                out.to_gateway.push(encode_frame(true, OpCode::Text, &reply, Some(mask)));
+                Verdict::Reply
             }
             Action::Drop { .. } => Verdict::Drop,
             Action::Close { code, reason, .. } => {

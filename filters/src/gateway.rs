@@ -119,7 +119,24 @@ pub fn error_response(id: &str, code: &str, message: &str, details: serde_json::
         "ok": false,
         "error": { "code": code, "message": message, "details": details },
     });
-    Bytes::from(serde_json::to_vec(&frame).expect("a JSON value always serialises"))
+    encode_json(&frame)
+}
+
+/// A refusal the client may retry (`error.retryable: true`, as the gateway marks its own
+/// transient `UNAVAILABLE` errors).
+pub fn retryable_error_response(id: &str, code: &str, message: &str, details: serde_json::Value) -> Bytes {
+    let frame = serde_json::json!({
+        "type": "res",
+        "id": id,
+        "ok": false,
+        "error": { "code": code, "message": message, "details": details, "retryable": true },
+    });
+    encode_json(&frame)
+}
+
+/// A JSON value as message text.
+pub fn encode_json(value: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("a JSON value always serialises"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use crate::peer::Peer;
 use crate::scopes::{Role, Scope, ScopeSet};
+use crate::sessions::SessionScope;
 use clawguard_policies::{canonical_ip, Glob, Identity, IdentityMatch, Mode, Policy, RoleName};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct CompiledIdentity {
     pub mode: Option<Mode>,
     /// The limits profile.
     pub limits: Option<String>,
+    /// The session keys it may name and see.
+    pub sessions: SessionScope,
     operator: bool,
     node: bool,
     allow: Vec<Glob>,
@@ -30,9 +33,15 @@ impl CompiledIdentity {
     fn new(id: &Identity) -> Self {
         let mut matcher = id.matcher.clone();
         matcher.cert_sha256.iter_mut().chain(matcher.token_sha256.iter_mut()).for_each(|h| *h = h.to_ascii_lowercase());
+        let ceiling = id.scopes.get_ref().iter().filter_map(|s| Scope::parse(s)).collect::<ScopeSet>().closure();
+        let sessions = match &id.sessions {
+            Some(patterns) => SessionScope::new(patterns.get_ref(), &id.name),
+            None => SessionScope::default_for(&id.name, ceiling.contains(Scope::Admin)),
+        };
         CompiledIdentity {
             name: id.name.clone(),
-            ceiling: id.scopes.get_ref().iter().filter_map(|s| Scope::parse(s)).collect::<ScopeSet>().closure(),
+            ceiling,
+            sessions,
             mode: id.mode,
             limits: id.limits.clone(),
             operator: id.roles.contains(&RoleName::Operator),
@@ -160,6 +169,7 @@ impl Identities {
                 deny_methods: vec![],
                 limits: None,
                 mode: None,
+                sessions: None,
             }))
         });
         Identities { list, default }

@@ -9,7 +9,10 @@
 //! - [`access`]: the handshake state machine, identities and the judgement of every message.
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
-//! - [`nodes`]: node command-set pins (the store, with its integrity check).
+//! - [`nodes`]: node command-set pins (the store, with its integrity check); [`node_guard`]:
+//!   the pins applied to connects, invocations and pairing answers.
+//! - [`sessions`]: session-key patterns, canonical keys and the session ledger;
+//!   [`session_guard`]: session ownership on one connection.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -25,9 +28,12 @@ pub mod engine;
 pub mod gateway;
 pub mod identity;
 pub mod method_table;
+pub mod node_guard;
 pub mod nodes;
 pub mod peer;
 pub mod replay;
 pub mod rules;
 pub mod scopes;
+pub mod session_guard;
+pub mod sessions;
 pub mod ws;

@@ -47,6 +47,9 @@ pub struct Policy {
     /// Node command-set pinning.
     #[serde(default)]
     pub nodes: Nodes,
+    /// Session ownership: quotas and send serialisation.
+    #[serde(default)]
+    pub sessions: Sessions,
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
@@ -90,6 +93,12 @@ pub struct Identity {
     /// Overrides the global `mode` for this identity.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Session-key patterns this identity may name and see (`*`: any run of characters
+    /// other than `:`; `**`: any run; `{identity}`: the identity's name). Default: `["**"]` for
+    /// an identity whose ceiling has `operator.admin`, otherwise only its own keys,
+    /// `["agent:*:{identity}", "agent:*:{identity}:**"]`.
+    #[serde(default)]
+    pub sessions: Option<Spanned<Vec<String>>>,
 }
 
 fn default_roles() -> Vec<RoleName> {
@@ -179,6 +188,7 @@ impl Policy {
                 deny_methods: vec![],
                 limits: None,
                 mode: None,
+                sessions: None,
             },
             Identity {
                 name: "default".into(),
@@ -189,6 +199,7 @@ impl Policy {
                 deny_methods: vec![],
                 limits: None,
                 mode: None,
+                sessions: None,
             },
         ]
     }
@@ -346,6 +357,45 @@ impl Default for Nodes {
             deny_commands: deny.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
         }
     }
+}
+
+/// `[sessions]`: session ownership beyond the per-identity key patterns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// Distinct sessions an identity may create (through `sessions.create`, `chat.send`,
+    /// `agent`, `sessions.send`, `send`), counted while clawguard runs; 0 for no limit.
+    pub max_per_identity: usize,
+    /// A second `chat.send` to a session whose run has not finished gets a retryable
+    /// `UNAVAILABLE` "session busy" instead of interleaving.
+    pub serialize_sends: bool,
+    /// A run with no end seen frees its session after this long.
+    pub busy_timeout_seconds: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions { max_per_identity: 50, serialize_sends: false, busy_timeout_seconds: 600 }
+    }
+}
+
+/// Checks a session-key pattern: placeholders are `{identity}` only.
+pub fn check_session_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("an empty session pattern matches nothing: expected a key pattern such as \"agent:*:{identity}\"".into());
+    }
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open..];
+        if !after.starts_with("{identity}") {
+            return Err(format!("session pattern {pattern:?}: unknown placeholder at {after:?}: expected only {{identity}}"));
+        }
+        rest = &after["{identity}".len()..];
+    }
+    if rest.contains('}') || pattern.contains("***") {
+        return Err(format!("session pattern {pattern:?}: expected `*`, `**` and {{identity}} only"));
+    }
+    Ok(())
 }
 
 /// `[config_guard]`: config paths no client may change through clawguard.
@@ -580,6 +630,11 @@ impl Policy {
             for hash in id.matcher.cert_sha256.iter().chain(&id.matcher.token_sha256) {
                 if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(src.error_at(at, format!("identity {:?}: {hash:?} is not a SHA-256: expected 64 hex digits", id.name)));
+                }
+            }
+            if let Some(patterns) = &id.sessions {
+                for pattern in patterns.get_ref() {
+                    check_session_pattern(pattern).map_err(|e| src.error_at(Some(patterns.span()), format!("identity {:?}: {e}", id.name)))?;
                 }
             }
             if id.roles.is_empty() {

@@ -1,16 +1,14 @@
 //! `clawguard decide`: the proxy's own decision function on one frame, printed as JSON.
 
 use crate::config;
-use clawguard_filters::access::Guard;
+use clawguard_filters::access::{Guard, InMemory};
 use clawguard_filters::decide::{decide, Origin, Scenario};
 use clawguard_filters::peer::Peer;
-use clawguard_filters::replay::ReplayCache;
 use serde_json::Value;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 /// Arguments of `clawguard decide`.
 #[derive(clap::Args)]
@@ -85,8 +83,15 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let now_ms = args.now_ms.unwrap_or_else(crate::websocket::now_ms);
-    let replay = Mutex::new(ReplayCache::new(600_000, 10_000));
-    match decide(&guard, &replay, now_ms, &scenario) {
+    // The node pins the proxy would judge with (read only: decide changes no file).
+    let base = args.policy.as_deref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
+    let store = crate::pin_file::store_path(&base, &cfg.policy.policy.nodes.store);
+    let state = InMemory::default();
+    match crate::pin_file::load(&store) {
+        Ok(pins) => *state.pins.lock().unwrap_or_else(|e| e.into_inner()) = pins,
+        Err(e) => return fail(format!("{e:#}")),
+    }
+    match decide(&state.env(&guard, now_ms), &scenario) {
         Ok(d) => {
             // A closed stdout (`| head`) is not an error of the decision.
             let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d).expect("a decision serialises"));

@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod nodes_cli;
 mod pin_file;
+mod pin_keeper;
 mod proxy;
 mod readiness;
 mod server;

@@ -50,6 +50,27 @@ pub static VERSION_MISMATCH: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Node connects that declared more than their pin (the rest is pending approval).
+pub static NODE_PIN_UPGRADES: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!(
+        "clawguard_node_pin_upgrades_total",
+        "Node connects that declared commands, caps or permissions beyond their pin (held pending approval)"
+    )
+    .expect("metric registers once")
+});
+
+/// Pin changes that followed a gateway pairing decision, by decision.
+pub static PIN_FOLLOWED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_node_pins_followed_total", "Node pins changed by node.pair.approve / reject answers through clawguard", &["decision"])
+        .expect("metric registers once")
+});
+
+/// Times the pin store file could not be read or written while running.
+pub static PIN_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!("clawguard_pin_store_errors_total", "Failures to read or write the node pin store while running")
+        .expect("metric registers once")
+});
+
 /// The loaded policy's version, as a label on a constant 1.
 pub static POLICY_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("clawguard_policy_info", "The loaded policy (value 1), labelled with its SHA-256 version", &["version"])

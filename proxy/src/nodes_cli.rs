@@ -62,12 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let nodes = &cfg.policy.policy.nodes;
     let base = args.policy.as_deref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
     let path = args.store.clone().unwrap_or_else(|| pin_file::store_path(&base, &nodes.store));
-    let mut store: PinStore = pin_file::load(&path)?;
     let mut out = std::io::stdout();
     let now_ms = crate::websocket::now_ms();
     let who = format!("clawguard nodes approve ({})", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
     match args.action {
         Action::List | Action::Pending => {
+            let store = pin_file::load(&path)?;
             let pending_only = matches!(args.action, Action::Pending);
             let chosen: Vec<(&String, &NodeRecord)> = store.nodes.iter().filter(|(_, r)| !pending_only || r.pending.is_some()).collect();
             if args.json {
@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Action::Show { id } => {
+            let store = pin_file::load(&path)?;
             let r = store.nodes.get(&id).with_context(|| format!("no node {id:?} in {}", path.display()))?;
             if args.json {
                 let _ = writeln!(out, "{}", serde_json::to_string_pretty(r)?);
@@ -96,6 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Action::Approve { id, commands } => {
+            // Read-modify-write under the store's lock: a running proxy's changes are kept.
+            let _guard = pin_file::Locked::acquire(&path)?;
+            let mut store: PinStore = pin_file::load(&path)?;
             let surface = match commands {
                 None => None,
                 Some(list) => {
@@ -114,9 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let _ = writeln!(out, "approved {id}: {}", pin.surface.commands.iter().cloned().collect::<Vec<_>>().join(","));
         }
         Action::Revoke { id } => {
-            store.revoke(&id).map_err(anyhow::Error::msg)?;
+            let _guard = pin_file::Locked::acquire(&path)?;
+            let mut store: PinStore = pin_file::load(&path)?;
+            store.revoke(&id, now_ms).map_err(anyhow::Error::msg)?;
             pin_file::save(&path, &store)?;
-            let _ = writeln!(out, "revoked {id}: nothing is invocable on it until it is approved again");
+            let _ = writeln!(out, "revoked {id}: nothing is invocable on it until it is approved again; a running clawguard closes its connection");
         }
     }
     Ok(())

@@ -20,6 +20,46 @@ pub fn load(path: &Path) -> anyhow::Result<PinStore> {
     }
 }
 
+/// What identifies one version of the file: modification time, length, inode.
+pub type Stamp = (std::time::SystemTime, u64, u64);
+
+/// The file's current stamp (`None`: no file).
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// The store's lock file: `<store>.lock`, beside it.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// The store's exclusive lock, held until dropped, so that read-modify-write cycles of the
+/// proxy and of `clawguard nodes` never interleave.
+pub struct Locked(std::fs::File);
+
+impl Locked {
+    /// Waits for the lock.
+    pub fn acquire(path: &Path) -> anyhow::Result<Locked> {
+        let lock = lock_path(path);
+        if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).with_context(|| format!("cannot open lock file {}", lock.display()))?;
+        file.lock().with_context(|| format!("cannot lock {}", lock.display()))?;
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// Writes the store atomically: readers see the old file or the new one, never a part.
 pub fn save(path: &Path, store: &PinStore) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -40,7 +80,7 @@ pub fn save(path: &Path, store: &PinStore) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clawguard_filters::nodes::{FirstConnect, Surface};
+    use clawguard_filters::nodes::{FirstConnect, NodePolicy, Surface};
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("clawguard-pins-{name}-{}", std::process::id()));
@@ -54,7 +94,8 @@ mod tests {
         assert_eq!(load(&path).unwrap(), PinStore::default());
         let mut store = PinStore::default();
         let declared = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
-        store.on_connect("dev", &declared, (None, None), FirstConnect::Trust, &|_| false, 1);
+        let policy = NodePolicy { first_connect: FirstConnect::Trust, follow_gateway_approvals: true, deny_commands: vec![] };
+        store.on_connect("dev", &declared, (None, None), &policy, 1);
         save(&path, &store).unwrap();
         assert_eq!(load(&path).unwrap(), store);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();

@@ -12,7 +12,10 @@ use clawguard_filters::identity::{credential_sha256, Evidence};
 use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::access::Guard;
 use clawguard_filters::conn_limits::ConnectionCounts;
+use clawguard_filters::nodes::NodePolicy;
 use clawguard_filters::replay::ReplayCache;
+use clawguard_filters::sessions::SessionLedger;
+use crate::pin_keeper::PersistentPins;
 use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -47,12 +50,23 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Whether the listeners and the gateway answer (see `readiness.rs`).
     pub ready: AtomicBool,
+    /// The node pin store (persisted, shared with `clawguard nodes`).
+    pub pins: Arc<PersistentPins>,
+    /// Sessions created per identity and runs in flight.
+    pub ledger: SessionLedger,
 }
 
 impl Shared {
-    /// Shared state for a loaded configuration.
-    pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> Self {
-        Shared {
+    /// Shared state for a loaded configuration; loads the node pin store (a corrupt one is
+    /// an error).
+    pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        let policy = &cfg.policy.policy;
+        let base = cfg.path.as_deref().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
+        let store = crate::pin_file::store_path(&base, &policy.nodes.store);
+        let pins = PersistentPins::start(store, NodePolicy::new(&policy.nodes))?;
+        Ok(Shared {
+            pins,
+            ledger: SessionLedger::default(),
             guard: Arc::new(Guard::new(&cfg.policy.policy)),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
@@ -61,7 +75,7 @@ impl Shared {
             loaded_at: cfg.loaded_at,
             shutdown,
             ready: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Whether `/readyz` should say ready.

@@ -38,7 +38,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::new(&cfg, shutdown_rx));
+    let shared = Arc::new(Shared::new(&cfg, shutdown_rx)?);
     let readiness = Arc::new(Mutex::new(Readiness::default()));
 
     let mut proxy = http_proxy_service(&server.configuration, Clawguard::new(shared.clone()));

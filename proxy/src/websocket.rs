@@ -319,6 +319,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     };
     let main = async move {
         let mut shutdown = shared.shutdown.clone();
+        let mut pins_changed = shared.pins.subscribe();
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
@@ -368,6 +369,12 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                         if !engine.is_closing() { end = "gateway closed"; }
                     }
                 },
+                changed = pins_changed.changed() => {
+                    if changed.is_ok() {
+                        let out = engine.recheck(&env(shared));
+                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                    }
+                },
                 changed = shutdown.changed(), if !shutdown_seen => {
                     if changed.is_err() || *shutdown.borrow() {
                         shutdown_seen = true;
@@ -407,7 +414,7 @@ pub fn now_ms() -> u64 {
 
 /// The decision environment: the policy, the clock, the replay memory.
 fn env(shared: &Shared) -> Env<'_> {
-    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay }
+    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay, pins: &*shared.pins, ledger: &shared.ledger }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -426,6 +433,15 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             Notice::VersionMismatch { gateway, expected } => {
                 metrics::VERSION_MISMATCH.inc();
                 tracing::warn!(%gateway, %expected, "the gateway's version differs from the one clawguard's method table describes");
+            }
+            Notice::NodeUpgrade { device, beyond } => {
+                metrics::NODE_PIN_UPGRADES.inc();
+                tracing::warn!(node = %device, commands = ?beyond.commands, caps = ?beyond.caps, permissions = ?beyond.permissions,
+                    "node declared more than its pin: held to its pin, upgrade pending approval (clawguard nodes pending)");
+            }
+            Notice::PinFollowed { device, decision, by } => {
+                metrics::PIN_FOLLOWED.with_label_values(&[decision]).inc();
+                tracing::info!(node = %device, decision, identity = %by, "node pin follows a gateway pairing decision");
             }
             Notice::Established { identity, client, device, role, scopes } => {
                 tracing::debug!(%identity, %client, %device, role, ?scopes, "gateway handshake complete")

@@ -3,14 +3,13 @@
 //! in `tests/cases/policies/`), the peer or a pinned identity, the frames before, the frame,
 //! and what must come out.
 
-use clawguard_filters::access::Guard;
+use clawguard_filters::access::{Guard, InMemory};
+use clawguard_filters::nodes::{PinOp, Pins, Surface};
 use clawguard_filters::decide::{decide, Decision, Origin, Scenario};
 use clawguard_filters::peer::Peer;
-use clawguard_filters::replay::ReplayCache;
 use clawguard_policies::LoadedPolicy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The clock of every case: just after the captured frames' `signedAt`.
 const NOW_MS: u64 = 1_795_264_737_000;
@@ -28,8 +27,30 @@ struct Case {
     seen_signatures: Vec<(String, String)>,
     #[serde(default)]
     after: Option<Vec<Prior>>,
-    frame: String,
+    /// Node pins in the store before the first frame.
+    #[serde(default)]
+    pins: Vec<PinSeed>,
+    /// A node an operator revokes after `after`, before `frame`.
+    #[serde(default)]
+    revoke: Option<String>,
+    /// Who sends `frame` (default: the client).
+    #[serde(default)]
+    from: Option<Origin>,
+    #[serde(default)]
+    frame: Option<String>,
     expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinSeed {
+    node: String,
+    #[serde(default)]
+    commands: Vec<String>,
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +82,36 @@ struct Expect {
     reason_contains: Option<String>,
     #[serde(default)]
     forwarded_scopes: Option<Vec<String>>,
+    /// `params.commands` / `caps` of the forwarded (rewritten) connect.
+    #[serde(default)]
+    forwarded_commands: Option<Vec<String>>,
+    #[serde(default)]
+    forwarded_caps: Option<Vec<String>>,
+    /// Names in `params.permissions` of the forwarded connect.
+    #[serde(default)]
+    forwarded_permissions: Option<Vec<String>>,
+    /// Text the rewritten frame must contain / must not contain.
+    #[serde(default)]
+    forwarded_contains: Vec<String>,
+    #[serde(default)]
+    forwarded_lacks: Vec<String>,
+    /// Text clawguard's own frames to the gateway must contain.
+    #[serde(default)]
+    answer_contains: Vec<String>,
+    /// The store afterwards: `{ node = "...", commands = [...] }` (`commands` absent: no pin).
+    #[serde(default)]
+    pin: Option<PinExpect>,
+    /// The node's pending commands afterwards (empty: no pending request).
+    #[serde(default)]
+    pending: Option<PinExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinExpect {
+    node: String,
+    #[serde(default)]
+    commands: Option<Vec<String>>,
 }
 
 fn cases_dir() -> PathBuf {
@@ -81,14 +132,23 @@ fn run_case(path: &Path) -> Result<Decision, String> {
     let case: Case = toml::from_str(&text).map_err(|e| format!("bad case file: {e}"))?;
     let policy = load_policy(&case.policy)?;
     let guard = Guard::new(&policy.policy);
-    let replay = Mutex::new(ReplayCache::new(600_000, 1000));
+    let state = InMemory::default();
     for (device, signature) in &case.seen_signatures {
-        assert!(replay.lock().unwrap().fresh(device, signature, NOW_MS - 1_000));
+        assert!(state.replay.lock().unwrap().fresh(device, signature, NOW_MS - 1_000));
+    }
+    for seed in &case.pins {
+        let set = |v: &Vec<String>| v.iter().cloned().collect();
+        let surface = Surface { commands: set(&seed.commands), caps: set(&seed.caps), permissions: set(&seed.permissions) };
+        state.pins.apply(PinOp::Approve { device_id: seed.node.clone(), surface, by: "case".into(), at_ms: NOW_MS - 10_000 }, &guard.nodes);
     }
     let ip = case.peer.as_deref().unwrap_or("127.0.0.1").parse().map_err(|e| format!("peer: {e}"))?;
     let after = case.after.map(|a| a.into_iter().map(|p| (p.from, p.frame)).collect());
-    let scenario = Scenario::new(&guard, Peer { ip, tls: false, client_cert: None }, case.identity, after, case.frame).map_err(|e| e.to_string())?;
-    let d = decide(&guard, &replay, NOW_MS, &scenario).map_err(|e| e.to_string())?;
+    let frame = case.frame.clone().unwrap_or_default();
+    let mut scenario = Scenario::new(&guard, Peer { ip, tls: false, client_cert: None }, case.identity, after, frame).map_err(|e| e.to_string())?;
+    scenario.frame = case.frame;
+    scenario.from = case.from.unwrap_or(Origin::Client);
+    scenario.revoke = case.revoke;
+    let d = decide(&state.env(&guard, NOW_MS), &scenario).map_err(|e| e.to_string())?;
     let e = &case.expect;
     let mut wrong = Vec::new();
     let mut check = |what: &str, expected: &Option<String>, actual: Option<String>| {
@@ -126,6 +186,52 @@ fn run_case(path: &Path) -> Result<Decision, String> {
         let actual: Vec<String> = d.forwarded.as_ref().and_then(|f| f["params"]["scopes"].as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
         if &actual != scopes {
             wrong.push(format!("forwarded scopes: expected {scopes:?}, got {actual:?}"));
+        }
+    }
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    let forwarded = d.forwarded.clone().unwrap_or_default();
+    for (what, expected, field) in [("commands", &e.forwarded_commands, "commands"), ("caps", &e.forwarded_caps, "caps"), ("permissions", &e.forwarded_permissions, "permissions")] {
+        if let Some(x) = expected {
+            let actual = strings(&forwarded["params"][field]);
+            if &actual != x {
+                wrong.push(format!("forwarded {what}: expected {x:?}, got {actual:?}"));
+            }
+        }
+    }
+    let forwarded_text = d.forwarded.as_ref().map(|f| f.to_string()).unwrap_or_default();
+    for part in &e.forwarded_contains {
+        if !forwarded_text.contains(part.as_str()) {
+            wrong.push(format!("forwarded frame: expected it to contain {part:?}, got {forwarded_text}"));
+        }
+    }
+    for part in &e.forwarded_lacks {
+        if d.forwarded.is_none() || forwarded_text.contains(part.as_str()) {
+            wrong.push(format!("forwarded frame: expected a rewrite without {part:?}, got {forwarded_text:?}"));
+        }
+    }
+    let answers: String = d.to_gateway.iter().map(|f| f.to_string()).collect();
+    for part in &e.answer_contains {
+        if !answers.contains(part.as_str()) {
+            wrong.push(format!("clawguard's frames to the gateway: expected {part:?}, got {answers:?}"));
+        }
+    }
+    let store = state.pins.lock().unwrap().clone();
+    if let Some(p) = &e.pin {
+        let actual = store.pin(&p.node).map(|s| s.commands.iter().cloned().collect::<Vec<_>>());
+        if actual != p.commands {
+            wrong.push(format!("pin of {}: expected {:?}, got {actual:?}", p.node, p.commands));
+        }
+    }
+    if let Some(p) = &e.pending {
+        let actual = store.nodes.get(&p.node).and_then(|r| r.pending.as_ref()).map(|q| q.declared.commands.iter().cloned().collect::<Vec<_>>());
+        if actual != p.commands {
+            wrong.push(format!("pending of {}: expected {:?}, got {actual:?}", p.node, p.commands));
         }
     }
     if d.decision == "deny" && d.reply.as_ref().is_some_and(|r| r["error"]["details"]["source"] != "clawguard") {

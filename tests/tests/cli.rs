@@ -88,13 +88,14 @@ fn nodes(store: &PathBuf, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn nodes_command_lists_approves_and_revokes() {
-    use clawguard_filters::nodes::{FirstConnect, PinStore, Surface};
+    use clawguard_filters::nodes::{FirstConnect, NodePolicy, PinStore, Surface};
+    let policy = |first| NodePolicy { first_connect: first, follow_gateway_approvals: false, deny_commands: vec![] };
     let store_path = policy_file("pins.json", "");
     let mut store = PinStore::default();
     let which = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
-    store.on_connect("dev-1", &which, (Some("e2e-node"), Some("linux")), FirstConnect::Trust, &|_| false, 1);
+    store.on_connect("dev-1", &which, (Some("e2e-node"), Some("linux")), &policy(FirstConnect::Trust), 1);
     let more = Surface { commands: ["system.which".to_string(), "system.run".to_string()].into(), ..Surface::default() };
-    store.on_connect("dev-1", &more, (None, None), FirstConnect::Pending, &|_| false, 2);
+    store.on_connect("dev-1", &more, (None, None), &policy(FirstConnect::Pending), 2);
     std::fs::write(&store_path, store.encode()).unwrap();
 
     let (ok, text) = nodes(&store_path, &["pending"]);

@@ -71,7 +71,44 @@ fn run() -> Result<String, String> {
     for (name, (scope, _source)) in &table {
         out.push_str(&format!("    ({name:?}, {}),\n", variant(scope)?));
     }
+    out.push_str("];\n\n");
+    let sessions = session_params(&schema)?;
+    out.push_str(&format!("/// Methods whose parameters name a session ({}), and the fields that do, sorted by name.\n", sessions.len()));
+    out.push_str("/// From each method's `<Method>Params` schema: `sessionKey`, `parentSessionKey` and `sessionKeys`\n");
+    out.push_str("/// anywhere, `key` and `keys` on `sessions.*` methods.\n");
+    out.push_str("pub static SESSION_PARAMS: &[(&str, &[&str])] = &[\n");
+    for (name, fields) in &sessions {
+        out.push_str(&format!("    ({name:?}, &{fields:?}),\n"));
+    }
     out.push_str("];\n");
+    Ok(out)
+}
+
+/// The schema definition that holds a method's parameters: `chat.history` → `ChatHistoryParams`.
+fn params_definition(method: &str) -> String {
+    let mut name: String = method.split(['.', '-']).map(|part| {
+        let mut chars = part.chars();
+        chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    }).collect();
+    name.push_str("Params");
+    name
+}
+
+/// For each method with a params schema, the fields of it that name a session.
+fn session_params(schema: &serde_json::Value) -> Result<BTreeMap<String, Vec<&'static str>>, String> {
+    let methods = schema["methods"].as_object().ok_or("no \"methods\" object")?;
+    let definitions = schema["definitions"].as_object().ok_or("no \"definitions\" object")?;
+    let mut out = BTreeMap::new();
+    for name in methods.keys() {
+        let Some(properties) = definitions.get(&params_definition(name)).and_then(|d| d["properties"].as_object()) else { continue };
+        let fields: Vec<&'static str> = ["sessionKey", "parentSessionKey", "sessionKeys", "key", "keys"]
+            .into_iter()
+            .filter(|f| properties.contains_key(*f) && (!matches!(*f, "key" | "keys") || name.starts_with("sessions.")))
+            .collect();
+        if !fields.is_empty() {
+            out.insert(name.clone(), fields);
+        }
+    }
     Ok(out)
 }
 

@@ -2,11 +2,9 @@
 
 use super::*;
 use crate::access::Guard;
-use crate::replay::ReplayCache;
 use crate::ws::{encode_frame, FrameParser, OpCode, Sender};
 use clawguard_policies::LoadedPolicy;
 use proptest::prelude::*;
-use std::sync::Mutex;
 
 /// Loopback clients are `root` (every scope), so transport tests see plain forwarding.
 const ROOT: &str = "[[identity]]\nname = \"root\"\nscopes = [\"operator.admin\"]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n";
@@ -14,18 +12,18 @@ const ROOT: &str = "[[identity]]\nname = \"root\"\nscopes = [\"operator.admin\"]
 /// A policy and the outside world (clock, replay memory) for one test.
 struct World {
     guard: Guard,
-    replay: Mutex<ReplayCache>,
+    state: crate::access::InMemory,
 }
 
 impl World {
     fn env(&self) -> Env<'_> {
-        Env { guard: &self.guard, now_ms: 1_795_000_000_000, replay: &self.replay }
+        self.state.env(&self.guard, 1_795_000_000_000)
     }
 }
 
 fn rules(toml: &str) -> World {
     let policy = LoadedPolicy::parse("t.toml", &format!("{ROOT}{toml}")).unwrap().policy;
-    World { guard: Guard::new(&policy), replay: Mutex::new(ReplayCache::new(600_000, 1000)) }
+    World { guard: Guard::new(&policy), state: Default::default() }
 }
 
 fn peer() -> Peer {
@@ -308,7 +306,7 @@ proptest! {
     ) {
         let scopes: Vec<String> = crate::scopes::Scope::ALL.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, s)| format!("{:?}", s.name())).collect();
         let policy = format!("[[identity]]\nname = \"x\"\nscopes = [{}]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n", scopes.join(","));
-        let w = World { guard: Guard::new(&LoadedPolicy::parse("t.toml", &policy).unwrap().policy), replay: Mutex::new(ReplayCache::new(600_000, 10)) };
+        let w = World { guard: Guard::new(&LoadedPolicy::parse("t.toml", &policy).unwrap().policy), state: Default::default() };
         let mut e = engine(&w);
         e.on_gateway_bytes(&w.env(), &gateway(CHALLENGE));
         e.on_client_bytes(&w.env(), &client(r#"{"type":"req","id":"1","method":"connect","params":{"scopes":["operator.admin","operator.read","operator.write","operator.pairing","operator.approvals","operator.questions","operator.talk.secrets"]}}"#));

@@ -1,0 +1,323 @@
+//! Session ownership: which session keys an identity may name and see, how keys are
+//! canonicalised (`main`, keys without the `agent:` prefix), which request parameters name a
+//! session (from the generated method table), and the cross-connection ledger of sessions
+//! created and runs in flight.
+
+use crate::method_table::SESSION_PARAMS;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+/// The default patterns of an identity without `operator.admin`: only its own keys.
+pub const OWN_KEYS: &[&str] = &["agent:*:{identity}", "agent:*:{identity}:**"];
+
+/// One session-key pattern: `*` matches a run of characters other than `:`, `**` any run;
+/// `{identity}` was replaced by the identity's name. Keys and patterns compare without case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPattern(String);
+
+impl KeyPattern {
+    /// The pattern for `identity` (its `{identity}` placeholders filled in).
+    pub fn new(pattern: &str, identity: &str) -> Self {
+        KeyPattern(pattern.replace("{identity}", identity).to_ascii_lowercase())
+    }
+
+    /// The pattern as written (placeholders filled in).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `key` (already canonical) matches.
+    pub fn matches(&self, key: &str) -> bool {
+        glob_match(self.0.as_bytes(), key.to_ascii_lowercase().as_bytes())
+    }
+}
+
+fn glob_match(p: &[u8], k: &[u8]) -> bool {
+    match p {
+        [] => k.is_empty(),
+        [b'*', b'*', rest @ ..] => (0..=k.len()).any(|i| glob_match(rest, &k[i..])),
+        [b'*', rest @ ..] => {
+            let segment = k.iter().position(|&b| b == b':').unwrap_or(k.len());
+            (0..=segment).any(|i| glob_match(rest, &k[i..]))
+        }
+        [c, rest @ ..] => k.first() == Some(c) && glob_match(rest, &k[1..]),
+    }
+}
+
+/// An identity's session patterns, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionScope {
+    patterns: Vec<KeyPattern>,
+    unrestricted: bool,
+}
+
+impl SessionScope {
+    /// Compiles `patterns` for `identity`.
+    pub fn new(patterns: &[String], identity: &str) -> Self {
+        let patterns: Vec<KeyPattern> = patterns.iter().map(|p| KeyPattern::new(p, identity)).collect();
+        let unrestricted = patterns.iter().any(|p| p.0 == "**");
+        SessionScope { patterns, unrestricted }
+    }
+
+    /// The default scope: every key with `operator.admin`, otherwise [`OWN_KEYS`].
+    pub fn default_for(identity: &str, admin: bool) -> Self {
+        let patterns: Vec<String> = if admin { vec!["**".into()] } else { OWN_KEYS.iter().map(|p| p.to_string()).collect() };
+        SessionScope::new(&patterns, identity)
+    }
+
+    /// Whether every key matches (nothing to check or filter).
+    pub fn is_unrestricted(&self) -> bool {
+        self.unrestricted
+    }
+
+    /// Whether the canonical `key` is within the scope.
+    pub fn allows(&self, key: &str) -> bool {
+        self.unrestricted || self.patterns.iter().any(|p| p.matches(key))
+    }
+
+    /// The patterns, for explanations.
+    pub fn describe(&self) -> String {
+        self.patterns.iter().map(KeyPattern::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `hello-ok.snapshot.sessionDefaults`: how the gateway resolves `main` and bare keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDefaults {
+    /// `defaultAgentId`.
+    pub default_agent_id: String,
+    /// `mainSessionKey`.
+    pub main_session_key: String,
+}
+
+impl Default for SessionDefaults {
+    fn default() -> Self {
+        SessionDefaults { default_agent_id: "main".into(), main_session_key: "agent:main:main".into() }
+    }
+}
+
+impl SessionDefaults {
+    /// Reads the defaults from a `hello-ok` payload (the gateway's own defaults when absent).
+    pub fn from_hello(hello: &Value) -> Self {
+        let d = &hello["snapshot"]["sessionDefaults"];
+        let fallback = SessionDefaults::default();
+        let agent = d["defaultAgentId"].as_str().filter(|s| !s.is_empty()).unwrap_or(&fallback.default_agent_id).to_string();
+        let main = d["mainSessionKey"].as_str().filter(|s| !s.is_empty()).map(str::to_string).unwrap_or_else(|| format!("agent:{agent}:main"));
+        SessionDefaults { default_agent_id: agent, main_session_key: main }
+    }
+
+    /// The key the gateway stores `key` under: `main` is the main session, a key without the
+    /// `agent:` prefix belongs to `agent_id` (the request's `agentId`) or the default agent.
+    pub fn canonical(&self, key: &str, agent_id: Option<&str>) -> String {
+        let key = key.trim();
+        let lower = key.to_ascii_lowercase();
+        if lower == "main" {
+            return match agent_id {
+                Some(a) if !a.is_empty() && a != self.default_agent_id => format!("agent:{a}:main"),
+                _ => self.main_session_key.to_ascii_lowercase(),
+            };
+        }
+        if lower.starts_with("agent:") {
+            return lower;
+        }
+        format!("agent:{}:{lower}", agent_id.filter(|a| !a.is_empty()).unwrap_or(&self.default_agent_id).to_ascii_lowercase())
+    }
+}
+
+/// The parameter fields of `method` that name a session (from the generated table).
+pub fn session_fields(method: &str) -> &'static [&'static str] {
+    SESSION_PARAMS.binary_search_by(|(name, _)| (*name).cmp(method)).map(|i| SESSION_PARAMS[i].1).unwrap_or(&[])
+}
+
+/// The session keys a request's parameters name, as written (strings and string arrays).
+pub fn named_keys(method: &str, params: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for field in session_fields(method) {
+        match &params[*field] {
+            Value::String(s) => keys.push(s.clone()),
+            Value::Array(items) => keys.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// Methods that create a session when they name one it has not seen.
+pub fn creates_sessions(method: &str) -> bool {
+    matches!(method, "sessions.create" | "chat.send" | "agent" | "sessions.send" | "send")
+}
+
+/// Roster reads: their answers list sessions, and foreign entries are removed.
+pub fn is_roster(method: &str) -> bool {
+    matches!(method, "sessions.list" | "sessions.search" | "sessions.preview")
+}
+
+/// The session key an event carries: `payload.sessionKey`, `payload.key` (session events),
+/// or `payload.request.sessionKey` (approval requests).
+pub fn event_key(event: &str, payload: &Value) -> Option<String> {
+    let direct = payload["sessionKey"].as_str().or_else(|| payload["request"]["sessionKey"].as_str());
+    let key = direct.or_else(|| (event.starts_with("session") || event == "chat" || event == "agent").then(|| payload["key"].as_str()).flatten());
+    key.map(str::to_string)
+}
+
+/// Removes roster entries outside `scope` from a `sessions.list` / `sessions.search` /
+/// `sessions.preview` answer; returns how many were removed. Entries name their session as
+/// `key` or `sessionKey`; an entry without either is removed too (it cannot be shown to be the
+/// client's own).
+pub fn filter_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &SessionScope) -> usize {
+    let mut removed = 0;
+    for list in ["sessions", "results", "previews"] {
+        if let Some(Value::Array(items)) = payload.get_mut(list) {
+            let before = items.len();
+            items.retain(|item| {
+                let key = item.get("key").or_else(|| item.get("sessionKey")).and_then(Value::as_str);
+                key.is_some_and(|k| scope.allows(&defaults.canonical(k, None)))
+            });
+            removed += before - items.len();
+        }
+    }
+    if removed > 0 {
+        if let Some(Value::Number(n)) = payload.get("count") {
+            let count = n.as_u64().unwrap_or(0).saturating_sub(removed as u64);
+            payload["count"] = Value::from(count);
+        }
+    }
+    removed
+}
+
+/// Why a session could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerRefusal {
+    /// The identity has created its quota of distinct sessions.
+    #[error("identity {identity:?} has created {limit} distinct sessions, its quota: reuse one or ask an operator to raise sessions.max_per_identity")]
+    Quota {
+        /// The identity.
+        identity: String,
+        /// The quota.
+        limit: usize,
+    },
+    /// A run is in flight on the session.
+    #[error("session {key} is busy: a chat.send run has not finished; retry when it has")]
+    Busy {
+        /// The canonical key.
+        key: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    created: HashMap<String, HashSet<String>>,
+    busy: HashMap<String, u64>,
+}
+
+/// Sessions created per identity and runs in flight per session, shared by every connection
+/// while clawguard runs (not persisted).
+#[derive(Debug, Default)]
+pub struct SessionLedger {
+    state: Mutex<LedgerState>,
+}
+
+impl SessionLedger {
+    /// Counts `key` as created by `identity`, unless that would exceed `limit` distinct keys
+    /// (0: no limit). A key already counted is always accepted.
+    pub fn note_created(&self, identity: &str, key: &str, limit: usize) -> Result<(), LedgerRefusal> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = state.created.entry(identity.to_string()).or_default();
+        if keys.contains(key) {
+            return Ok(());
+        }
+        if limit > 0 && keys.len() >= limit {
+            return Err(LedgerRefusal::Quota { identity: identity.to_string(), limit });
+        }
+        keys.insert(key.to_string());
+        Ok(())
+    }
+
+    /// Marks a run started on `key` until `until_ms`, unless one is already in flight.
+    pub fn start_run(&self, key: &str, now_ms: u64, until_ms: u64) -> Result<(), LedgerRefusal> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.busy.get(key) {
+            Some(&until) if until > now_ms => Err(LedgerRefusal::Busy { key: key.to_string() }),
+            _ => {
+                state.busy.insert(key.to_string(), until_ms);
+                Ok(())
+            }
+        }
+    }
+
+    /// The run on `key` ended (final, error or aborted), or its `chat.send` failed.
+    pub fn end_run(&self, key: &str) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).busy.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn star_stays_within_a_segment_and_double_star_crosses() {
+        let own = SessionScope::default_for("alice", false);
+        assert!(own.allows("agent:main:alice"));
+        assert!(own.allows("agent:work:alice:thread:7"));
+        assert!(own.allows("AGENT:main:Alice"), "keys compare without case");
+        assert!(!own.allows("agent:main:main"));
+        assert!(!own.allows("agent:main:bob"));
+        assert!(!own.allows("agent:main:bob:alice:x"), "`*` does not cross `:`, so a key cannot smuggle the name later");
+        assert!(!own.allows("agent:main:alicex"));
+        assert!(SessionScope::default_for("root", true).allows("anything:at:all"));
+        let custom = SessionScope::new(&["agent:*:shared-*".into(), "hook:**".into()], "x");
+        assert!(custom.allows("agent:main:shared-board") && custom.allows("hook:a:b") && !custom.allows("agent:main:shared:x"));
+    }
+
+    #[test]
+    fn canonicalisation_follows_the_gateway_defaults() {
+        let d = SessionDefaults::from_hello(&json!({"snapshot":{"sessionDefaults":{"defaultAgentId":"ops","mainSessionKey":"agent:ops:primary"}}}));
+        assert_eq!(d.canonical("main", None), "agent:ops:primary");
+        assert_eq!(d.canonical("alice", None), "agent:ops:alice");
+        assert_eq!(d.canonical("alice", Some("work")), "agent:work:alice");
+        assert_eq!(d.canonical("main", Some("work")), "agent:work:main");
+        assert_eq!(d.canonical("agent:x:y", Some("work")), "agent:x:y");
+        assert_eq!(SessionDefaults::from_hello(&json!({})), SessionDefaults::default());
+    }
+
+    #[test]
+    fn request_fields_come_from_the_generated_table() {
+        assert_eq!(session_fields("chat.history"), &["sessionKey"]);
+        assert_eq!(session_fields("sessions.create"), &["parentSessionKey", "key"]);
+        assert_eq!(session_fields("sessions.preview"), &["keys"]);
+        assert!(session_fields("health").is_empty());
+        let keys = named_keys("sessions.preview", &json!({"keys": ["a", "b", 3]}));
+        assert_eq!(keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn rosters_lose_foreign_entries() {
+        let scope = SessionScope::default_for("alice", false);
+        let d = SessionDefaults::default();
+        let mut list = json!({"count": 3, "sessions": [{"key": "agent:main:alice"}, {"key": "agent:main:main"}, {"key": "bob"}]});
+        assert_eq!(filter_roster(&mut list, &d, &scope), 2);
+        assert_eq!(list, json!({"count": 1, "sessions": [{"key": "agent:main:alice"}]}));
+        let mut search = json!({"results": [{"sessionKey": "alice"}, {"snippet": "no key"}]});
+        assert_eq!(filter_roster(&mut search, &d, &scope), 1);
+        assert_eq!(search["results"][0]["sessionKey"], "alice");
+    }
+
+    #[test]
+    fn quota_and_busy_runs() {
+        let ledger = SessionLedger::default();
+        assert!(ledger.note_created("a", "k1", 2).is_ok());
+        assert!(ledger.note_created("a", "k2", 2).is_ok());
+        assert!(ledger.note_created("a", "k1", 2).is_ok(), "an existing session is not new");
+        assert!(matches!(ledger.note_created("a", "k3", 2), Err(LedgerRefusal::Quota { limit: 2, .. })));
+        assert!(ledger.note_created("b", "k3", 2).is_ok(), "quotas are per identity");
+        assert!(ledger.note_created("a", "k9", 0).is_ok(), "0 means no limit");
+        assert!(ledger.start_run("s", 0, 100).is_ok());
+        assert!(matches!(ledger.start_run("s", 50, 150), Err(LedgerRefusal::Busy { .. })));
+        assert!(ledger.start_run("s", 100, 200).is_ok(), "a run whose end was never seen expires");
+        ledger.end_run("s");
+        assert!(ledger.start_run("s", 101, 300).is_ok());
+    }
+}

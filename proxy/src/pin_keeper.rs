@@ -1,0 +1,135 @@
+//! The node pin store while clawguard runs: decisions read and change it in memory; a keeper
+//! thread writes every change to the file and picks up the file's changes by other processes
+//! (`clawguard nodes approve|revoke`), so a running proxy follows operators within a quarter
+//! of a second.
+//!
+//! Every write is a read-modify-write under the store's lock file: the keeper reads the file,
+//! replays the changes made in memory since the last write ([`PinOp`]s), and writes the
+//! result. An operator's edit made in between is therefore never overwritten. A file that
+//! becomes unreadable while running keeps the last good pins in memory (never an empty
+//! store) and is reported until it is fixed.
+
+use crate::metrics;
+use crate::pin_file;
+use clawguard_filters::nodes::{NodePolicy, PinOp, PinStore, Pins};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the file is checked for changes made by others.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The pin store shared by every connection.
+pub struct PersistentPins {
+    store: Mutex<PinStore>,
+    unsaved: Mutex<Vec<PinOp>>,
+    wake: Mutex<mpsc::Sender<()>>,
+    generation: watch::Sender<u64>,
+}
+
+impl PersistentPins {
+    /// Loads the store at `path` (a corrupt file is an error) and starts its keeper thread.
+    pub fn start(path: PathBuf, policy: NodePolicy) -> anyhow::Result<Arc<PersistentPins>> {
+        let store = pin_file::load(&path)?;
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let pins = Arc::new(PersistentPins { store: Mutex::new(store), unsaved: Mutex::default(), wake: Mutex::new(wake_tx), generation: watch::channel(0).0 });
+        let keeper = Keeper { pins: Arc::downgrade(&pins), stamp: pin_file::stamp(&path), path, policy, reported: None };
+        std::thread::Builder::new().name("clawguard-pins".into()).spawn(move || keeper.run(wake_rx))?;
+        Ok(pins)
+    }
+
+    /// A receiver that changes whenever the store does (connections recheck their node).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+}
+
+impl Pins for PersistentPins {
+    fn read(&self, f: &mut dyn FnMut(&PinStore)) {
+        f(&self.store.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn apply(&self, op: PinOp, policy: &NodePolicy) -> bool {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = store.apply(&op, policy);
+        if changed {
+            // Under the store's lock, so the keeper sees every change it has to replay.
+            self.unsaved.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+            let _ = self.wake.lock().unwrap_or_else(|e| e.into_inner()).send(());
+            self.generation.send_modify(|g| *g += 1);
+        }
+        changed
+    }
+}
+
+struct Keeper {
+    pins: std::sync::Weak<PersistentPins>,
+    path: PathBuf,
+    policy: NodePolicy,
+    stamp: Option<pin_file::Stamp>,
+    /// The file state last reported as unreadable (reported once per state).
+    reported: Option<Option<pin_file::Stamp>>,
+}
+
+impl Keeper {
+    fn run(mut self, wake: mpsc::Receiver<()>) {
+        loop {
+            match wake.recv_timeout(POLL) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let Some(pins) = self.pins.upgrade() else { return };
+            self.sync(&pins);
+        }
+    }
+
+    /// Brings memory and file together: the file's contents plus the unsaved changes.
+    fn sync(&mut self, pins: &PersistentPins) {
+        let has_unsaved = !pins.unsaved.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let stamp = pin_file::stamp(&self.path);
+        if !has_unsaved && stamp == self.stamp {
+            return;
+        }
+        let result = (|| {
+            let _lock = pin_file::Locked::acquire(&self.path)?;
+            let disk = pin_file::load(&self.path)?;
+            let (next, ops) = {
+                let mut store = pins.store.lock().unwrap_or_else(|e| e.into_inner());
+                let ops = std::mem::take(&mut *pins.unsaved.lock().unwrap_or_else(|e| e.into_inner()));
+                let mut next = disk;
+                for op in &ops {
+                    next.apply(op, &self.policy);
+                }
+                if *store != next {
+                    *store = next.clone();
+                    pins.generation.send_modify(|g| *g += 1);
+                }
+                (next, ops)
+            };
+            if !ops.is_empty() {
+                if let Err(e) = pin_file::save(&self.path, &next) {
+                    // Keep the changes for the next attempt.
+                    pins.unsaved.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, ops);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.stamp = pin_file::stamp(&self.path);
+                if self.reported.take().is_some() {
+                    tracing::info!(store = %self.path.display(), "node pin store readable again");
+                }
+            }
+            Err(e) if self.reported != Some(stamp) => {
+                metrics::PIN_STORE_ERRORS.inc();
+                tracing::error!(store = %self.path.display(), error = %format!("{e:#}"), "node pin store unreadable: keeping the last good pins in memory until it is fixed");
+                self.reported = Some(stamp);
+            }
+            Err(_) => {}
+        }
+    }
+}
