@@ -706,8 +706,9 @@ impl Access {
             }
         }
         if env.guard.nodes.follow_gateway_approvals {
+            let scopes = self.effective_scopes().closure();
             let decision = match method {
-                "node.pair.approve" if self.effective_scopes().contains(Scope::Pairing) && self.effective_scopes().contains(Scope::Admin) => Some(PairDecision::Approve),
+                "node.pair.approve" if scopes.contains(Scope::Pairing) && scopes.contains(Scope::Admin) => Some(PairDecision::Approve),
                 "node.pair.reject" => Some(PairDecision::Reject),
                 _ => None,
             };

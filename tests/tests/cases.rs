@@ -51,6 +51,9 @@ struct PinSeed {
     caps: Vec<String>,
     #[serde(default)]
     permissions: Vec<String>,
+    /// Commands the node has since declared beyond the pin (a pending request).
+    #[serde(default)]
+    pending: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +142,12 @@ fn run_case(path: &Path) -> Result<Decision, String> {
     for seed in &case.pins {
         let set = |v: &Vec<String>| v.iter().cloned().collect();
         let surface = Surface { commands: set(&seed.commands), caps: set(&seed.caps), permissions: set(&seed.permissions) };
+        let mut declared = surface.clone();
+        declared.commands.extend(seed.pending.iter().cloned());
         state.pins.apply(PinOp::Approve { device_id: seed.node.clone(), surface, by: "case".into(), at_ms: NOW_MS - 10_000 }, &guard.nodes);
+        if !seed.pending.is_empty() {
+            state.pins.apply(PinOp::Connect { device_id: seed.node.clone(), declared, meta: (None, None), at_ms: NOW_MS - 5_000 }, &guard.nodes);
+        }
     }
     let ip = case.peer.as_deref().unwrap_or("127.0.0.1").parse().map_err(|e| format!("peer: {e}"))?;
     let after = case.after.map(|a| a.into_iter().map(|p| (p.from, p.frame)).collect());
