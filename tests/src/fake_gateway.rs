@@ -287,7 +287,8 @@ async fn websocket(ws: WebSocketStream<TcpStream>, ctx: Ctx) -> anyhow::Result<(
                 break;
             }
             connected = true;
-            tx.send(res(&id, json!({"type":"hello-ok","protocol":4,"auth":{"role":"operator","scopes":params["scopes"].clone()}}))).await?;
+            let role = params["role"].as_str().unwrap_or("operator").to_string();
+            tx.send(res(&id, json!({"type":"hello-ok","protocol":4,"auth":{"role":role,"scopes":params["scopes"].clone()}}))).await?;
             continue;
         }
         match method.as_str() {
