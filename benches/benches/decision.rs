@@ -1,25 +1,27 @@
 //! The per-message decision: frame parsing (unmasking included), message assembly, JSON
-//! parsing, connection state and the scope check, on a real frame's shape (a CLI
+//! parsing, connection state, the scope check and the node pin check, on a real frame's shape (a CLI
 //! `node.invoke` of `system.which`, ~300 bytes, as captured from openclaw 2026.9.6).
 //! Target (issue 3): under 2 µs per typical 300-byte request.
 
-use clawguard_filters::access::{Env, Guard};
+use clawguard_filters::access::{Guard, InMemory};
+use clawguard_filters::nodes::{PinOp, Pins, Surface};
 use clawguard_filters::engine::{Limits, WsEngine};
 use clawguard_filters::peer::Peer;
-use clawguard_filters::replay::ReplayCache;
 use clawguard_filters::ws::{encode_frame, OpCode};
 use clawguard_policies::LoadedPolicy;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use std::sync::Mutex;
 
 const INVOKE: &str = r#"{"type":"req","id":"2:b8f2c1d4-6a3e-4c1f-9d2b-7e5a3f0c8b61","method":"node.invoke","params":{"nodeId":"98e1914b4a1a7fad3c2e5d6f708192a3b4c5d6e7f8091a2b3c4d5e6f70819a807944","command":"system.which","params":{"bins":["uname"]},"idempotencyKey":"b8f2c1d4-6a3e-4c1f-9d2b-7e5a3f0c8b61","timeoutMs":15000}}"#;
 
 fn bench(c: &mut Criterion) {
     let policy = LoadedPolicy::embedded().policy;
     let guard = Guard::new(&policy);
-    let replay = Mutex::new(ReplayCache::new(600_000, 1000));
-    let env = Env { guard: &guard, now_ms: 1_795_264_737_000, replay: &replay };
+    let state = InMemory::default();
+    let node = "98e1914b4a1a7fad3c2e5d6f708192a3b4c5d6e7f8091a2b3c4d5e6f70819a807944";
+    let surface = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
+    state.pins.apply(PinOp::Approve { device_id: node.into(), surface, by: "bench".into(), at_ms: 0 }, &guard.nodes);
+    let env = state.env(&guard, 1_795_264_737_000);
     let peer = Peer { ip: "127.0.0.1".parse().unwrap(), tls: false, client_cert: None };
     let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024 };
     let mut engine = WsEngine::new(&env, peer, limits, 1);

@@ -680,9 +680,15 @@ impl Access {
     /// An operator's `node.invoke`: the command must be within the target node's pin and not
     /// denied by policy.
     fn node_invoke(&self, env: &Env<'_>, id: &str, params: Option<&str>) -> Option<Judgement> {
-        let params: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-        let node_id = params["nodeId"].as_str().unwrap_or("");
-        let command = params["command"].as_str().unwrap_or("");
+        #[derive(Deserialize, Default)]
+        struct Invoke<'a> {
+            #[serde(default, borrow, rename = "nodeId")]
+            node_id: std::borrow::Cow<'a, str>,
+            #[serde(default, borrow)]
+            command: std::borrow::Cow<'a, str>,
+        }
+        let params: Invoke<'_> = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+        let (node_id, command) = (params.node_id.as_ref(), params.command.as_ref());
         let (rule, reason) = if node_id.is_empty() || command.is_empty() {
             ("node-pin", "node.invoke without a nodeId and a command cannot be evaluated".to_string())
         } else {

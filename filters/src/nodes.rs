@@ -272,7 +272,7 @@ impl PinStore {
                 permissions: permitted.permissions.intersection(&pin.permissions).cloned().collect(),
             },
             None if record.is_none() && policy.first_connect == FirstConnect::Trust => permitted.clone(),
-            None if policy.follow_gateway_approvals && !record.is_some_and(|r| r.revoked_at_ms.is_some()) => permitted.clone(),
+            None if policy.follow_gateway_approvals && record.is_none_or(|r| r.revoked_at_ms.is_none()) => permitted.clone(),
             None => Surface::default(),
         };
         let upgrade = match (&pin, record.is_none() && policy.first_connect == FirstConnect::Trust) {

@@ -58,20 +58,20 @@ impl SessionSide {
 
     /// Judges the session parameters of a request that is otherwise going to the gateway;
     /// on success, notes what the answer needs (roster filtering, run tracking).
-    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: &Value) -> Result<(), SessionRefusal> {
+    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: &Value) -> Result<(), Box<SessionRefusal>> {
         let agent_id = params["agentId"].as_str();
         let keys: Vec<(String, String)> = named_keys(method, params).into_iter().map(|k| (self.defaults.canonical(&k, agent_id), k)).collect();
         if let Some((canonical, given)) = keys.iter().find(|(c, _)| !scope.allows(c)) {
             let reason = format!("session {given:?} ({canonical}) belongs to another identity: {identity:?} may only use sessions matching {}", scope.describe());
             let details = json!({ "code": "SESSION_NOT_OWNED", "sessionKey": canonical, "source": "clawguard", "rule": "session-owner", "identity": identity });
-            return Err(SessionRefusal { code: "FORBIDDEN", rule: "session-owner", reason, details, retryable: false });
+            return Err(Box::new(SessionRefusal { code: "FORBIDDEN", rule: "session-owner", reason, details, retryable: false }));
         }
         let cfg = &env.guard.sessions;
         if creates_sessions(method) {
             for (canonical, _) in &keys {
                 if let Err(e) = env.ledger.note_created(identity, canonical, cfg.max_per_identity) {
                     let details = json!({ "code": "SESSION_QUOTA", "limit": cfg.max_per_identity, "source": "clawguard", "rule": "session-quota", "identity": identity });
-                    return Err(SessionRefusal { code: "FORBIDDEN", rule: "session-quota", reason: e.to_string(), details, retryable: false });
+                    return Err(Box::new(SessionRefusal { code: "FORBIDDEN", rule: "session-quota", reason: e.to_string(), details, retryable: false }));
                 }
             }
         }
@@ -80,7 +80,7 @@ impl SessionSide {
                 let until = env.now_ms.saturating_add(cfg.busy_timeout_seconds.saturating_mul(1000));
                 if let Err(e @ LedgerRefusal::Busy { .. }) = env.ledger.start_run(canonical, env.now_ms, until) {
                     let details = json!({ "code": "SESSION_BUSY", "sessionKey": canonical, "source": "clawguard", "rule": "session-busy" });
-                    return Err(SessionRefusal { code: "UNAVAILABLE", rule: "session-busy", reason: e.to_string(), details, retryable: true });
+                    return Err(Box::new(SessionRefusal { code: "UNAVAILABLE", rule: "session-busy", reason: e.to_string(), details, retryable: true }));
                 }
                 self.sends.push((id.to_string(), canonical.clone()));
             }

@@ -164,7 +164,7 @@ pub fn event_key(event: &str, payload: &Value) -> Option<String> {
 /// Removes roster entries outside `scope` from a `sessions.list` / `sessions.search` /
 /// `sessions.preview` answer; returns how many were removed. Entries name their session as
 /// `key` or `sessionKey`; an entry without either is removed too (it cannot be shown to be the
-/// client's own).
+/// client's own). `count` and `totalCount` drop by the number removed from this page.
 pub fn filter_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &SessionScope) -> usize {
     let mut removed = 0;
     for list in ["sessions", "results", "previews"] {
@@ -178,9 +178,10 @@ pub fn filter_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &Se
         }
     }
     if removed > 0 {
-        if let Some(Value::Number(n)) = payload.get("count") {
-            let count = n.as_u64().unwrap_or(0).saturating_sub(removed as u64);
-            payload["count"] = Value::from(count);
+        for total in ["count", "totalCount"] {
+            if let Some(n) = payload.get(total).and_then(Value::as_u64) {
+                payload[total] = Value::from(n.saturating_sub(removed as u64));
+            }
         }
     }
     removed
@@ -297,9 +298,9 @@ mod tests {
     fn rosters_lose_foreign_entries() {
         let scope = SessionScope::default_for("alice", false);
         let d = SessionDefaults::default();
-        let mut list = json!({"count": 3, "sessions": [{"key": "agent:main:alice"}, {"key": "agent:main:main"}, {"key": "bob"}]});
+        let mut list = json!({"count": 3, "totalCount": 3, "sessions": [{"key": "agent:main:alice"}, {"key": "agent:main:main"}, {"key": "bob"}]});
         assert_eq!(filter_roster(&mut list, &d, &scope), 2);
-        assert_eq!(list, json!({"count": 1, "sessions": [{"key": "agent:main:alice"}]}));
+        assert_eq!(list, json!({"count": 1, "totalCount": 1, "sessions": [{"key": "agent:main:alice"}]}));
         let mut search = json!({"results": [{"sessionKey": "alice"}, {"snippet": "no key"}]});
         assert_eq!(filter_roster(&mut search, &d, &scope), 1);
         assert_eq!(search["results"][0]["sessionKey"], "alice");

@@ -142,6 +142,95 @@ same_cli devices-list paired.0.deviceId paired.0.role -- openclaw devices list -
 invoke_params() { printf '{"nodeId":"%s","command":"system.which","params":{"bins":["uname"]},"idempotencyKey":"e2e-%s"}' "$NODE_ID" "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
 same_cli node-invoke-system-which ok command payload.bins.uname -- openclaw gateway call node.invoke --params "$(invoke_params)" --json
 
+# --- node command-set pinning (issue 4) ---------------------------------------------------------
+NODES=("$CLAWGUARD" nodes --policy "$WORK/local.toml")
+py() { python3 -c "$@"; }
+"${NODES[@]}" show "$NODE_ID" --json > "$WORK/pin.json" 2>&1
+if py 'import json,sys; p=json.load(open(sys.argv[1]))["pin"]; sys.exit(0 if p["surface"]["commands"]==["system.which"] and "e2e-operator via node.pair.approve" in p["approved_by"] else 1)' "$WORK/pin.json"; then
+  pass "the gateway approval through clawguard became the node's pin (system.which)"
+else
+  fail "pin follows approval" "$(head -c 400 "$WORK/pin.json")"
+fi
+start_node() {
+  kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null
+  OPENCLAW_GATEWAY_URL=$PROXIED openclaw node run --host 127.0.0.1 --port "$CG_PORT" --display-name e2e-node "$@" >> "$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  PIDS+=($NODE_PID)
+}
+describe() { OPENCLAW_GATEWAY_URL=$PROXIED openclaw gateway call node.describe --params "{\"nodeId\":\"$NODE_ID\"}" --json 2>/dev/null; }
+run_params() { printf '{"nodeId":"%s","command":"system.run","params":{"command":["echo","hi"]},"idempotencyKey":"e2e-%s","timeoutMs":20000}' "$NODE_ID" "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
+start_node --all-commands
+for _ in $(seq 1 60); do
+  "${NODES[@]}" pending --json > "$WORK/cg-pending.json" 2>/dev/null
+  py 'import json,sys; n=json.load(open(sys.argv[1])).get(sys.argv[2]); sys.exit(0 if n and "system.run" in n["pending"]["declared"]["commands"] else 1)' "$WORK/cg-pending.json" "$NODE_ID" 2>/dev/null && break
+  sleep 1
+done
+py 'import json,sys; n=json.load(open(sys.argv[1])).get(sys.argv[2]); sys.exit(0 if n and "system.run" in n["pending"]["declared"]["commands"] else 1)' "$WORK/cg-pending.json" "$NODE_ID" 2>/dev/null \
+  && pass "restarted with --all-commands: clawguard nodes pending shows the upgrade (system.run)" || fail "nodes pending" "$(head -c 300 "$WORK/cg-pending.json")"
+for _ in $(seq 1 30); do describe > "$WORK/describe.json" && py 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("connected") else 1)' "$WORK/describe.json" && break; sleep 1; done
+py 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d.get("connected") and d.get("commands")==["system.which"] else 1)' "$WORK/describe.json" 2>/dev/null \
+  && pass "through clawguard, node.describe of the reconnected node shows only system.which" || fail "node.describe" "$(head -c 300 "$WORK/describe.json")"
+OPENCLAW_GATEWAY_URL=$PROXIED openclaw gateway call node.invoke --params "$(run_params)" --json > "$WORK/run-refused.json" 2>&1
+grep -q NODE_COMMAND_NOT_APPROVED "$WORK/run-refused.json" && grep -q '"source": "clawguard"' "$WORK/run-refused.json" \
+  && pass "node.invoke system.run outside the pin is refused by clawguard" || fail "system.run refused" "$(tail -c 400 "$WORK/run-refused.json")"
+"${NODES[@]}" approve "$NODE_ID" > "$WORK/cg-approve.log" 2>&1 && grep -q system.run "$WORK/cg-approve.log" \
+  && pass "clawguard nodes approve takes the pending upgrade" || fail "clawguard nodes approve" "$(cat "$WORK/cg-approve.log")"
+# The node reconnects with the approved surface; the gateway asks for its own re-approval of the
+# upgrade, which the e2e operator gives through clawguard.
+start_node --all-commands
+GW_REQUEST=""
+for _ in $(seq 1 60); do
+  GW_REQUEST=$(OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes pending --json 2>/dev/null | py 'import json,sys; p=[x for x in json.load(sys.stdin) if x["nodeId"]==sys.argv[1]]; print(p[0]["requestId"] if p else "")' "$NODE_ID" 2>/dev/null)
+  [[ -n "$GW_REQUEST" ]] && break
+  sleep 1
+done
+OPENCLAW_GATEWAY_URL=$PROXIED openclaw nodes approve "$GW_REQUEST" > "$WORK/gw-reapprove.log" 2>&1 || fail "gateway re-approval" "$(tail -3 "$WORK/gw-reapprove.log")"
+OPENCLAW_GATEWAY_URL=$PROXIED openclaw gateway call node.invoke --params "$(run_params)" --json > "$WORK/run-ok.json" 2>&1
+py 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d.get("ok") and d["payload"]["stdout"].strip()=="hi" else 1)' "$WORK/run-ok.json" 2>/dev/null \
+  && pass "after clawguard nodes approve, system.run passes clawguard and runs on the node (stdout hi)" || fail "system.run after approval" "$(tail -c 400 "$WORK/run-ok.json")"
+# Defence in depth: with the pin narrowed again, a dispatch the gateway still allows (an operator
+# straight to the gateway) reaches the node's connection and is answered by clawguard for the node.
+"${NODES[@]}" approve "$NODE_ID" --commands system.which > /dev/null 2>&1
+sleep 0.5
+OPENCLAW_GATEWAY_URL=$DIRECT openclaw gateway call node.invoke --params "$(run_params)" --json > "$WORK/run-direct.json" 2>&1
+grep -q 'clawguard: command system.run is outside node' "$WORK/run-direct.json" \
+  && pass "a gateway dispatch outside the pin never reaches the node: clawguard answers in its name" || fail "defence in depth" "$(tail -c 400 "$WORK/run-direct.json")"
+"${NODES[@]}" revoke "$NODE_ID" > /dev/null 2>&1
+for _ in $(seq 1 20); do grep -q "was revoked by an operator" "$WORK/local.log" && break; sleep 0.1; done
+grep -q "was revoked by an operator" "$WORK/local.log" \
+  && pass "clawguard nodes revoke closes the node's live connection (1008)" || fail "revocation" "no close logged within 2 s"
+
+# --- session ownership (issue 4) -----------------------------------------------------------------
+# Two identities on one gateway, told apart by source address (both loopback, so both local).
+read -r SS_PORT _ < <(start_clawguard sessions '[nodes]' 'store = "sessions-pins.json"' \
+  '[[identity]]' 'name = "alice"' 'scopes = ["operator.read", "operator.write"]' '[identity.match]' 'cidr = ["127.0.0.1/32"]' \
+  '[[identity]]' 'name = "bob"' 'scopes = ["operator.read", "operator.write"]' '[identity.match]' 'cidr = ["127.0.0.2/32"]' \
+  '[[identity]]' 'name = "default"' 'scopes = []') || exit 1
+session() { node "$E2E/ws-session.cjs" "$1" "$TOKEN" operator.read,operator.write "$2"; }
+WS_LISTEN_MS=8000 session "ws://127.0.0.1:$SS_PORT" 127.0.0.2 > "$WORK/bob-events.json" &
+BOB_PID=$!
+WS_LISTEN_MS=8000 session "$DIRECT" 127.0.0.1 > "$WORK/direct-events.json" &
+DIRECT_PID=$!
+sleep 1
+WS_REQUESTS='[["chat.send",{"sessionKey":"alice","message":"hello from alice","idempotencyKey":"e2e-alice"}]]' WS_LISTEN_MS=3000 \
+  session "ws://127.0.0.1:$SS_PORT" 127.0.0.1 > "$WORK/alice-send.json"
+wait "$BOB_PID" "$DIRECT_PID"
+py 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["responses"] and d["responses"][0]["ok"] else 1)' "$WORK/alice-send.json" \
+  && pass "alice sends to her own session through clawguard" || fail "alice chat.send" "$(head -c 400 "$WORK/alice-send.json")"
+alice_events() { py 'import json,sys; print(sum(1 for e in json.load(open(sys.argv[1]))["events"] if e["sessionKey"]=="agent:main:alice"))' "$1"; }
+n_direct=$(alice_events "$WORK/direct-events.json"); n_bob=$(alice_events "$WORK/bob-events.json")
+if (( n_direct > 0 && n_bob == 0 )); then
+  pass "bob sees none of alice's chat events through clawguard (a direct listener saw $n_direct)"
+else
+  fail "event filtering" "direct saw $n_direct, bob through clawguard saw $n_bob"
+fi
+WS_REQUESTS='[["chat.history",{"sessionKey":"agent:main:alice"}]]' session "ws://127.0.0.1:$SS_PORT" 127.0.0.2 > "$WORK/bob-history.json"
+grep -q SESSION_NOT_OWNED "$WORK/bob-history.json" && grep -q '"source":"clawguard"' "$WORK/bob-history.json" \
+  && pass "bob cannot read alice's session history (refused by clawguard)" || fail "history ownership" "$(head -c 400 "$WORK/bob-history.json")"
+WS_REQUESTS='[["chat.history",{"sessionKey":"alice"}],["sessions.list",{}]]' session "ws://127.0.0.1:$SS_PORT" 127.0.0.1 > "$WORK/alice-history.json"
+py 'import json,sys; r=json.load(open(sys.argv[1]))["responses"]; ok=r[0]["ok"] and "hello from alice" in json.dumps(r[0]["payload"]); keys=[s["key"] for s in r[1]["payload"]["sessions"]]; sys.exit(0 if ok and keys==["agent:main:alice"] else 1)' "$WORK/alice-history.json" \
+  && pass "alice reads her own history, and her sessions.list holds only her sessions" || fail "alice history" "$(head -c 400 "$WORK/alice-history.json")"
+
 # --- HTTP surfaces ------------------------------------------------------------------------------
 JSON_PATHS=(ready); URL_PATH=/readyz same_http readyz
 JSON_PATHS=(ok result.details.count); URL_PATH=/tools/invoke same_http tools-invoke -X POST \
