@@ -157,3 +157,18 @@ fn config_guard_defaults_cover_the_auth_bypass_flags() {
     }
     assert_eq!(p.gateway.version, "2026.9.6");
 }
+
+#[test]
+fn session_patterns_are_checked_where_they_are_written() {
+    let (loc, msg) = invalid("[[identity]]\nname = \"a\"\nscopes = []\nsessions = [\"agent:*:{user}\"]\n[identity.match]\ncidr = [\"10.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n");
+    assert_eq!(loc.line, 4);
+    assert!(msg.contains("unknown placeholder") && msg.contains("{identity}"), "{msg}");
+    let (_, msg) = invalid("[[identity]]\nname = \"a\"\nscopes = []\nsessions = [\"\"]\n[identity.match]\ncidr = [\"10.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n");
+    assert!(msg.contains("empty session pattern"), "{msg}");
+    let (loc, msg) = invalid("[sessions]\nmax_per_identity = \"many\"\n");
+    assert_eq!(loc.line, 2);
+    assert!(msg.contains("expected usize"), "{msg}");
+    let p = LoadedPolicy::embedded().policy;
+    assert_eq!((p.sessions.max_per_identity, p.sessions.serialize_sends), (50, false));
+    assert!(p.nodes.follow_gateway_approvals);
+}
