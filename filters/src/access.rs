@@ -802,7 +802,7 @@ impl Access {
             }
             let payload: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
             return match node.on_invoke_request(env.pins, &env.guard.nodes, &payload) {
-                // Always enforced: in dry-run the invocation would reach a node outside its pin.
+                // In dry-run the request is delivered and recorded as would-deny.
                 Some((reply, rule, reason)) => Judgement { action: Action::Answer { reply, rule: rule.into(), reason }, enforce: self.enforce(env, None) },
                 None => forward,
             };

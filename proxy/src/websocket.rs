@@ -437,7 +437,7 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             Notice::NodeUpgrade { device, beyond } => {
                 metrics::NODE_PIN_UPGRADES.inc();
                 tracing::warn!(node = %device, commands = ?beyond.commands, caps = ?beyond.caps, permissions = ?beyond.permissions,
-                    "node declared more than its pin: held to its pin, upgrade pending approval (clawguard nodes pending)");
+                    "node declared more than its pin (or has none yet): held to its pin, request pending approval (clawguard nodes pending)");
             }
             Notice::PinFollowed { device, decision, by } => {
                 metrics::PIN_FOLLOWED.with_label_values(&[decision]).inc();
