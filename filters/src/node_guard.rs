@@ -44,8 +44,8 @@ fn list(set: &std::collections::BTreeSet<String>) -> String {
 
 /// Why `command` may not run on `node_id`: `(rule, reason)`; `None` when it may.
 pub fn invocation_refusal(pins: &dyn Pins, policy: &NodePolicy, node_id: &str, command: &str) -> Option<(&'static str, String)> {
-    if let Some(glob) = policy.denies(command) {
-        return Some(("node-policy", format!("command {command} is denied to every node by the policy (nodes.deny_commands {:?})", glob.as_str())));
+    if let Some(why) = policy.denies(command) {
+        return Some(("node-policy", format!("command {command} is denied to every node by the policy ({why})")));
     }
     match pins.pin_of(node_id) {
         None => Some(("node-pin", format!("node {node_id} has no approved command set in clawguard's pin store: approve it (clawguard nodes approve) before invoking {command}"))),
@@ -159,7 +159,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn policy() -> NodePolicy {
-        NodePolicy { first_connect: FirstConnect::Pending, follow_gateway_approvals: true, deny_commands: vec![clawguard_policies::Glob::new("camera.snap").unwrap()] }
+        NodePolicy { first_connect: FirstConnect::Pending, follow_gateway_approvals: true, deny_commands: vec![clawguard_policies::Glob::new("camera.snap").unwrap()], allow_commands: vec![] }
     }
 
     #[test]

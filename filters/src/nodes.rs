@@ -154,6 +154,8 @@ pub struct NodePolicy {
     pub follow_gateway_approvals: bool,
     /// Commands no node may ever have.
     pub deny_commands: Vec<Glob>,
+    /// When non-empty, the only commands a node may have.
+    pub allow_commands: Vec<Glob>,
 }
 
 impl NodePolicy {
@@ -166,12 +168,17 @@ impl NodePolicy {
             },
             follow_gateway_approvals: nodes.follow_gateway_approvals,
             deny_commands: nodes.deny_commands.clone(),
+            allow_commands: nodes.allow_commands.clone(),
         }
     }
 
-    /// The deny glob that refuses `command`, if any.
-    pub fn denies(&self, command: &str) -> Option<&Glob> {
-        self.deny_commands.iter().find(|g| g.matches(command))
+    /// Why the policy refuses `command` to every node, if it does: a `deny_commands` glob
+    /// matches it, or `allow_commands` is set and none matches.
+    pub fn denies(&self, command: &str) -> Option<String> {
+        if let Some(g) = self.deny_commands.iter().find(|g| g.matches(command)) {
+            return Some(format!("nodes.deny_commands {:?}", g.as_str()));
+        }
+        (!self.allow_commands.is_empty() && !self.allow_commands.iter().any(|g| g.matches(command))).then(|| "not in nodes.allow_commands".to_string())
     }
 
     fn permitted(&self, declared: &Surface) -> Surface {

@@ -332,6 +332,8 @@ pub struct Nodes {
     pub follow_gateway_approvals: bool,
     /// Commands no node may have, whatever it declares or an operator approves.
     pub deny_commands: Vec<Glob>,
+    /// When non-empty, the only commands a node may have (deny still wins).
+    pub allow_commands: Vec<Glob>,
 }
 
 /// How an unknown node's first connect is treated.
@@ -355,6 +357,7 @@ impl Default for Nodes {
             first_connect: FirstConnectMode::Pending,
             follow_gateway_approvals: true,
             deny_commands: deny.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
+            allow_commands: Vec::new(),
         }
     }
 }

@@ -109,8 +109,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             };
             if let Some(s) = &surface {
-                if let Some(bad) = s.commands.iter().find(|c| nodes.deny_commands.iter().any(|g| g.matches(c))) {
-                    bail!("{bad} is in nodes.deny_commands: no node may have it");
+                let policy = clawguard_filters::nodes::NodePolicy::new(nodes);
+                if let Some((bad, why)) = s.commands.iter().find_map(|c| policy.denies(c).map(|why| (c, why))) {
+                    bail!("{bad} is refused to every node by the policy ({why}): no node may have it");
                 }
             }
             let pin = store.approve(&id, surface, &who, now_ms).map_err(anyhow::Error::msg)?.clone();

@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(load(&path).unwrap(), PinStore::default());
         let mut store = PinStore::default();
         let declared = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };
-        let policy = NodePolicy { first_connect: FirstConnect::Trust, follow_gateway_approvals: true, deny_commands: vec![] };
+        let policy = NodePolicy { first_connect: FirstConnect::Trust, follow_gateway_approvals: true, deny_commands: vec![], allow_commands: vec![] };
         store.on_connect("dev", &declared, (None, None), &policy, 1);
         save(&path, &store).unwrap();
         assert_eq!(load(&path).unwrap(), store);

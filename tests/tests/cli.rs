@@ -89,7 +89,7 @@ fn nodes(store: &PathBuf, args: &[&str]) -> (bool, String) {
 #[test]
 fn nodes_command_lists_approves_and_revokes() {
     use clawguard_filters::nodes::{FirstConnect, NodePolicy, PinStore, Surface};
-    let policy = |first| NodePolicy { first_connect: first, follow_gateway_approvals: false, deny_commands: vec![] };
+    let policy = |first| NodePolicy { first_connect: first, follow_gateway_approvals: false, deny_commands: vec![], allow_commands: vec![] };
     let store_path = policy_file("pins.json", "");
     let mut store = PinStore::default();
     let which = Surface { commands: ["system.which".to_string()].into(), ..Surface::default() };

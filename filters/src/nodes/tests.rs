@@ -5,7 +5,7 @@ fn surface(commands: &[&str]) -> Surface {
 }
 
 fn policy(first: FirstConnect, deny: &[&str], follow: bool) -> NodePolicy {
-    NodePolicy { first_connect: first, follow_gateway_approvals: follow, deny_commands: deny.iter().map(|g| Glob::new(g).unwrap()).collect() }
+    NodePolicy { first_connect: first, follow_gateway_approvals: follow, deny_commands: deny.iter().map(|g| Glob::new(g).unwrap()).collect(), allow_commands: vec![] }
 }
 
 fn pending_policy() -> NodePolicy {
@@ -147,4 +147,16 @@ fn preview_records_nothing() {
     let p = store.preview("dev", &surface(&["a"]), &pending_policy());
     assert!(p.allowed.is_empty() && !p.changed);
     assert!(store.nodes.is_empty());
+}
+
+#[test]
+fn allow_commands_narrow_what_any_node_may_have() {
+    let mut p = policy(FirstConnect::Trust, &["system.run"], false);
+    p.allow_commands = vec![Glob::new("system.*").unwrap()];
+    assert_eq!(p.denies("camera.list").as_deref(), Some("not in nodes.allow_commands"));
+    assert!(p.denies("system.run").unwrap().contains("deny_commands"), "deny wins over allow");
+    assert!(p.denies("system.which").is_none());
+    let mut store = PinStore::default();
+    let pinned = store.on_connect("dev", &surface(&["system.which", "system.run", "camera.list"]), (None, None), &p, 1);
+    assert_eq!(pinned.allowed.commands, ["system.which".to_string()].into());
 }
