@@ -705,8 +705,7 @@ impl Access {
         let scope = &identity.sessions;
         let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::sessions::creates_sessions(method));
         if session_checked && (!crate::sessions::session_fields(method).is_empty() || crate::sessions::is_roster(method)) {
-            let value: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            if let Err(r) = self.sessions.check_request(env, &identity.name, scope, id, method, &value) {
+            if let Err(r) = self.sessions.check_request(env, &identity.name, scope, id, method, params) {
                 let reply = if r.retryable { retryable_error_response(id, r.code, &r.reason, r.details) } else { reply(id, r.code, &r.reason, r.details) };
                 return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
             }
@@ -807,12 +806,12 @@ impl Access {
                 None => forward,
             };
         }
-        if self.role != Role::Operator {
+        if self.role != Role::Operator || crate::sessions::is_sessionless(event) {
             return forward;
         }
-        let Some(payload) = payload.and_then(|p| serde_json::from_str::<Value>(p).ok()) else { return forward };
+        let Some(payload) = payload else { return forward };
         let identity = self.resolution.identity.clone();
-        match self.sessions.on_event(env, &identity.sessions, event, &payload) {
+        match self.sessions.on_event(env, &identity.sessions, event, payload) {
             Some(reason) => self.judge(env, Action::Drop { rule: "session-owner".into(), reason }),
             None => forward,
         }

@@ -47,12 +47,13 @@ pub fn invocation_refusal(pins: &dyn Pins, policy: &NodePolicy, node_id: &str, c
     if let Some(why) = policy.denies(command) {
         return Some(("node-policy", format!("command {command} is denied to every node by the policy ({why})")));
     }
-    match pins.pin_of(node_id) {
+    match pins.pin_allows(node_id, command) {
+        Some(true) => None,
         None => Some(("node-pin", format!("node {node_id} has no approved command set in clawguard's pin store: approve it (clawguard nodes approve) before invoking {command}"))),
-        Some(pin) if !pin.commands.contains(command) => {
-            Some(("node-pin", format!("command {command} is outside node {node_id}'s approved command set ({}): approve the upgrade with clawguard nodes approve", list(&pin.commands))))
+        Some(false) => {
+            let approved = pins.pin_of(node_id).map(|p| list(&p.commands)).unwrap_or_else(|| "nothing".into());
+            Some(("node-pin", format!("command {command} is outside node {node_id}'s approved command set ({approved}): approve the upgrade with clawguard nodes approve")))
         }
-        Some(_) => None,
     }
 }
 

@@ -392,6 +392,14 @@ impl dyn Pins + '_ {
         out
     }
 
+    /// Whether the node has a pin, and whether `command` is in it (`None`: no pin). Copies
+    /// nothing: this is on every `node.invoke`.
+    pub fn pin_allows(&self, device_id: &str, command: &str) -> Option<bool> {
+        let mut out = None;
+        self.read(&mut |s| out = s.pin(device_id).map(|p| p.commands.contains(command)));
+        out
+    }
+
     /// What a connect may show the gateway (see [`PinStore::preview`]).
     pub fn preview(&self, device_id: &str, declared: &Surface, policy: &NodePolicy) -> Pinned {
         let mut out = None;

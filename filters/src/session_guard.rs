@@ -4,7 +4,7 @@
 //! and (optionally) one `chat.send` run per session at a time.
 
 use crate::access::Env;
-use crate::sessions::{creates_sessions, event_key, filter_roster, is_roster, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
+use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
 use serde_json::{json, Value};
 
 /// A refused request: the error code, the rule, why, the details, and whether to retry.
@@ -58,9 +58,12 @@ impl SessionSide {
 
     /// Judges the session parameters of a request that is otherwise going to the gateway;
     /// on success, notes what the answer needs (roster filtering, run tracking).
-    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: &Value) -> Result<(), Box<SessionRefusal>> {
-        let agent_id = params["agentId"].as_str();
-        let keys: Vec<(String, String)> = named_keys(method, params).into_iter().map(|k| (self.defaults.canonical(&k, agent_id), k)).collect();
+    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: Option<&str>) -> Result<(), Box<SessionRefusal>> {
+        let (named, agent_id) = named_keys(method, params).map_err(|reason| {
+            let details = json!({ "code": "SESSION_UNJUDGEABLE", "source": "clawguard", "rule": "session-owner", "identity": identity });
+            Box::new(SessionRefusal { code: "INVALID_REQUEST", rule: "session-owner", reason, details, retryable: false })
+        })?;
+        let keys: Vec<(String, String)> = named.into_iter().map(|k| (self.defaults.canonical(&k, agent_id.as_deref()), k)).collect();
         if let Some((canonical, given)) = keys.iter().find(|(c, _)| !scope.allows(c)) {
             let reason = format!("session {given:?} ({canonical}) belongs to another identity: {identity:?} may only use sessions matching {}", scope.describe());
             let details = json!({ "code": "SESSION_NOT_OWNED", "sessionKey": canonical, "source": "clawguard", "rule": "session-owner", "identity": identity });
@@ -110,10 +113,10 @@ impl SessionSide {
 
     /// An event for this connection: `Some(reason)` when it concerns a session outside the
     /// scope and is not delivered. A `chat` event that ends a run frees its session.
-    pub fn on_event(&self, env: &Env<'_>, scope: &SessionScope, event: &str, payload: &Value) -> Option<String> {
-        let key = event_key(event, payload)?;
-        let canonical = self.defaults.canonical(&key, None);
-        if event == "chat" && env.guard.sessions.serialize_sends && matches!(payload["state"].as_str(), Some("final" | "error" | "aborted")) {
+    pub fn on_event(&self, env: &Env<'_>, scope: &SessionScope, event: &str, payload: &str) -> Option<String> {
+        let found = event_session(event, payload);
+        let canonical = self.defaults.canonical(&found.key?, None);
+        if event == "chat" && env.guard.sessions.serialize_sends && matches!(found.state.as_deref(), Some("final" | "error" | "aborted")) {
             env.ledger.end_run(&canonical);
         }
         (!scope.allows(&canonical)).then(|| format!("{event} event for session {canonical}, outside {}", scope.describe()))
