@@ -115,11 +115,12 @@ impl Keeper {
                     return Err(e);
                 }
             }
-            Ok(())
+            // Still under the lock: a later edit by another process changes the stamp.
+            Ok(pin_file::stamp(&self.path))
         })();
         match result {
-            Ok(()) => {
-                self.stamp = pin_file::stamp(&self.path);
+            Ok(stamp) => {
+                self.stamp = stamp;
                 if self.reported.take().is_some() {
                     tracing::info!(store = %self.path.display(), "node pin store readable again");
                 }
