@@ -13,6 +13,7 @@
 //!   the pins applied to connects, invocations and pairing answers.
 //! - [`sessions`]: session-key patterns, canonical keys and the session ledger;
 //!   [`session_guard`]: session ownership on one connection.
+//! - [`exec`]: the exec policy: commands parsed as shell, wrappers peeled, segments judged.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -25,6 +26,7 @@ pub mod config_guard;
 pub mod conn_limits;
 pub mod decide;
 pub mod engine;
+pub mod exec;
 pub mod gateway;
 pub mod identity;
 pub mod method_table;

@@ -50,6 +50,9 @@ pub struct Policy {
     /// Session ownership: quotas and send serialisation.
     #[serde(default)]
     pub sessions: Sessions,
+    /// The exec policy: which commands may run on nodes and in the `exec` tool.
+    #[serde(default)]
+    pub exec: Exec,
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
@@ -382,6 +385,118 @@ impl Default for Sessions {
     }
 }
 
+/// `[exec]`: every command that would run is parsed as shell and judged segment by segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exec {
+    /// Overrides the global `mode` for exec decisions.
+    pub mode: Option<Mode>,
+    /// The decision for a command no rule matches.
+    pub default: ExecDecision,
+    /// List and pipeline operators a script may use (`&&`, `||`, `;`, `|`).
+    pub operators: Vec<String>,
+    /// How many wrappers (`env`, `nice`, `sh -c`, …) are peeled before giving up (deny).
+    pub max_wrapper_depth: usize,
+    /// The longest command (argv joined, or script) judged; longer is refused.
+    pub max_command_bytes: usize,
+    /// Prefix rules; the strictest decision of all matching rules wins.
+    #[serde(rename = "rule")]
+    pub rules: Vec<ExecRule>,
+}
+
+impl Default for Exec {
+    fn default() -> Self {
+        Exec {
+            mode: None,
+            default: ExecDecision::Deny,
+            operators: ["&&", "||", ";", "|"].iter().map(|s| s.to_string()).collect(),
+            max_wrapper_depth: 4,
+            max_command_bytes: 16 * 1024,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// What an exec rule decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecDecision {
+    /// Runs.
+    Allow,
+    /// Runs only with a gateway approval (`approved` / `runId` on the invocation).
+    Ask,
+    /// Never runs, approval or not.
+    Deny,
+}
+
+impl ExecDecision {
+    /// `allow`, `ask` or `deny`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecDecision::Allow => "allow",
+            ExecDecision::Ask => "ask",
+            ExecDecision::Deny => "deny",
+        }
+    }
+}
+
+/// One token of a prefix pattern: a word, or any of several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PatternToken {
+    /// Exactly this word.
+    One(String),
+    /// Any of these words.
+    Any(Vec<String>),
+}
+
+impl PatternToken {
+    /// Whether `word` matches.
+    pub fn matches(&self, word: &str) -> bool {
+        match self {
+            PatternToken::One(w) => w == word,
+            PatternToken::Any(ws) => ws.iter().any(|w| w == word),
+        }
+    }
+}
+
+/// An example command: an argv array or a shell string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExecExample {
+    /// `["git", "status"]`.
+    Argv(Vec<String>),
+    /// `"git status"` (parsed as shell).
+    Shell(String),
+}
+
+/// `[[exec.rule]]`: a prefix rule on argv.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRule {
+    /// A unique name, shown in decisions.
+    pub name: String,
+    /// The argv prefix: the program (matched by basename) then words or word alternatives.
+    pub pattern: Spanned<Vec<PatternToken>>,
+    /// The decision when the pattern matches.
+    pub decision: ExecDecision,
+    /// Absolute paths the program may be invoked by (otherwise only its bare name matches).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Why, shown in decisions.
+    #[serde(default)]
+    pub justification: Option<String>,
+    /// Example commands the pattern must match (checked when the policy loads).
+    #[serde(default, rename = "match")]
+    pub match_examples: Vec<ExecExample>,
+    /// Example commands the pattern must not match.
+    #[serde(default)]
+    pub not_match: Vec<ExecExample>,
+    /// Overrides the exec mode for this rule.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
 /// Checks a session-key pattern: placeholders are `{identity}` only.
 pub fn check_session_pattern(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
@@ -643,6 +758,29 @@ impl Policy {
             if id.roles.is_empty() {
                 return Err(src.error_at(at, format!("identity {:?}: roles is empty: expected \"operator\" and/or \"node\"", id.name)));
             }
+        }
+        let mut rule_names = std::collections::HashSet::new();
+        for rule in &self.exec.rules {
+            let at = Some(rule.pattern.span());
+            if !rule_names.insert(rule.name.as_str()) {
+                return Err(src.error_at(at, format!("exec rule name {:?} is used twice: expected unique names", rule.name)));
+            }
+            match rule.pattern.get_ref().first() {
+                None => return Err(src.error_at(at, format!("exec rule {:?}: pattern is empty: expected at least the program", rule.name))),
+                Some(PatternToken::Any(list)) if list.is_empty() => return Err(src.error_at(at, format!("exec rule {:?}: an empty alternative matches nothing", rule.name))),
+                _ => {}
+            }
+            if let Some(p) = rule.paths.iter().find(|p| !p.starts_with('/')) {
+                return Err(src.error_at(at, format!("exec rule {:?}: path {p:?} is not absolute: expected a path such as \"/usr/bin/git\"", rule.name)));
+            }
+        }
+        for op in &self.exec.operators {
+            if !["&&", "||", ";", "|"].contains(&op.as_str()) {
+                return Err(no_span(format!("exec.operators: unknown operator {op:?}: expected some of \"&&\", \"||\", \";\", \"|\"")));
+            }
+        }
+        if self.exec.max_command_bytes == 0 {
+            return Err(no_span("exec.max_command_bytes must be greater than 0".into()));
         }
         if !self.identities.is_empty() && !names.contains("default") {
             return Err(src.error_at(None, "the policy defines identities but no identity \"default\": expected one for clients that match nothing"));
