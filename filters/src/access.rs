@@ -55,6 +55,8 @@ pub struct Guard {
     pub nodes: NodePolicy,
     /// Session quotas and send serialisation.
     pub sessions: clawguard_policies::Sessions,
+    /// The exec policy (an invalid one refuses every command, saying why).
+    pub exec: Result<crate::exec::ExecPolicy, String>,
 }
 
 impl Guard {
@@ -71,7 +73,13 @@ impl Guard {
             default_request_limit: policy.websocket.max_message_bytes,
             nodes: NodePolicy::new(&policy.nodes),
             sessions: policy.sessions.clone(),
+            exec: crate::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
         }
+    }
+
+    /// The exec policy, or why it is unusable.
+    pub fn exec(&self) -> Result<&crate::exec::ExecPolicy, &str> {
+        self.exec.as_ref().map_err(String::as_str)
     }
 
     /// The request size limit for `method` (the most specific glob: exact, then longest).
@@ -146,6 +154,8 @@ pub struct Env<'a> {
     pub pins: &'a dyn Pins,
     /// Sessions created and runs in flight.
     pub ledger: &'a SessionLedger,
+    /// Approval ids seen and the exec policy's verdict on their commands.
+    pub approvals: &'a crate::exec_guard::ApprovalMemory,
 }
 
 /// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
@@ -157,18 +167,20 @@ pub struct InMemory {
     pub pins: Mutex<crate::nodes::PinStore>,
     /// Session ledger.
     pub ledger: SessionLedger,
+    /// Approval memory.
+    pub approvals: crate::exec_guard::ApprovalMemory,
 }
 
 impl Default for InMemory {
     fn default() -> Self {
-        InMemory { replay: Mutex::new(ReplayCache::new(600_000, 10_000)), pins: Mutex::default(), ledger: SessionLedger::default() }
+        InMemory { replay: Mutex::new(ReplayCache::new(600_000, 10_000)), pins: Mutex::default(), ledger: SessionLedger::default(), approvals: Default::default() }
     }
 }
 
 impl InMemory {
     /// The decision environment over this state.
     pub fn env<'a>(&'a self, guard: &'a Guard, now_ms: u64) -> Env<'a> {
-        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger }
+        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals }
     }
 }
 
@@ -310,6 +322,8 @@ pub struct Access {
     pair_decisions: Vec<(String, PairDecision)>,
     /// Session ownership state.
     sessions: SessionSide,
+    /// `exec.approval.request`s awaiting their answer (which carries the approval id).
+    approval_requests: Vec<(String, Value)>,
 }
 
 #[derive(Deserialize)]
@@ -411,6 +425,7 @@ impl Access {
             node: None,
             pair_decisions: Vec::new(),
             sessions: SessionSide::default(),
+            approval_requests: Vec::new(),
         }
     }
 
@@ -660,6 +675,9 @@ impl Access {
                 return refusal;
             }
         }
+        if let Some(refusal) = self.exec_check(env, id, method, params) {
+            return refusal;
+        }
         match env.guard.rules.for_request(method) {
             Decision::Forward => self.forward_request(env, id, method, params),
             Decision::Act { action, rule, reason, mode } => {
@@ -696,6 +714,63 @@ impl Access {
         };
         let details = json!({ "code": "NODE_COMMAND_NOT_APPROVED", "nodeId": node_id, "command": command, "source": "clawguard", "rule": rule });
         Some(self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: rule.into(), reason }))
+    }
+
+    /// The exec policy's refusal of a request that would run a command, or approve one.
+    fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
+        use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
+        let relevant = matches!(method, "node.invoke" | "tools.invoke" | "exec.approval.request" | "exec.approval.resolve" | "approval.resolve" | "exec.approvals.set" | "exec.approvals.node.set");
+        if !relevant {
+            return None;
+        }
+        let value: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+        let refuse = |reason: String, details: Value, enforce: bool| {
+            let judgement = Judgement { action: Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "exec-policy".into(), reason }, enforce: enforce && self.enforce(env, None) };
+            Some(judgement)
+        };
+        let exec = env.guard.exec();
+        match method {
+            "node.invoke" => {
+                let command = value["command"].as_str().unwrap_or("");
+                if !matches!(command, "system.run" | "system.run.prepare") {
+                    return None;
+                }
+                let r = system_run_refusal(exec, &value["params"], command)?;
+                refuse(r.reason, r.details, r.enforce)
+            }
+            "tools.invoke" => {
+                if value["tool"].as_str() != Some("exec") {
+                    return None;
+                }
+                let r = shell_refusal(exec, value["args"]["command"].as_str(), false, "the exec tool")?;
+                refuse(r.reason, r.details, r.enforce)
+            }
+            "exec.approval.request" => {
+                if let Some(approval) = value["id"].as_str() {
+                    env.approvals.remember(approval, exec, &value, env.now_ms);
+                }
+                self.approval_requests.push((id.to_string(), value));
+                None
+            }
+            "exec.approval.resolve" | "approval.resolve" => {
+                let approves = value["decision"].as_str().is_some_and(|d| d.starts_with("allow"));
+                let exec_kind = method == "exec.approval.resolve" || value["kind"].as_str() == Some("exec");
+                if !(approves && exec_kind) {
+                    return None;
+                }
+                let approval = value["id"].as_str().unwrap_or("");
+                let reason = env.approvals.resolve_refusal(approval, env.now_ms)?;
+                refuse(reason, json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "exec-policy" }), true)
+            }
+            _ => {
+                let reasons = approvals_document_refusals(&value);
+                if reasons.is_empty() {
+                    return None;
+                }
+                let reason = format!("{method} would approve everything: {}", reasons.join("; "));
+                refuse(reason, json!({ "code": "EXEC_APPROVALS_TOO_BROAD", "entries": reasons, "source": "clawguard", "rule": "exec-policy" }), true)
+            }
+        }
     }
 
     /// A request every other check let through: session ownership, then bookkeeping for the
@@ -757,7 +832,9 @@ impl Access {
             || self.node.is_some()
             || !self.pair_decisions.is_empty()
             || operator_sessions
-            || self.sessions.awaits_answers();
+            || self.sessions.awaits_answers()
+            || !self.approval_requests.is_empty()
+            || (self.role == Role::Operator && self.effective_scopes().closure().contains(Scope::Approvals));
         if !needs_parse {
             return (forward, Vec::new());
         }
@@ -800,7 +877,7 @@ impl Access {
                 return forward;
             }
             let payload: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            return match node.on_invoke_request(env.pins, &env.guard.nodes, &payload) {
+            return match node.on_invoke_request(env.pins, &env.guard.nodes, env.guard.exec(), &payload) {
                 // In dry-run the request is delivered and recorded as would-deny.
                 Some((reply, rule, reason)) => Judgement { action: Action::Answer { reply, rule: rule.into(), reason }, enforce: self.enforce(env, None) },
                 None => forward,
@@ -808,6 +885,12 @@ impl Access {
         }
         if self.role != Role::Operator || crate::sessions::is_sessionless(event) {
             return forward;
+        }
+        if event == "exec.approval.requested" {
+            let value: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            if let Some(approval) = value["id"].as_str() {
+                env.approvals.remember(approval, env.guard.exec(), &value["request"], env.now_ms);
+            }
         }
         let Some(payload) = payload else { return forward };
         let identity = self.resolution.identity.clone();
@@ -826,6 +909,14 @@ impl Access {
                 let reason = "the gateway's answer to clawguard's own node.invoke.result".to_string();
                 return (Judgement { action: Action::Drop { rule: "node-pin".into(), reason }, enforce: true }, Vec::new());
             }
+        }
+        if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {
+            let (_, request) = self.approval_requests.swap_remove(i);
+            let answered: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            if let Some(approval) = answered["id"].as_str() {
+                env.approvals.remember(approval, env.guard.exec(), &request, env.now_ms);
+            }
+            return (forward, Vec::new());
         }
         if let Some(i) = self.pair_decisions.iter().position(|(p, _)| p == id) {
             let (_, decision) = self.pair_decisions.swap_remove(i);

@@ -27,6 +27,7 @@ pub mod conn_limits;
 pub mod decide;
 pub mod engine;
 pub mod exec;
+pub mod exec_guard;
 pub mod gateway;
 pub mod identity;
 pub mod method_table;

@@ -3,6 +3,8 @@
 //! outside the pin answered on the node's behalf, pins following gateway approvals, and
 //! revocation of live connections.
 
+use crate::exec::ExecPolicy;
+use crate::exec_guard::system_run_refusal;
 use crate::gateway::encode_json;
 use crate::nodes::{NodePolicy, PinOp, Pins, Surface};
 use bytes::Bytes;
@@ -86,13 +88,20 @@ impl NodeSide {
 
     /// A `node.invoke.request` event from the gateway: `None` to deliver it; otherwise the
     /// `node.invoke.result` clawguard sends the gateway in the node's name, and why.
-    pub fn on_invoke_request(&mut self, pins: &dyn Pins, policy: &NodePolicy, payload: &Value) -> Option<(Bytes, &'static str, String)> {
+    pub fn on_invoke_request(&mut self, pins: &dyn Pins, policy: &NodePolicy, exec: Result<&ExecPolicy, &str>, payload: &Value) -> Option<(Bytes, &'static str, String)> {
         let command = payload["command"].as_str().unwrap_or("");
         let invoke_id = payload["id"].as_str().unwrap_or("");
+        let exec_refusal = || {
+            if !matches!(command, "system.run" | "system.run.prepare") {
+                return None;
+            }
+            let params: Value = payload["paramsJSON"].as_str().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            system_run_refusal(exec, &params, command).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
+        };
         let (rule, reason) = if command.is_empty() || invoke_id.is_empty() {
             ("node-pin", "node.invoke.request without an id and a command cannot be evaluated".to_string())
         } else {
-            invocation_refusal(pins, policy, &self.device_id, command)?
+            invocation_refusal(pins, policy, &self.device_id, command).or_else(exec_refusal)?
         };
         self.seq += 1;
         let id = format!("clawguard-refusal-{}", self.seq);
@@ -188,7 +197,7 @@ mod tests {
         let pins = Mutex::new(PinStore::default());
         let p = policy();
         let mut side = NodeSide::new("n".into(), Surface::default(), (None, None), false);
-        let (frame, rule, _) = side.on_invoke_request(&pins, &p, &json!({"id": "inv-1", "nodeId": "n", "command": "system.run"})).unwrap();
+        let (frame, rule, _) = side.on_invoke_request(&pins, &p, Err("no exec policy"), &json!({"id": "inv-1", "nodeId": "n", "command": "system.run"})).unwrap();
         assert_eq!(rule, "node-pin");
         let sent: Value = serde_json::from_slice(&frame).unwrap();
         assert_eq!(sent["method"], "node.invoke.result");

@@ -29,6 +29,10 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
         }
     };
     let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    // Every exec rule's match / not_match examples must hold, or the policy is invalid.
+    if let Err(e) = clawguard_filters::exec::ExecPolicy::new(&policy.policy) {
+        return Err(policy.source.error_at(Some(e.span.clone()), e.to_string()));
+    }
     let tls = tls::load(&policy, &base)?;
     Ok(Config { policy, path: path.map(Path::to_path_buf), loaded_at: SystemTime::now(), tls })
 }

@@ -8,6 +8,7 @@
 mod admin;
 mod config;
 mod decide;
+mod exec_cli;
 mod logging;
 mod metrics;
 mod nodes_cli;
@@ -53,6 +54,8 @@ enum Command {
     Decide(decide::Args),
     /// The node pin store: list, pending, show, approve, revoke.
     Nodes(nodes_cli::Args),
+    /// The exec policy: `exec check -- ARGV…` or `exec check --shell 'SCRIPT'`.
+    Exec(exec_cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Decide(args) => decide::run(args),
+        Command::Exec(args) => exec_cli::run(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -14,6 +14,7 @@ use clawguard_filters::access::Guard;
 use clawguard_filters::conn_limits::ConnectionCounts;
 use clawguard_filters::nodes::NodePolicy;
 use clawguard_filters::replay::ReplayCache;
+use clawguard_filters::exec_guard::ApprovalMemory;
 use clawguard_filters::sessions::SessionLedger;
 use crate::pin_keeper::PersistentPins;
 use clawguard_policies::LoadedPolicy;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub pins: Arc<PersistentPins>,
     /// Sessions created per identity and runs in flight.
     pub ledger: SessionLedger,
+    /// Approval ids seen and the exec policy's verdict on their commands.
+    pub approvals: ApprovalMemory,
 }
 
 impl Shared {
@@ -67,6 +70,7 @@ impl Shared {
         Ok(Shared {
             pins,
             ledger: SessionLedger::default(),
+            approvals: ApprovalMemory::default(),
             guard: Arc::new(Guard::new(&cfg.policy.policy)),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),

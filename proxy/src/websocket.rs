@@ -414,7 +414,7 @@ pub fn now_ms() -> u64 {
 
 /// The decision environment: the policy, the clock, the replay memory.
 fn env(shared: &Shared) -> Env<'_> {
-    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay, pins: &*shared.pins, ledger: &shared.ledger }
+    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay, pins: &*shared.pins, ledger: &shared.ledger, approvals: &shared.approvals }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

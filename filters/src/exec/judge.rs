@@ -271,13 +271,13 @@ impl Judging<'_> {
             Peeled::Refused(why) => return self.deny(argv, wrappers, why),
             Peeled::NotAWrapper => {}
         }
-        let named = self.policy.rules.iter().any(|r| names_program(r, program));
+        let matched: Vec<&ExecRule> = self.policy.rules.iter().filter(|r| rule_matches(r, argv)).collect();
         if let Some(class) = runs_other_code(program, argv, piped) {
-            if !named {
-                return self.deny(argv, wrappers, format!("{class}: denied unless a rule names {program}"));
+            // Only a rule that names the program and matches this very argv lets it through.
+            if !matched.iter().any(|r| names_program(r, program)) {
+                return self.deny(argv, wrappers, format!("{class}: denied unless a rule names {program} with these arguments"));
             }
         }
-        let matched: Vec<&ExecRule> = self.policy.rules.iter().filter(|r| rule_matches(r, argv)).collect();
         let Some(strictest) = matched.iter().map(|r| r.decision).max() else {
             let decision = self.policy.default;
             let reason = format!("no rule matches {program}: exec.default is {}", decision.name());
