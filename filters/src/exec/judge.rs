@@ -273,8 +273,9 @@ impl Judging<'_> {
         }
         let matched: Vec<&ExecRule> = self.policy.rules.iter().filter(|r| rule_matches(r, argv)).collect();
         if let Some(class) = runs_other_code(program, argv, piped) {
-            // Only a rule that names the program and matches this very argv lets it through.
-            if !matched.iter().any(|r| names_program(r, program)) {
+            // Only a rule that names the program and constrains its arguments lets it through
+            // (a broad rule naming many programs does not cover their code-running forms).
+            if !matched.iter().any(|r| names_program(r, program) && r.pattern.get_ref().len() > 1) {
                 return self.deny(argv, wrappers, format!("{class}: denied unless a rule names {program} with these arguments"));
             }
         }
@@ -485,8 +486,9 @@ fn runs_other_code(program: &str, argv: &[String], piped: bool) -> Option<&'stat
         }
     }
     if flags.is_some() || is_shell {
-        // No script file: the program text comes from standard input.
-        let reads_stdin = args.iter().all(|a| a.starts_with('-')) || args.iter().any(|a| a == "-");
+        // No script file and no informational flag: the program text comes from standard input.
+        const INFO: &[&str] = &["--version", "-V", "--help", "-h", "-v", "-m", "--check"];
+        let reads_stdin = args.iter().any(|a| a == "-") || (args.iter().all(|a| a.starts_with('-')) && !args.iter().any(|a| INFO.contains(&a.as_str())));
         if reads_stdin {
             return Some(if piped { "an interpreter reading a program from a pipe" } else { "an interpreter reading a program from its input" });
         }
