@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every clawguard test: unit, property and integration tests (cargo), then the end-to-end
-# suite against the real OpenClaw gateway. This is the README's test command and what CI runs.
+# Every clawguard test: unit, property and integration tests (cargo), bounded fuzzing of the
+# exec policy, then the end-to-end suite against the real OpenClaw gateway. This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 cargo test --workspace
+bash tests/fuzz.sh "${CLAWGUARD_FUZZ_SECONDS:-60}"
 bash tests/e2e/run.sh

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Bounded fuzzing of the exec policy (issue 5): the shell parser and the whole check, on
+# stable Rust (RUSTC_BOOTSTRAP lets cargo-fuzz pass its flags; no sanitizer), seeded with the
+# bypass and benign corpora. Any crash fails the run and leaves its input in
+# filters/fuzz/artifacts/ (turn it into a regression case in tests/exec/bypass/).
+#
+#   tests/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET=${1:-60}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+SEEDS=$(mktemp -d)
+trap 'rm -rf "$SEEDS"' EXIT
+mkdir -p "$SEEDS/shell" "$SEEDS/argv"
+python3 - "$SEEDS" <<'PY'
+import json, os, sys, tomllib, glob, hashlib
+out = sys.argv[1]
+def put(kind, data):
+    open(os.path.join(out, kind, hashlib.sha256(data).hexdigest()[:16]), "wb").write(data)
+for path in glob.glob("tests/exec/bypass/*.toml"):
+    case = tomllib.load(open(path, "rb"))
+    if "shell" in case: put("shell", case["shell"].encode())
+    if "argv" in case: put("argv", "\0".join(case["argv"]).encode())
+for line in open("tests/exec/benign.txt"):
+    line = line.rstrip("\n")
+    if line and not line.startswith("#"):
+        put("shell", line.encode())
+        put("argv", "\0".join(line.split(" ")).encode())
+PY
+cd filters
+for target in exec_shell exec_argv; do
+  kind=${target#exec_}
+  echo "fuzz: $target for ${SECONDS_PER_TARGET}s"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$SEEDS/$kind" -- \
+    -max_total_time="$SECONDS_PER_TARGET" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12
+done
+echo "fuzz: no crash, hang or panic"
