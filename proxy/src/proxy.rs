@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::metrics;
 use crate::websocket;
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::identity::{credential_sha256, Evidence};
 use clawguard_filters::peer::{ClientCert, Peer};
@@ -107,6 +107,24 @@ pub struct Ctx {
     peer: Option<Peer>,
     /// Set when clawguard answered the request itself.
     answered: bool,
+    /// A `POST /tools/invoke` body, held until it is whole and judged by the exec policy.
+    tool_body: Option<BytesMut>,
+    /// clawguard's own refusal of the request (status, kind, message), for `fail_to_proxy`.
+    refusal: Option<(u16, &'static str, String)>,
+}
+
+/// The largest `/tools/invoke` body clawguard holds for judging (the gateway's own limit).
+const MAX_TOOL_BODY: usize = 2 * 1024 * 1024;
+
+/// The exec policy's refusal of a `/tools/invoke` body, if it runs the `exec` tool with a
+/// command the policy does not allow.
+fn tool_invoke_refusal(shared: &Shared, body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if value["tool"].as_str() != Some("exec") {
+        return None;
+    }
+    let r = clawguard_filters::exec_guard::shell_refusal(shared.guard.exec(), value["args"]["command"].as_str(), false, "the exec tool")?;
+    r.enforce.then_some(r.reason)
 }
 
 /// What the session tells about the client: address, TLS, and the verified client certificate.
@@ -173,7 +191,13 @@ impl ProxyHttp for Clawguard {
             return Ok(true);
         }
         match upgrade_kind(session.req_header()) {
-            Upgrade::None => Ok(false),
+            Upgrade::None => {
+                let req = session.req_header();
+                if req.method == http::Method::POST && req.uri.path() == "/tools/invoke" {
+                    ctx.tool_body = Some(BytesMut::new());
+                }
+                Ok(false)
+            }
             Upgrade::Other => {
                 ctx.answered = true;
                 metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
@@ -190,6 +214,31 @@ impl ProxyHttp for Clawguard {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<()> {
+        let Some(held) = ctx.tool_body.as_mut() else { return Ok(()) };
+        if let Some(chunk) = body.take() {
+            held.extend_from_slice(&chunk);
+        }
+        if held.len() > MAX_TOOL_BODY {
+            ctx.tool_body = None;
+            ctx.refusal = Some((413, "too_large", format!("clawguard: a /tools/invoke body over {MAX_TOOL_BODY} bytes cannot be judged")));
+            return Err(Error::explain(ErrorType::HTTPStatus(413), "tools/invoke body too large to judge"));
+        }
+        if !end_of_stream {
+            return Ok(());
+        }
+        let whole = held.split().freeze();
+        ctx.tool_body = None;
+        if let Some(reason) = tool_invoke_refusal(&self.shared, &whole) {
+            metrics::REFUSALS.with_label_values(&["exec_policy"]).inc();
+            tracing::warn!(path = "/tools/invoke", %reason, "exec tool refused");
+            ctx.refusal = Some((403, "exec_denied", format!("clawguard: {reason}")));
+            return Err(Error::explain(ErrorType::HTTPStatus(403), "exec tool refused by the exec policy"));
+        }
+        *body = Some(whole);
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -217,7 +266,15 @@ impl ProxyHttp for Clawguard {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if let Some((code, kind, message)) = ctx.refusal.take() {
+            if session.as_downstream().response_written().is_none() {
+                if let Err(write) = respond_error(session, code, kind, &message).await {
+                    tracing::debug!(error = %write, "cannot send the refusal");
+                }
+            }
+            return FailToProxy { error_code: code, can_reuse_downstream: false };
+        }
         let (code, kind) = match (e.etype(), e.esource()) {
             (ErrorType::HTTPStatus(code), _) => (*code, "error"),
             (_, ErrorSource::Upstream) => (502, "bad_gateway"),

@@ -206,7 +206,7 @@ async fn http(stream: &mut TcpStream, req: &Request, ctx: &Ctx) -> anyhow::Resul
             let body = serde_json::to_vec(&json!({ "method": req.method, "headers": req.headers }))?;
             respond(stream, 200, "application/json", "X-Fake-Gateway: yes\r\n", &body).await?
         }
-        "/sha256" => {
+        "/sha256" | "/tools/invoke" => {
             let body = serde_json::to_vec(&json!({ "length": req.body.len(), "sha256": hex::encode(Sha256::digest(&req.body)) }))?;
             respond(stream, 200, "application/json", "", &body).await?
         }
