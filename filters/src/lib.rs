@@ -14,6 +14,7 @@
 //! - [`sessions`]: session-key patterns, canonical keys and the session ledger;
 //!   [`session_guard`]: session ownership on one connection.
 //! - [`exec`]: the exec policy: commands parsed as shell, wrappers peeled, segments judged.
+//! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -30,6 +31,7 @@ pub mod exec;
 pub mod exec_guard;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod method_table;
 pub mod node_guard;
 pub mod nodes;

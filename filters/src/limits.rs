@@ -1,0 +1,244 @@
+//! Keyed rate limits (GCRA, governor) with bounded memory, retry hints computed from the
+//! limiter, shadow mode, and an auth-failure lockout. The clock is a parameter: the binary
+//! uses governor's monotonic clock, tests its fake clock, so every limit is deterministic to
+//! test.
+//!
+//! Memory: each limit's keys are pruned with `retain_recent` (keys whose state has fully
+//! refilled carry no information), so what is kept is bounded by the keys active within one
+//! refill period. The lockout table is capped. (A hard cap on limiter keys with oldest-idle
+//! eviction needs a bounded governor state store: not built yet.)
+
+use governor::clock::{Clock, Reference};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::middleware::NoOpMiddleware;
+use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A rate: `per` events per `period`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events replenished per period.
+    pub per: u32,
+    /// The period.
+    pub period: Duration,
+    /// The largest burst.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `n` per minute, burst `n`.
+    pub fn per_minute(n: u32) -> Rate {
+        Rate { per: n, period: Duration::from_secs(60), burst: n }
+    }
+
+    /// `n` per second, burst `burst`.
+    pub fn per_second(n: u32, burst: u32) -> Rate {
+        Rate { per: n, period: Duration::from_secs(1), burst }
+    }
+
+    fn quota(self) -> Option<Quota> {
+        let per = NonZeroU32::new(self.per)?;
+        let burst = NonZeroU32::new(self.burst.max(1))?;
+        let interval = self.period.checked_div(per.get())?;
+        Quota::with_period(interval).map(|q| q.allow_burst(burst))
+    }
+}
+
+/// A refusal by a limit: which, and when to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// The limit's name (`session-inference`, `node-invoke`, …).
+    pub limit: &'static str,
+    /// How long until the key may try again, from the limiter's own state (at least 1 ms).
+    pub retry_after: Duration,
+    /// Shadow mode: counted, not enforced.
+    pub shadow: bool,
+}
+
+/// One keyed limit.
+pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
+    name: &'static str,
+    limiter: Option<RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>>,
+    clock: C,
+    shadow: bool,
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> std::fmt::Debug for KeyedLimit<K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedLimit").field("name", &self.name).field("shadow", &self.shadow).finish()
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
+    /// A limit of `rate` per key (a rate of 0 disables it), on `clock`.
+    pub fn new(name: &'static str, rate: Rate, shadow: bool, clock: &C) -> Self {
+        let limiter = rate.quota().map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), clock.clone()));
+        KeyedLimit { name, limiter, clock: clock.clone(), shadow }
+    }
+
+    /// The limit's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Counts one event for `key`: `Ok` when within the limit (or disabled), else the refusal.
+    pub fn check(&self, key: &K) -> Result<(), Limited> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        match limiter.check_key(key) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1));
+                Err(Limited { limit: self.name, retry_after: wait, shadow: self.shadow })
+            }
+        }
+    }
+
+    /// Drops the state of keys that have fully refilled (they carry no information); returns
+    /// how many keys remain.
+    pub fn prune(&self) -> usize {
+        let Some(limiter) = &self.limiter else { return 0 };
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+        limiter.len()
+    }
+
+    /// Keys currently tracked by the limiter.
+    pub fn len(&self) -> usize {
+        self.limiter.as_ref().map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Auth-failure lockout: failures per key in a window; past the limit, the key is locked out
+/// until the lockout ends. Successes do not count.
+pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
+    failures: KeyedLimit<K, C>,
+    locked: Mutex<HashMap<K, C::Instant>>,
+    lockout: Duration,
+    clock: C,
+    max_keys: usize,
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
+    /// `limit` failures per minute per key, then a lockout of `lockout`.
+    pub fn new(limit: u32, lockout: Duration, max_keys: usize, clock: &C) -> Self {
+        Lockout {
+            failures: KeyedLimit::new("auth-failures", Rate::per_minute(limit), false, clock),
+            locked: Mutex::new(HashMap::new()),
+            lockout,
+            clock: clock.clone(),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// Records a failed connect for `key`; returns whether it is now locked out.
+    pub fn failure(&self, key: &K) -> bool {
+        if self.failures.check(key).is_ok() {
+            return self.is_locked(key).is_some();
+        }
+        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        if locked.len() >= self.max_keys && !locked.contains_key(key) {
+            let now = self.clock.now();
+            locked.retain(|_, until| *until > now);
+        }
+        if locked.len() < self.max_keys || locked.contains_key(key) {
+            locked.insert(key.clone(), self.clock.now() + self.lockout.into());
+        }
+        true
+    }
+
+    /// How long `key` stays locked out, if it is.
+    pub fn is_locked(&self, key: &K) -> Option<Duration> {
+        let now = self.clock.now();
+        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        match locked.get(key) {
+            Some(until) if *until > now => Some(until.duration_since(now).into()),
+            Some(_) => {
+                locked.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn burst_then_refill_with_an_honest_retry_hint() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<String, _> = KeyedLimit::new("session-inference", Rate::per_minute(30), false, &clock);
+        let key = "agent:main:alice".to_string();
+        for i in 0..30 {
+            assert!(limit.check(&key).is_ok(), "event {i} is within the burst");
+        }
+        let refused = limit.check(&key).unwrap_err();
+        assert_eq!(refused.limit, "session-inference");
+        // 30 per minute: one cell every 2 s.
+        assert!(refused.retry_after <= Duration::from_secs(2) && refused.retry_after >= Duration::from_millis(1900), "{:?}", refused.retry_after);
+        assert!(limit.check(&"agent:main:bob".to_string()).is_ok(), "keys are independent");
+        clock.advance(Duration::from_secs(2));
+        assert!(limit.check(&key).is_ok(), "one cell refilled");
+        assert!(limit.check(&key).is_err());
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..30 {
+            assert!(limit.check(&key).is_ok(), "a full minute refills the burst");
+        }
+    }
+
+    #[test]
+    fn a_zero_rate_disables_the_limit() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("off", Rate::per_minute(0), false, &clock);
+        assert!((0..1000).all(|_| limit.check(&1).is_ok()));
+    }
+
+    #[test]
+    fn shadow_limits_say_so() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("node-invoke", Rate::per_minute(1), true, &clock);
+        assert!(limit.check(&1).is_ok());
+        assert!(limit.check(&1).unwrap_err().shadow);
+    }
+
+    #[test]
+    fn pruning_drops_refilled_keys() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("per-ip", Rate::per_second(10, 10), false, &clock);
+        for k in 0..500 {
+            limit.check(&k).unwrap();
+        }
+        assert_eq!(limit.len(), 500);
+        clock.advance(Duration::from_millis(50));
+        assert_eq!(limit.prune(), 500, "keys still refilling are kept");
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(limit.prune(), 0, "every key has refilled");
+    }
+
+    #[test]
+    fn lockout_engages_past_the_limit_and_expires() {
+        let clock = FakeRelativeClock::default();
+        let lockout: Lockout<String, _> = Lockout::new(10, Duration::from_secs(300), 100, &clock);
+        let ip = "198.51.100.7".to_string();
+        for _ in 0..10 {
+            assert!(!lockout.failure(&ip), "ten failures a minute are tolerated");
+        }
+        assert!(lockout.failure(&ip), "the eleventh locks the key out");
+        let left = lockout.is_locked(&ip).unwrap();
+        assert!(left <= Duration::from_secs(300) && left > Duration::from_secs(299));
+        assert!(lockout.is_locked(&"203.0.113.1".to_string()).is_none(), "another key is unaffected");
+        clock.advance(Duration::from_secs(301));
+        assert!(lockout.is_locked(&ip).is_none(), "the lockout ends");
+    }
+}
