@@ -59,10 +59,13 @@ pub struct Limited {
     pub shadow: bool,
 }
 
+/// governor's keyed limiter on clock `C`.
+type Keyed<K, C> = RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
     name: &'static str,
-    limiter: Option<RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>>,
+    limiter: Option<Keyed<K, C>>,
     clock: C,
     shadow: bool,
 }
