@@ -719,6 +719,11 @@ impl Access {
     /// The exec policy's refusal of a request that would run a command, or approve one.
     fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
         use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
+        if matches!(method, "exec.approval.get" | "exec.approval.list" | "approval.get") {
+            // Their answers carry approval records made before this connection saw them.
+            self.approval_requests.push((id.to_string(), Value::Null));
+            return None;
+        }
         let relevant = matches!(method, "node.invoke" | "tools.invoke" | "exec.approval.request" | "exec.approval.resolve" | "approval.resolve" | "exec.approvals.set" | "exec.approvals.node.set");
         if !relevant {
             return None;
@@ -913,7 +918,9 @@ impl Access {
         if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {
             let (_, request) = self.approval_requests.swap_remove(i);
             let answered: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            if let Some(approval) = answered["id"].as_str() {
+            if request.is_null() {
+                crate::exec_guard::remember_records(env.approvals, env.guard.exec(), &answered, env.now_ms);
+            } else if let Some(approval) = answered["id"].as_str() {
                 env.approvals.remember(approval, env.guard.exec(), &request, env.now_ms);
             }
             return (forward, Vec::new());

@@ -182,6 +182,30 @@ impl ApprovalMemory {
     }
 }
 
+/// Remembers every approval record in an `exec.approval.get` / `list` answer: objects with an
+/// `id` and a `request` (or the command fields themselves), at any depth.
+pub fn remember_records(memory: &ApprovalMemory, policy: Result<&ExecPolicy, &str>, answer: &Value, now_ms: u64) {
+    fn walk(memory: &ApprovalMemory, policy: Result<&ExecPolicy, &str>, v: &Value, now_ms: u64, depth: usize) {
+        if depth > 8 {
+            return;
+        }
+        match v {
+            Value::Object(o) => {
+                if let Some(id) = o.get("id").and_then(Value::as_str) {
+                    let request = o.get("request").filter(|r| r.is_object()).unwrap_or(v);
+                    if !approval_commands(request).is_empty() {
+                        memory.remember(id, policy, request, now_ms);
+                    }
+                }
+                o.values().for_each(|c| walk(memory, policy, c, now_ms, depth + 1));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(memory, policy, c, now_ms, depth + 1)),
+            _ => {}
+        }
+    }
+    walk(memory, policy, answer, now_ms, 0);
+}
+
 /// Programs an allowlist entry may not approve without an argument pattern.
 const UNBOUNDED: &[&str] = &[
     "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "busybox", "fish", "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "bun", "deno",
