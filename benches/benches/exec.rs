@@ -25,6 +25,9 @@ fn bench(c: &mut Criterion) {
     assert_eq!(p.check_argv(&wrapped).decision, "allow");
     let mut group = c.benchmark_group("exec");
     group.bench_function(format!("shell script, {} chars, 5 segments", typical.len()), |b| b.iter(|| black_box(p.check_shell(black_box(&typical)))));
+    let ops: Vec<String> = ["&&", "||", ";", "|"].iter().map(|s| s.to_string()).collect();
+    group.bench_function("tree-sitter-bash parse + walk only, same script", |b| b.iter(|| black_box(clawguard_filters::exec::shell::parse(black_box(&typical), &ops))));
+    group.bench_function("tree-sitter-bash parse + walk only, `echo hi`", |b| b.iter(|| black_box(clawguard_filters::exec::shell::parse(black_box("echo hi"), &ops))));
     group.bench_function("argv through env > timeout > bash -lc, 3 segments", |b| b.iter(|| black_box(p.check_argv(black_box(&wrapped)))));
     group.finish();
 
