@@ -57,6 +57,10 @@ pub struct Guard {
     pub sessions: clawguard_policies::Sessions,
     /// The exec policy (an invalid one refuses every command, saying why).
     pub exec: Result<crate::exec::ExecPolicy, String>,
+    /// Request-path rate limits (their state lives as long as this policy version).
+    pub limits: crate::limits::RateLimits<governor::clock::DefaultClock>,
+    /// Methods counted as inference.
+    inference_methods: Vec<Glob>,
 }
 
 impl Guard {
@@ -74,6 +78,8 @@ impl Guard {
             nodes: NodePolicy::new(&policy.nodes),
             sessions: policy.sessions.clone(),
             exec: crate::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
+            limits: crate::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
+            inference_methods: policy.limits.inference_methods.clone(),
         }
     }
 
@@ -790,6 +796,12 @@ impl Access {
                 return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
             }
         }
+        if let Some(limited) = self.rate_limit(env, id, method, params) {
+            if matches!(limited.action, Action::Refuse { .. }) && limited.enforce {
+                self.sessions.forget(env, id);
+            }
+            return limited;
+        }
         if env.guard.nodes.follow_gateway_approvals {
             let scopes = self.effective_scopes().closure();
             let decision = match method {
@@ -802,6 +814,45 @@ impl Access {
             }
         }
         self.judge(env, Action::Forward)
+    }
+
+    /// The rate limits that apply to a request: inference per session, `node.invoke` per node
+    /// and per identity, `system.run` per node.
+    fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
+        use crate::limits::Limit;
+        let identity = &self.resolution.identity;
+        let profile = identity.limits.as_deref();
+        let mut checks: Vec<(Limit, String)> = Vec::new();
+        if env.guard.inference_methods.iter().any(|g| g.matches(method)) {
+            let (keys, agent) = crate::sessions::named_keys(method, params).unwrap_or_default();
+            let key = keys.first().map(|k| self.sessions.defaults().canonical(k, agent.as_deref())).unwrap_or_else(|| format!("identity:{}", identity.name));
+            checks.push((Limit::SessionInference, key));
+        }
+        if method == "node.invoke" {
+            #[derive(Deserialize, Default)]
+            struct Invoke {
+                #[serde(default, rename = "nodeId")]
+                node_id: String,
+                #[serde(default)]
+                command: String,
+            }
+            let invoke: Invoke = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+            checks.push((Limit::NodeInvoke, invoke.node_id.clone()));
+            checks.push((Limit::IdentityNodeInvoke, identity.name.clone()));
+            if matches!(invoke.command.as_str(), "system.run" | "system.run.prepare") {
+                checks.push((Limit::SystemRun, invoke.node_id));
+            }
+        }
+        for (limit, key) in checks {
+            if let Err(limited) = env.guard.limits.check(limit, profile, &key) {
+                let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+                let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
+                let reply = crate::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+                let action = Action::Refuse { reply, close: None, rule: format!("rate-limit:{}", limited.limit), reason };
+                return Some(Judgement { action, enforce: !limited.shadow && self.enforce(env, None) });
+            }
+        }
+        None
     }
 
     /// Closes a node's connection whose pin was revoked since it connected (call when the

@@ -134,6 +134,23 @@ pub fn retryable_error_response(id: &str, code: &str, message: &str, details: se
     encode_json(&frame)
 }
 
+/// A rate-limited request: `UNAVAILABLE`, retryable, with the wait the limiter computed.
+pub fn rate_limited_response(id: &str, limit: &str, retry_after_ms: u64, message: &str) -> Bytes {
+    let frame = serde_json::json!({
+        "type": "res",
+        "id": id,
+        "ok": false,
+        "error": {
+            "code": "UNAVAILABLE",
+            "message": message,
+            "retryable": true,
+            "retryAfterMs": retry_after_ms,
+            "details": { "code": "RATE_LIMITED", "limit": limit, "source": "clawguard", "rule": format!("rate-limit:{limit}") },
+        },
+    });
+    encode_json(&frame)
+}
+
 /// A JSON value as message text.
 pub fn encode_json(value: &serde_json::Value) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("a JSON value always serialises"))

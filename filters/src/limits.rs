@@ -120,6 +120,82 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
     }
 }
 
+/// A rate limit on the WebSocket request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Inference requests per session key.
+    SessionInference,
+    /// `node.invoke` per node.
+    NodeInvoke,
+    /// `node.invoke` per identity.
+    IdentityNodeInvoke,
+    /// `system.run` per node.
+    SystemRun,
+}
+
+impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 4] = [Limit::SessionInference, Limit::NodeInvoke, Limit::IdentityNodeInvoke, Limit::SystemRun];
+
+    /// The limit's name, as in `limits.shadow` and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::SessionInference => "session-inference",
+            Limit::NodeInvoke => "node-invoke",
+            Limit::IdentityNodeInvoke => "identity-node-invoke",
+            Limit::SystemRun => "system-run",
+        }
+    }
+
+    fn per_minute(self, limits: &clawguard_policies::Limits, profile: Option<&clawguard_policies::LimitProfile>) -> u32 {
+        let (default, over) = match self {
+            Limit::SessionInference => (limits.session_inference_per_minute, profile.and_then(|p| p.session_inference_per_minute)),
+            Limit::NodeInvoke => (limits.node_invoke_per_minute, profile.and_then(|p| p.node_invoke_per_minute)),
+            Limit::IdentityNodeInvoke => (limits.identity_node_invoke_per_minute, profile.and_then(|p| p.identity_node_invoke_per_minute)),
+            Limit::SystemRun => (limits.system_run_per_minute, profile.and_then(|p| p.system_run_per_minute)),
+        };
+        over.unwrap_or(default)
+    }
+}
+
+/// Every request-path limit of a policy, per profile, on clock `C`.
+pub struct RateLimits<C: Clock + Clone> {
+    limits: HashMap<(Limit, Option<String>), KeyedLimit<String, C>>,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for RateLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits").field("limits", &self.limits.len()).finish()
+    }
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    /// The limits `[limits]` describes: the default profile and each named one.
+    pub fn new(policy: &clawguard_policies::Limits, clock: &C) -> Self {
+        let mut limits = HashMap::new();
+        let profiles = std::iter::once((None, None)).chain(policy.profile.iter().map(|(n, p)| (Some(n.clone()), Some(p))));
+        for (name, profile) in profiles {
+            for limit in Limit::ALL {
+                let shadow = policy.shadow.iter().any(|s| s == limit.name());
+                let rate = Rate::per_minute(limit.per_minute(policy, profile));
+                limits.insert((limit, name.clone()), KeyedLimit::new(limit.name(), rate, shadow, clock));
+            }
+        }
+        RateLimits { limits }
+    }
+
+    /// Counts one event of `limit` for `key` under the identity's `profile`.
+    pub fn check(&self, limit: Limit, profile: Option<&str>, key: &str) -> Result<(), Limited> {
+        let entry = self.limits.get(&(limit, profile.map(str::to_string))).or_else(|| self.limits.get(&(limit, None)));
+        entry.map(|l| l.check(&key.to_string())).unwrap_or(Ok(()))
+    }
+
+    /// Prunes every limit; returns the keys left.
+    pub fn prune(&self) -> usize {
+        self.limits.values().map(KeyedLimit::prune).sum()
+    }
+}
+
 /// Auth-failure lockout: failures per key in a window; past the limit, the key is locked out
 /// until the lockout ends. Successes do not count.
 pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
@@ -227,6 +303,28 @@ mod tests {
         assert_eq!(limit.prune(), 500, "keys still refilling are kept");
         clock.advance(Duration::from_secs(5));
         assert_eq!(limit.prune(), 0, "every key has refilled");
+    }
+
+    #[test]
+    fn profiles_override_the_default_and_shadow_is_per_limit() {
+        let policy = clawguard_policies::LoadedPolicy::parse(
+            "t.toml",
+            "[limits]\nshadow = [\"node-invoke\"]\nsystem_run_per_minute = 2\n[limits.profile.ci]\nsystem_run_per_minute = 5\n",
+        )
+        .unwrap()
+        .policy;
+        let clock = FakeRelativeClock::default();
+        let limits = RateLimits::new(&policy.limits, &clock);
+        assert!((0..2).all(|_| limits.check(Limit::SystemRun, None, "n").is_ok()));
+        let refused = limits.check(Limit::SystemRun, None, "n").unwrap_err();
+        assert!(!refused.shadow && refused.retry_after > Duration::from_secs(29), "{refused:?}");
+        assert!((0..5).all(|_| limits.check(Limit::SystemRun, Some("ci"), "n").is_ok()), "the profile has its own, larger budget");
+        assert!(limits.check(Limit::SystemRun, Some("ci"), "n").is_err());
+        assert!(limits.check(Limit::SystemRun, Some("unknown"), "m").is_ok(), "an unknown profile falls back to the default");
+        for _ in 0..60 {
+            let _ = limits.check(Limit::NodeInvoke, None, "n");
+        }
+        assert!(limits.check(Limit::NodeInvoke, None, "n").unwrap_err().shadow);
     }
 
     #[test]

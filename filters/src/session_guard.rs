@@ -94,6 +94,15 @@ impl SessionSide {
         Ok(())
     }
 
+    /// Forgets request `id` (refused after its session checks passed): its run is not in flight.
+    pub fn forget(&mut self, env: &Env<'_>, id: &str) {
+        if let Some(i) = self.sends.iter().position(|(s, _)| s == id) {
+            let (_, key) = self.sends.swap_remove(i);
+            env.ledger.end_run(&key);
+        }
+        self.rosters.retain(|r| r != id);
+    }
+
     /// A gateway answer to request `id`.
     pub fn on_answer(&mut self, env: &Env<'_>, scope: &SessionScope, id: &str, ok: bool, payload: Option<&str>) -> Answer {
         if let Some(i) = self.sends.iter().position(|(s, _)| s == id) {

@@ -53,6 +53,9 @@ pub struct Policy {
     /// The exec policy: which commands may run on nodes and in the `exec` tool.
     #[serde(default)]
     pub exec: Exec,
+    /// Rate limits (the default profile, and named profiles for identities).
+    #[serde(default)]
+    pub limits: Limits,
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
@@ -383,6 +386,66 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions { max_per_identity: 50, serialize_sends: false, busy_timeout_seconds: 600 }
     }
+}
+
+/// `[limits]`: rate limits. The keys here are the default profile; an identity with
+/// `limits = "NAME"` uses `[limits.profile.NAME]`, whose unset keys fall back to these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Limits counted but not enforced (`session-inference`, `node-invoke`, …).
+    pub shadow: Vec<String>,
+    /// How often refilled keys are pruned.
+    pub prune_interval_seconds: u64,
+    /// Methods counted as inference (globs).
+    pub inference_methods: Vec<Glob>,
+    /// Inference requests per minute per session key.
+    pub session_inference_per_minute: u32,
+    /// `node.invoke` per minute per node.
+    pub node_invoke_per_minute: u32,
+    /// `node.invoke` per minute per identity.
+    pub identity_node_invoke_per_minute: u32,
+    /// `system.run` / `system.run.prepare` per minute per node.
+    pub system_run_per_minute: u32,
+    /// Named profiles.
+    pub profile: std::collections::BTreeMap<String, LimitProfile>,
+}
+
+/// The names of the rate limits.
+pub const LIMIT_NAMES: &[&str] = &["session-inference", "node-invoke", "identity-node-invoke", "system-run"];
+
+impl Default for Limits {
+    fn default() -> Self {
+        let inference = ["chat.send", "agent", "sessions.send", "sessions.steer", "sessions.dispatch", "talk.session.create", "talk.client.create", "talk.speak", "tts.convert", "tts.speak"];
+        Limits {
+            shadow: Vec::new(),
+            prune_interval_seconds: 60,
+            inference_methods: inference.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
+            session_inference_per_minute: 30,
+            node_invoke_per_minute: 60,
+            identity_node_invoke_per_minute: 120,
+            system_run_per_minute: 20,
+            profile: Default::default(),
+        }
+    }
+}
+
+/// `[limits.profile.NAME]`: overrides of the default profile (0 disables a limit).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitProfile {
+    /// Inference requests per minute per session key.
+    #[serde(default)]
+    pub session_inference_per_minute: Option<u32>,
+    /// `node.invoke` per minute per node.
+    #[serde(default)]
+    pub node_invoke_per_minute: Option<u32>,
+    /// `node.invoke` per minute per identity.
+    #[serde(default)]
+    pub identity_node_invoke_per_minute: Option<u32>,
+    /// `system.run` per minute per node.
+    #[serde(default)]
+    pub system_run_per_minute: Option<u32>,
 }
 
 /// `[exec]`: every command that would run is parsed as shell and judged segment by segment.
@@ -750,6 +813,11 @@ impl Policy {
                     return Err(src.error_at(at, format!("identity {:?}: {hash:?} is not a SHA-256: expected 64 hex digits", id.name)));
                 }
             }
+            if let Some(profile) = id.limits.as_deref() {
+                if !self.limits.profile.contains_key(profile) {
+                    return Err(src.error_at(at, format!("identity {:?}: limits profile {profile:?} is not defined: expected a [limits.profile.{profile}] section", id.name)));
+                }
+            }
             if let Some(patterns) = &id.sessions {
                 for pattern in patterns.get_ref() {
                     check_session_pattern(pattern).map_err(|e| src.error_at(Some(patterns.span()), format!("identity {:?}: {e}", id.name)))?;
@@ -772,6 +840,11 @@ impl Policy {
             }
             if let Some(p) = rule.paths.iter().find(|p| !p.starts_with('/')) {
                 return Err(src.error_at(at, format!("exec rule {:?}: path {p:?} is not absolute: expected a path such as \"/usr/bin/git\"", rule.name)));
+            }
+        }
+        for name in &self.limits.shadow {
+            if !LIMIT_NAMES.contains(&name.as_str()) {
+                return Err(no_span(format!("limits.shadow: unknown limit {name:?}: expected one of {}", LIMIT_NAMES.join(", "))));
             }
         }
         for op in &self.exec.operators {

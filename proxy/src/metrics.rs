@@ -71,6 +71,12 @@ pub static PIN_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Requests refused (or, in shadow mode, counted) by a rate limit, by limit name.
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_rate_limited_total", "Requests over a rate limit (refused, or counted in shadow mode), by limit", &["limit"])
+        .expect("metric registers once")
+});
+
 /// The loaded policy's version, as a label on a constant 1.
 pub static POLICY_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("clawguard_policy_info", "The loaded policy (value 1), labelled with its SHA-256 version", &["version"])

@@ -40,6 +40,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(&cfg, shutdown_rx)?);
     let readiness = Arc::new(Mutex::new(Readiness::default()));
+    // Rate-limit keys that have fully refilled carry no information: drop them on a timer.
+    let pruned = Arc::downgrade(&shared);
+    let every = std::time::Duration::from_secs(p.limits.prune_interval_seconds.max(1));
+    std::thread::Builder::new().name("clawguard-limits".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        let Some(shared) = pruned.upgrade() else { return };
+        let left = shared.guard.limits.prune();
+        tracing::trace!(keys = left, "rate-limit keys pruned");
+    })?;
 
     let mut proxy = http_proxy_service(&server.configuration, Clawguard::new(shared.clone()));
     for addr in &p.server.listen {

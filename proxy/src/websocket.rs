@@ -458,6 +458,9 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
         let dir = d.direction.label();
         metrics::WS_MESSAGES.with_label_values(&[dir, d.verdict.label()]).inc();
         metrics::DECISIONS.with_label_values(&[dir, d.verdict.label(), &d.rule]).inc();
+        if let Some(limit) = d.rule.strip_prefix("rate-limit:") {
+            metrics::RATE_LIMITED.with_label_values(&[limit]).inc();
+        }
         let level_is_warn = d.direction == Direction::ClientToGateway;
         if level_is_warn {
             tracing::warn!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");
