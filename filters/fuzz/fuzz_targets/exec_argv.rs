@@ -2,18 +2,10 @@
 //! hide a segment.
 #![no_main]
 
-use clawguard_filters::exec::ExecPolicy;
-use clawguard_policies::LoadedPolicy;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
-fn policy() -> &'static ExecPolicy {
-    static POLICY: OnceLock<ExecPolicy> = OnceLock::new();
-    POLICY.get_or_init(|| {
-        let text = include_str!("../../../policy.example.toml");
-        ExecPolicy::new(&LoadedPolicy::parse("policy.example.toml", text).expect("the example policy parses").policy).expect("its examples hold")
-    })
-}
+mod example_policy;
+use example_policy::policy;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
