@@ -4,13 +4,16 @@
 //! test.
 //!
 //! Memory: each limit's keys are pruned with `retain_recent` (keys whose state has fully
-//! refilled carry no information), so what is kept is bounded by the keys active within one
-//! refill period. The lockout table is capped. (A hard cap on limiter keys with oldest-idle
-//! eviction needs a bounded governor state store: not built yet.)
+//! refilled carry no information), and each limit holds at most `max_keys` keys in a
+//! [`BoundedStore`]: past the cap, the most idle keys (the earliest theoretical arrival
+//! times, i.e. the most refilled) are evicted first, so a flood of new keys cannot grow memory
+//! without bound. The lockout table is capped the same way.
 
 use governor::clock::{Clock, Reference};
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -59,8 +62,89 @@ pub struct Limited {
     pub shadow: bool,
 }
 
-/// governor's keyed limiter on clock `C`.
-type Keyed<K, C> = RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// A keyed GCRA state store with a hard cap on its keys.
+///
+/// Each key holds its theoretical arrival time (TAT). When a new key arrives at the cap, the
+/// eighth of the keys with the earliest TATs goes: those have been idle longest relative to
+/// their rate, and forgetting them at most grants them the burst they had nearly earned back.
+/// Evicting in batches keeps the cost amortised O(1) per new key under a flood.
+#[derive(Debug)]
+pub struct BoundedStore<K: Hash + Eq + Clone> {
+    tats: Mutex<HashMap<K, Nanos>>,
+    max_keys: usize,
+}
+
+impl<K: Hash + Eq + Clone> BoundedStore<K> {
+    /// A store of at most `max_keys` keys (at least 1).
+    pub fn new(max_keys: usize) -> Self {
+        BoundedStore { tats: Mutex::new(HashMap::new()), max_keys: max_keys.max(1) }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, Nanos>> {
+        // A panic while holding the lock cannot leave a half-written TAT: keep going.
+        self.tats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Removes the eighth of `map`'s entries with the earliest values (at least one).
+fn evict_most_idle<K: Hash + Eq + Clone>(map: &mut HashMap<K, Nanos>) {
+    let n = (map.len() / 8).max(1);
+    let mut tats: Vec<u64> = map.values().map(|t| t.as_u64()).collect();
+    let cut = n.min(tats.len()) - 1;
+    let (_, nth, _) = tats.select_nth_unstable(cut);
+    let threshold = *nth;
+    let mut removed = 0;
+    map.retain(|_, t| {
+        if removed < n && t.as_u64() <= threshold {
+            removed += 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
+impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut map = self.map();
+        let old = map.get(key).copied();
+        let (outcome, tat) = f(old)?;
+        if old.is_none() && map.len() >= self.max_keys {
+            evict_most_idle(&mut map);
+        }
+        map.insert(key.clone(), tat);
+        Ok(outcome)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.map().retain(|_, tat| *tat > drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.map().shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+}
+
+/// governor's keyed limiter on clock `C`, over a [`BoundedStore`].
+type Keyed<K, C> = RateLimiter<K, BoundedStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// The default cap on keys per limit (about 100 bytes each).
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
@@ -77,9 +161,10 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> std::fmt::Debug for KeyedLimit<K, C
 }
 
 impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
-    /// A limit of `rate` per key (a rate of 0 disables it), on `clock`.
-    pub fn new(name: &'static str, rate: Rate, shadow: bool, clock: &C) -> Self {
-        let limiter = rate.quota().map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), clock.clone()));
+    /// A limit of `rate` per key (a rate of 0 disables it), on `clock`, holding at most
+    /// `max_keys` keys.
+    pub fn new(name: &'static str, rate: Rate, shadow: bool, max_keys: usize, clock: &C) -> Self {
+        let limiter = rate.quota().map(|q| RateLimiter::new(q, BoundedStore::new(max_keys), clock.clone()));
         KeyedLimit { name, limiter, clock: clock.clone(), shadow }
     }
 
@@ -178,7 +263,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             for limit in Limit::ALL {
                 let shadow = policy.shadow.iter().any(|s| s == limit.name());
                 let rate = Rate::per_minute(limit.per_minute(policy, profile));
-                limits.insert((limit, name.clone()), KeyedLimit::new(limit.name(), rate, shadow, clock));
+                limits.insert((limit, name.clone()), KeyedLimit::new(limit.name(), rate, shadow, policy.max_keys, clock));
             }
         }
         RateLimits { limits }
@@ -210,7 +295,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
     /// `limit` failures per minute per key, then a lockout of `lockout`.
     pub fn new(limit: u32, lockout: Duration, max_keys: usize, clock: &C) -> Self {
         Lockout {
-            failures: KeyedLimit::new("auth-failures", Rate::per_minute(limit), false, clock),
+            failures: KeyedLimit::new("auth-failures", Rate::per_minute(limit), false, max_keys, clock),
             locked: Mutex::new(HashMap::new()),
             lockout,
             clock: clock.clone(),
@@ -257,7 +342,7 @@ mod tests {
     #[test]
     fn burst_then_refill_with_an_honest_retry_hint() {
         let clock = FakeRelativeClock::default();
-        let limit: KeyedLimit<String, _> = KeyedLimit::new("session-inference", Rate::per_minute(30), false, &clock);
+        let limit: KeyedLimit<String, _> = KeyedLimit::new("session-inference", Rate::per_minute(30), false, DEFAULT_MAX_KEYS, &clock);
         let key = "agent:main:alice".to_string();
         for i in 0..30 {
             assert!(limit.check(&key).is_ok(), "event {i} is within the burst");
@@ -279,14 +364,14 @@ mod tests {
     #[test]
     fn a_zero_rate_disables_the_limit() {
         let clock = FakeRelativeClock::default();
-        let limit: KeyedLimit<u32, _> = KeyedLimit::new("off", Rate::per_minute(0), false, &clock);
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("off", Rate::per_minute(0), false, DEFAULT_MAX_KEYS, &clock);
         assert!((0..1000).all(|_| limit.check(&1).is_ok()));
     }
 
     #[test]
     fn shadow_limits_say_so() {
         let clock = FakeRelativeClock::default();
-        let limit: KeyedLimit<u32, _> = KeyedLimit::new("node-invoke", Rate::per_minute(1), true, &clock);
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("node-invoke", Rate::per_minute(1), true, DEFAULT_MAX_KEYS, &clock);
         assert!(limit.check(&1).is_ok());
         assert!(limit.check(&1).unwrap_err().shadow);
     }
@@ -294,7 +379,7 @@ mod tests {
     #[test]
     fn pruning_drops_refilled_keys() {
         let clock = FakeRelativeClock::default();
-        let limit: KeyedLimit<u32, _> = KeyedLimit::new("per-ip", Rate::per_second(10, 10), false, &clock);
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("per-ip", Rate::per_second(10, 10), false, DEFAULT_MAX_KEYS, &clock);
         for k in 0..500 {
             limit.check(&k).unwrap();
         }
@@ -303,6 +388,29 @@ mod tests {
         assert_eq!(limit.prune(), 500, "keys still refilling are kept");
         clock.advance(Duration::from_secs(5));
         assert_eq!(limit.prune(), 0, "every key has refilled");
+    }
+
+    #[test]
+    fn the_key_cap_holds_and_evicts_the_most_idle_first() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u32, _> = KeyedLimit::new("per-device", Rate::per_minute(3), false, 1_000, &clock);
+        // A busy key, at its limit: it must survive any flood of new keys.
+        for _ in 0..3 {
+            limit.check(&0).unwrap();
+        }
+        assert!(limit.check(&0).is_err());
+        clock.advance(Duration::from_secs(1));
+        for k in 1..=10_000u32 {
+            clock.advance(Duration::from_millis(1));
+            let _ = limit.check(&k);
+            assert!(limit.len() <= 1_000, "{} keys after {k} new ones", limit.len());
+        }
+        assert!(limit.check(&0).is_err(), "the busy key kept its state: evicting it would have reset its budget");
+        // Eviction goes by idleness: an early key was forgotten (a fresh budget of three),
+        // the most recent one was kept (two left of three).
+        assert!((0..3).all(|_| limit.check(&1).is_ok()), "key 1 was evicted");
+        assert!(limit.check(&9_999).is_ok() && limit.check(&9_999).is_ok());
+        assert!(limit.check(&9_999).is_err(), "key 9999 was kept with its state");
     }
 
     #[test]

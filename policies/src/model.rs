@@ -397,6 +397,8 @@ pub struct Limits {
     pub shadow: Vec<String>,
     /// How often refilled keys are pruned.
     pub prune_interval_seconds: u64,
+    /// The most keys one limit holds; past it the most idle keys are evicted first.
+    pub max_keys: usize,
     /// Methods counted as inference (globs).
     pub inference_methods: Vec<Glob>,
     /// Inference requests per minute per session key.
@@ -420,6 +422,7 @@ impl Default for Limits {
         Limits {
             shadow: Vec::new(),
             prune_interval_seconds: 60,
+            max_keys: 100_000,
             inference_methods: inference.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
             session_inference_per_minute: 30,
             node_invoke_per_minute: 60,

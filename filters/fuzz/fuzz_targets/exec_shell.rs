@@ -1,4 +1,5 @@
-//! The shell parser and the whole exec check on arbitrary scripts: no panic, no hang, and
+//! The shell parser and the whole exec check on arbitrary scripts: no panic, no hang; the
+//! subset reader and brush-parser's tokenizer agree on every script the reader accepts; and
 //! anything allowed is made of segments each allowed on its own.
 #![no_main]
 
@@ -11,6 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(script) = std::str::from_utf8(data) else { return };
     let ops = ["&&".to_string(), "||".to_string(), ";".to_string(), "|".to_string()];
     let _ = clawguard_filters::exec::shell::parse(script, &ops);
+    if let Ok(tokens) = clawguard_filters::exec::shell::lex(script) {
+        // A disagreement is refused in production (fail closed), but it means one of the two
+        // readers misreads shell: the fuzzer reports it so it can be understood and fixed.
+        if let Err(e) = clawguard_filters::exec::shell::agree_with_shell_tokenizer(script, &tokens) {
+            panic!("{script:?}: {e}");
+        }
+    }
     let verdict = policy().check_shell(script);
     if verdict.decision == "allow" {
         assert!(!verdict.segments.is_empty(), "an allowed script has segments");

@@ -3,6 +3,10 @@
 
 /// Why a string is refused, if it is: the offending character and where.
 pub fn check(text: &str) -> Result<(), String> {
+    // Printable ASCII, the common case, has nothing to refuse.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     for (i, c) in text.char_indices() {
         if let Some(what) = forbidden(c) {
             return Err(format!("{what} U+{:04X} at byte {i}", c as u32));

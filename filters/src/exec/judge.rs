@@ -68,6 +68,8 @@ pub struct ExecPolicyError {
 #[derive(Debug, Clone)]
 pub struct ExecPolicy {
     rules: Vec<ExecRule>,
+    /// Rule indexes by the program names their first token lists.
+    by_program: std::collections::HashMap<String, Vec<usize>>,
     default: ExecDecision,
     operators: Vec<String>,
     max_depth: usize,
@@ -117,8 +119,23 @@ impl ExecPolicy {
     /// Compiles `[exec]`, checking every rule's `match` / `not_match` examples.
     pub fn new(policy: &Policy) -> Result<ExecPolicy, ExecPolicyError> {
         let exec = &policy.exec;
+        let mut by_program: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        for (i, rule) in exec.rules.iter().enumerate() {
+            let names: &[String] = match rule.pattern.get_ref().first() {
+                Some(clawguard_policies::PatternToken::One(w)) => std::slice::from_ref(w),
+                Some(clawguard_policies::PatternToken::Any(ws)) => ws,
+                None => &[],
+            };
+            for name in names {
+                let indexes = by_program.entry(name.clone()).or_default();
+                if indexes.last() != Some(&i) {
+                    indexes.push(i);
+                }
+            }
+        }
         let compiled = ExecPolicy {
             rules: exec.rules.clone(),
+            by_program,
             default: exec.default,
             operators: exec.operators.clone(),
             max_depth: exec.max_wrapper_depth,
@@ -200,7 +217,8 @@ impl ExecPolicy {
         matched_rules.dedup();
         // The deciding rule's own mode (per-rule dry-run), else the exec mode.
         let mode = deciding.rules.iter().filter_map(|name| self.rules.iter().find(|r| &r.name == name)).find(|r| r.decision.name() == deciding.decision).and_then(|r| r.mode);
-        Verdict { decision: deciding.decision, reason: deciding.reason.clone(), segments: segments.clone(), matched_rules, enforce: self.enforce(mode) }
+        let (decision, reason, enforce) = (deciding.decision, deciding.reason.clone(), self.enforce(mode));
+        Verdict { decision, reason, segments, matched_rules, enforce }
     }
 }
 
@@ -271,7 +289,8 @@ impl Judging<'_> {
             Peeled::Refused(why) => return self.deny(argv, wrappers, why),
             Peeled::NotAWrapper => {}
         }
-        let matched: Vec<&ExecRule> = self.policy.rules.iter().filter(|r| rule_matches(r, argv)).collect();
+        let candidates = self.policy.by_program.get(program).map(Vec::as_slice).unwrap_or(&[]);
+        let matched: Vec<&ExecRule> = candidates.iter().map(|i| &self.policy.rules[*i]).filter(|r| rule_matches(r, argv)).collect();
         if let Some(class) = runs_other_code(program, argv, piped) {
             // Only a rule that names the program and constrains its arguments lets it through
             // (a broad rule naming many programs does not cover their code-running forms).

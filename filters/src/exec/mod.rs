@@ -4,7 +4,7 @@
 //! shown safe is denied with the reason.
 //!
 //! - [`hygiene`]: characters refused anywhere (controls, bidi, invisible, look-alikes).
-//! - [`shell`]: the accepted shell subset, on tree-sitter-bash.
+//! - [`shell`]: the accepted shell subset (a subset reader checked against brush-parser's tokenizer).
 //! - [`judge`]: wrappers, rule classes (inline code, command runners) and prefix rules.
 
 pub mod hygiene;
