@@ -15,7 +15,11 @@ use std::hint::black_box;
 const INVOKE: &str = r#"{"type":"req","id":"2:b8f2c1d4-6a3e-4c1f-9d2b-7e5a3f0c8b61","method":"node.invoke","params":{"nodeId":"98e1914b4a1a7fad3c2e5d6f708192a3b4c5d6e7f8091a2b3c4d5e6f70819a807944","command":"system.which","params":{"bins":["uname"]},"idempotencyKey":"b8f2c1d4-6a3e-4c1f-9d2b-7e5a3f0c8b61","timeoutMs":15000}}"#;
 
 fn bench(c: &mut Criterion) {
-    let policy = LoadedPolicy::embedded().policy;
+    // The embedded policy, with budgets no benchmark loop can exhaust: the same message is
+    // sent millions of times, and the decision measured must be the one a real message gets
+    // (limits checked and passed), not a rate-limit refusal.
+    let text = format!("{}\n[limits]\nnode_invoke_per_minute = 4000000000\nidentity_node_invoke_per_minute = 4000000000\nconnection_messages_per_second = 4000000000\nconnection_messages_burst = 4000000000\nconnection_bytes_per_second = 4000000000\nconnection_bytes_burst = 4000000000\ngateway_messages_per_second = 2000000000\ngateway_bytes_per_second = 2000000000\n", include_str!("../../policy.example.toml"));
+    let policy = LoadedPolicy::parse("policy.example.toml", &text).expect("bench policy").policy;
     let guard = Guard::new(&policy);
     let state = InMemory::default();
     let node = "98e1914b4a1a7fad3c2e5d6f708192a3b4c5d6e7f8091a2b3c4d5e6f70819a807944";
@@ -38,10 +42,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("node.invoke req, 300 B: frame + JSON + state + scopes", |b| {
         b.iter(|| black_box(engine.on_client_bytes(&env, black_box(&wire))))
     });
+    assert_eq!(engine.on_client_bytes(&env, &wire).forwarded, [1, 0], "still allowed after the benchmark: the decision measured was the real one");
     let tick = encode_frame(true, OpCode::Text, br#"{"type":"event","event":"tick","payload":{"ts":1795265034643},"seq":1}"#, None);
     group.bench_function("tick event from the gateway (no rules: not parsed)", |b| {
         b.iter(|| black_box(engine.on_gateway_bytes(&env, black_box(&tick))))
     });
+    assert_eq!(engine.on_gateway_bytes(&env, &tick).forwarded, [0, 1], "ticks still forwarded after the benchmark");
     group.finish();
 }
 

@@ -59,6 +59,8 @@ pub struct Guard {
     pub exec: Result<crate::exec::ExecPolicy, String>,
     /// Request-path rate limits (their state lives as long as this policy version).
     pub limits: crate::limits::RateLimits<governor::clock::DefaultClock>,
+    /// Per source IP, per connection and HTTP limits (state as long as this policy version).
+    pub clients: crate::limits::ClientLimits<governor::clock::DefaultClock>,
     /// Methods counted as inference.
     inference_methods: Vec<Glob>,
 }
@@ -79,6 +81,7 @@ impl Guard {
             sessions: policy.sessions.clone(),
             exec: crate::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
             limits: crate::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
+            clients: crate::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
             inference_methods: policy.limits.inference_methods.clone(),
         }
     }
@@ -481,8 +484,32 @@ impl Access {
         Judgement { enforce: self.enforce(env, None), action }
     }
 
+    /// The gateway refused this connection's `connect`: an authentication failure counts
+    /// against the source IP and the claimed device id (`limits.auth_failures_per_minute`).
+    fn count_connect_failure(&self, env: &Env<'_>, text: &[u8]) {
+        #[derive(Deserialize)]
+        struct Failed {
+            error: Option<FailedError>,
+        }
+        #[derive(Deserialize)]
+        struct FailedError {
+            details: Option<FailedDetails>,
+        }
+        #[derive(Deserialize)]
+        struct FailedDetails {
+            code: Option<String>,
+        }
+        let code = serde_json::from_slice::<Failed>(text).ok().and_then(|f| f.error?.details?.code);
+        if code.as_deref().is_some_and(crate::limits::is_auth_failure) {
+            env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
+        }
+    }
+
     /// A handshake refusal: the reply, then close 1008.
     fn refuse_handshake(&self, env: &Env<'_>, id: &str, code: &str, detail: &str, rule: &str, reason: String) -> Judgement {
+        if crate::limits::is_auth_failure(detail) {
+            env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
+        }
         let details = json!({ "code": detail, "source": "clawguard", "rule": rule, "identity": self.resolution.identity.name });
         let close_reason = reason.clone();
         self.judge(env, Action::Refuse { reply: reply(id, code, &reason, details), close: Some((1008, close_reason)), rule: rule.into(), reason })
@@ -571,6 +598,16 @@ impl Access {
         let token_sha256 = credential.as_deref().map(credential_sha256);
         let device_id = params.device.as_ref().map(|d| d.id.as_str());
         self.device_id = device_id.map(str::to_string);
+        if let Err(limited) = env.guard.clients.handshake(self.peer.ip, device_id) {
+            let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+            let reason = match limited.limit {
+                "auth-lockout" => format!("too many failed connects from this address or device: locked out for {retry_ms} ms"),
+                limit => format!("rate limit {limit} exceeded for {}: retry in {retry_ms} ms", self.peer.ip),
+            };
+            let reply = crate::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+            let action = Action::Refuse { reply, close: Some((1008, "rate limit".into())), rule: format!("rate-limit:{}", limited.limit), reason };
+            return Judgement { action, enforce: !limited.shadow && self.enforce(env, None) };
+        }
         self.client = params.client.as_ref().map(|c| (c.id.clone(), c.mode.clone()));
         if !self.pinned {
             self.resolution = env.guard.identities.resolve(Evidence { peer: &self.peer, device_id, token_sha256: token_sha256.as_deref() });
@@ -914,7 +951,12 @@ impl Access {
                     (Judgement { action, enforce }, Vec::new())
                 }
             },
-            Ok(GatewayFrame::Res { id, ok, payload }) => self.gateway_answer(env, &id, ok, payload.map(|p| p.get())),
+            Ok(GatewayFrame::Res { id, ok, payload }) => {
+                if !ok && matches!(&self.phase, Phase::Connecting { connect_id } if *connect_id == id) {
+                    self.count_connect_failure(env, text);
+                }
+                self.gateway_answer(env, &id, ok, payload.map(|p| p.get()))
+            }
             Ok(GatewayFrame::Req { .. }) => (forward, Vec::new()),
             Err(_) if env.guard.rules.inspects_gateway() => (
                 Judgement { action: Action::Drop { rule: "frame-syntax".into(), reason: "gateway message is not a gateway frame and cannot be evaluated".into() }, enforce: true },

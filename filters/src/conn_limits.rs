@@ -14,6 +14,14 @@ pub enum LimitExceeded {
         /// The cap.
         limit: usize,
     },
+    /// Too many handshakes in progress from one address.
+    #[error("{ip} already has {limit} WebSocket connections that have not completed their handshake (limits.ip_pending_handshakes)")]
+    PendingPerIp {
+        /// The address.
+        ip: IpAddr,
+        /// The cap.
+        limit: usize,
+    },
     /// Too many as one identity.
     #[error("identity {identity:?} already has {limit} open WebSocket connections (websocket.max_connections_per_identity)")]
     PerIdentity {
@@ -24,19 +32,38 @@ pub enum LimitExceeded {
     },
 }
 
-/// Open connections by address and identity.
+/// The caps on open connections (0: none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    /// Open connections per address.
+    pub per_ip: usize,
+    /// Open connections per identity.
+    pub per_identity: usize,
+    /// Connections per address still in their handshake.
+    pub pending_per_ip: usize,
+    /// The pending cap only counts (shadow mode): never refuses.
+    pub pending_shadow: bool,
+}
+
+/// Open connections by address and identity, and handshakes in progress by address.
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
     per_ip: HashMap<IpAddr, usize>,
     per_identity: HashMap<String, usize>,
+    pending_per_ip: HashMap<IpAddr, usize>,
 }
 
 impl ConnectionCounts {
-    /// Counts a new connection unless a cap (0: none) is reached.
-    pub fn try_open(&mut self, ip: IpAddr, identity: &str, max_per_ip: usize, max_per_identity: usize) -> Result<(), LimitExceeded> {
+    /// Counts a new connection (pending its handshake) unless a cap is reached.
+    pub fn try_open(&mut self, ip: IpAddr, identity: &str, caps: Caps) -> Result<(), LimitExceeded> {
+        let (max_per_ip, max_per_identity) = (caps.per_ip, caps.per_identity);
         let by_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if max_per_ip > 0 && by_ip >= max_per_ip {
             return Err(LimitExceeded::PerIp { ip, limit: max_per_ip });
+        }
+        let pending = self.pending_per_ip.get(&ip).copied().unwrap_or(0);
+        if caps.pending_per_ip > 0 && pending >= caps.pending_per_ip && !caps.pending_shadow {
+            return Err(LimitExceeded::PendingPerIp { ip, limit: caps.pending_per_ip });
         }
         let by_identity = self.per_identity.get(identity).copied().unwrap_or(0);
         if max_per_identity > 0 && by_identity >= max_per_identity {
@@ -44,22 +71,40 @@ impl ConnectionCounts {
         }
         *self.per_ip.entry(ip).or_default() += 1;
         *self.per_identity.entry(identity.to_string()).or_default() += 1;
+        *self.pending_per_ip.entry(ip).or_default() += 1;
         Ok(())
     }
 
-    /// Uncounts a connection opened with [`ConnectionCounts::try_open`].
-    pub fn close(&mut self, ip: IpAddr, identity: &str) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
+    /// A connection from `ip` completed its handshake (call once per connection).
+    pub fn established(&mut self, ip: IpAddr) {
+        decrement(&mut self.pending_per_ip, &ip);
+    }
+
+    /// Uncounts a connection opened with [`ConnectionCounts::try_open`]; `pending` when it
+    /// never completed its handshake.
+    pub fn close(&mut self, ip: IpAddr, identity: &str, pending: bool) {
+        decrement(&mut self.per_ip, &ip);
+        decrement(&mut self.per_identity, identity);
+        if pending {
+            decrement(&mut self.pending_per_ip, &ip);
         }
-        if let Some(n) = self.per_identity.get_mut(identity) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_identity.remove(identity);
-            }
+    }
+
+    /// Handshakes in progress from `ip`.
+    pub fn pending(&self, ip: IpAddr) -> usize {
+        self.pending_per_ip.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+fn decrement<K, Q>(map: &mut HashMap<K, usize>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
         }
     }
 }
@@ -70,24 +115,44 @@ mod tests {
 
     #[test]
     fn caps_per_address_and_identity() {
+        let caps = |ip, id| Caps { per_ip: ip, per_identity: id, ..Caps::default() };
         let mut c = ConnectionCounts::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(c.try_open(a, "x", 2, 3).is_ok());
-        assert!(c.try_open(a, "x", 2, 3).is_ok());
-        assert_eq!(c.try_open(a, "x", 2, 3), Err(LimitExceeded::PerIp { ip: a, limit: 2 }));
-        assert!(c.try_open(b, "x", 2, 3).is_ok());
-        assert!(matches!(c.try_open(b, "x", 2, 3), Err(LimitExceeded::PerIdentity { .. })));
-        c.close(a, "x");
-        assert!(c.try_open(b, "x", 2, 3).is_ok(), "a closed connection frees its slot");
-        assert_eq!(c.try_open(b, "y", 2, 3), Err(LimitExceeded::PerIp { ip: b, limit: 2 }), "b is at its address cap");
+        assert!(c.try_open(a, "x", caps(2, 3)).is_ok());
+        assert!(c.try_open(a, "x", caps(2, 3)).is_ok());
+        assert_eq!(c.try_open(a, "x", caps(2, 3)), Err(LimitExceeded::PerIp { ip: a, limit: 2 }));
+        assert!(c.try_open(b, "x", caps(2, 3)).is_ok());
+        assert!(matches!(c.try_open(b, "x", caps(2, 3)), Err(LimitExceeded::PerIdentity { .. })));
+        c.close(a, "x", true);
+        assert!(c.try_open(b, "x", caps(2, 3)).is_ok(), "a closed connection frees its slot");
+        assert_eq!(c.try_open(b, "y", caps(2, 3)), Err(LimitExceeded::PerIp { ip: b, limit: 2 }), "b is at its address cap");
         let mut unlimited = ConnectionCounts::default();
         for _ in 0..1000 {
-            assert!(unlimited.try_open(a, "x", 0, 0).is_ok());
+            assert!(unlimited.try_open(a, "x", caps(0, 0)).is_ok());
         }
         for _ in 0..1000 {
-            unlimited.close(a, "x");
+            unlimited.close(a, "x", true);
         }
-        assert!(unlimited.per_ip.is_empty() && unlimited.per_identity.is_empty(), "no entry outlives its connections");
+        assert!(unlimited.per_ip.is_empty() && unlimited.per_identity.is_empty() && unlimited.pending_per_ip.is_empty(), "no entry outlives its connections");
+    }
+
+    #[test]
+    fn issue6_pending_handshakes_are_capped_per_address() {
+        let caps = Caps { pending_per_ip: 32, ..Caps::default() };
+        let mut c = ConnectionCounts::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..32 {
+            c.try_open(a, "x", caps).unwrap();
+        }
+        assert_eq!(c.try_open(a, "x", caps), Err(LimitExceeded::PendingPerIp { ip: a, limit: 32 }));
+        assert!(c.try_open(b, "x", caps).is_ok(), "another address is unaffected");
+        c.established(a);
+        assert!(c.try_open(a, "x", caps).is_ok(), "a completed handshake frees a pending slot");
+        assert!(c.try_open(a, "x", caps).is_err());
+        c.close(a, "x", true);
+        assert_eq!(c.pending(a), 31, "a connection closed during its handshake frees its slot");
+        assert!(c.try_open(a, "x", Caps { pending_shadow: true, ..caps }).is_ok() && c.try_open(a, "x", Caps { pending_shadow: true, ..caps }).is_ok(), "shadow mode never refuses");
     }
 }

@@ -12,6 +12,7 @@
 //! the full size.
 
 use crate::access::{Access, Action, Env, Judgement, Notice};
+use crate::limits::Flow;
 use crate::peer::Peer;
 use crate::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, WsError};
 use bytes::{Bytes, BytesMut};
@@ -141,6 +142,10 @@ pub struct WsEngine {
     /// The client answered clawguard's close (or broke the protocol while closing).
     done: bool,
     mask_state: u64,
+    /// This connection's key in the per-connection limits.
+    conn_id: u64,
+    /// Messages over a per-connection limit in a row, per direction (client, gateway).
+    strikes: [u32; 2],
 }
 
 impl WsEngine {
@@ -157,6 +162,8 @@ impl WsEngine {
             closing: false,
             done: false,
             mask_state: seed,
+            conn_id: seed,
+            strikes: [0, 0],
         }
     }
 
@@ -250,6 +257,9 @@ impl WsEngine {
     }
 
     fn client_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
+        if let Some(judgement) = self.flow_limit(env, Flow::Client, &m) {
+            return self.apply(Direction::ClientToGateway, judgement, m.frames, out);
+        }
         let judgement = match m.opcode {
             OpCode::Text => self.access.client_text(env, &m.payload),
             _ => self.access.client_binary(env),
@@ -257,7 +267,49 @@ impl WsEngine {
         self.apply(Direction::ClientToGateway, judgement, m.frames, out);
     }
 
+    /// The per-connection message and byte limits: a message over them is refused (a request
+    /// gets a `RATE_LIMITED` answer, anything else is dropped) and, past the grace count of
+    /// such messages in a row, the connection is closed with 1008 "rate limit". The gateway's
+    /// direction is never cut short message by message (the client would lose state): past
+    /// the grace count it closes the connection the same way.
+    fn flow_limit(&mut self, env: &Env<'_>, flow: Flow, m: &Message) -> Option<Judgement> {
+        let clients = &env.guard.clients;
+        let i = if flow == Flow::Client { 0 } else { 1 };
+        let limited = match clients.message(flow, self.conn_id, m.payload.len()) {
+            Ok(()) => {
+                self.strikes[i] = 0;
+                return None;
+            }
+            Err(l) => l,
+        };
+        let enforce = !limited.shadow;
+        if enforce {
+            self.strikes[i] += 1;
+        }
+        let rule = format!("rate-limit:{}", limited.limit);
+        let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        if self.strikes[i] > clients.grace || (!enforce && flow == Flow::Gateway) {
+            // The close reason is what the client sees; the rule names the limit.
+            return Some(Judgement { enforce, action: Action::Close { code: 1008, rule, reason: "rate limit".into() } });
+        }
+        if flow == Flow::Gateway {
+            return None;
+        }
+        let reason = format!("rate limit {} exceeded on this connection: retry in {retry_ms} ms", limited.limit);
+        let action = match (m.opcode, crate::gateway::parse_frame(&m.payload)) {
+            (OpCode::Text, Ok(crate::gateway::GatewayFrame::Req { id, .. })) => {
+                let reply = crate::gateway::rate_limited_response(&id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+                Action::Refuse { reply, close: None, rule, reason }
+            }
+            _ => Action::Drop { rule, reason },
+        };
+        Some(Judgement { enforce, action })
+    }
+
     fn gateway_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
+        if let Some(judgement) = self.flow_limit(env, Flow::Gateway, &m) {
+            return self.apply(Direction::GatewayToClient, judgement, m.frames, out);
+        }
         let was_established = self.access.is_established();
         let judgement = match m.opcode {
             OpCode::Text => {

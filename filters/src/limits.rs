@@ -149,6 +149,8 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
     name: &'static str,
+    /// How long a full burst takes to refill.
+    refill: Duration,
     limiter: Option<Keyed<K, C>>,
     clock: C,
     shadow: bool,
@@ -165,7 +167,8 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
     /// `max_keys` keys.
     pub fn new(name: &'static str, rate: Rate, shadow: bool, max_keys: usize, clock: &C) -> Self {
         let limiter = rate.quota().map(|q| RateLimiter::new(q, BoundedStore::new(max_keys), clock.clone()));
-        KeyedLimit { name, limiter, clock: clock.clone(), shadow }
+        let refill = rate.period.checked_div(rate.per.max(1)).unwrap_or_default().saturating_mul(rate.burst.max(1));
+        KeyedLimit { name, refill, limiter, clock: clock.clone(), shadow }
     }
 
     /// The limit's name.
@@ -182,6 +185,23 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
                 let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1));
                 Err(Limited { limit: self.name, retry_after: wait, shadow: self.shadow })
             }
+        }
+    }
+
+    /// Counts `n` units (bytes) for `key`. More than the burst can ever hold is refused with
+    /// the time a full burst takes to refill.
+    pub fn check_n(&self, key: &K, n: usize) -> Result<(), Limited> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let Some(cells) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
+            return if n == 0 { Ok(()) } else { Err(Limited { limit: self.name, retry_after: Duration::from_secs(1), shadow: self.shadow }) };
+        };
+        match limiter.check_key_n(key, cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1));
+                Err(Limited { limit: self.name, retry_after: wait, shadow: self.shadow })
+            }
+            Err(_) => Err(Limited { limit: self.name, retry_after: self.refill, shadow: self.shadow }),
         }
     }
 
@@ -281,6 +301,165 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 }
 
+/// A direction of a WebSocket connection, for the per-connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Client to gateway.
+    Client,
+    /// Gateway to client.
+    Gateway,
+}
+
+/// The limits that are not per profile: per source IP (new connections, handshakes, auth
+/// lockout), per connection (messages and bytes each way) and on the HTTP routes.
+pub struct ClientLimits<C: Clock + Clone> {
+    ip_connections: KeyedLimit<std::net::IpAddr, C>,
+    ip_handshakes: KeyedLimit<std::net::IpAddr, C>,
+    lockout: Lockout<String, C>,
+    lockout_shadow: bool,
+    messages: [KeyedLimit<u64, C>; 2],
+    bytes: [KeyedLimit<u64, C>; 2],
+    http_tools_invoke: KeyedLimit<String, C>,
+    http_inference: KeyedLimit<String, C>,
+    http_hooks: KeyedLimit<std::net::IpAddr, C>,
+    /// Over-limit messages in a row a connection may send before it is closed.
+    pub grace: u32,
+    /// Connections per source IP still in their handshake.
+    pub pending_handshakes: usize,
+    /// Whether the pending-handshake cap only counts.
+    pub pending_shadow: bool,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for ClientLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientLimits").field("grace", &self.grace).finish()
+    }
+}
+
+/// An HTTP route with a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRoute {
+    /// `POST /tools/invoke`, per identity.
+    ToolsInvoke,
+    /// `/v1/*` (OpenAI-compatible inference), per identity.
+    Inference,
+    /// `/hooks/*`, per source IP.
+    Hooks,
+}
+
+impl HttpRoute {
+    /// The route a request path belongs to, if it is limited.
+    pub fn of(path: &str) -> Option<HttpRoute> {
+        if path == "/tools/invoke" || path.starts_with("/tools/invoke/") {
+            Some(HttpRoute::ToolsInvoke)
+        } else if path.starts_with("/v1/") {
+            Some(HttpRoute::Inference)
+        } else if path == "/hooks" || path.starts_with("/hooks/") {
+            Some(HttpRoute::Hooks)
+        } else {
+            None
+        }
+    }
+}
+
+/// The keys an auth failure counts against: the source IP and the claimed device id.
+pub fn lockout_keys(ip: std::net::IpAddr, device: Option<&str>) -> impl Iterator<Item = String> {
+    std::iter::once(format!("ip:{ip}")).chain(device.filter(|d| !d.is_empty()).map(|d| format!("device:{d}")))
+}
+
+/// Whether a connect error's `details.code` is an authentication failure that counts
+/// towards the lockout.
+pub fn is_auth_failure(code: &str) -> bool {
+    code.starts_with("AUTH_") && code != "AUTH_RATE_LIMITED" || code.starts_with("DEVICE_AUTH_") || code == "PAIRING_REQUIRED"
+}
+
+impl<C: Clock + Clone> ClientLimits<C> {
+    /// The limits `[limits]` describes, on `clock`.
+    pub fn new(policy: &clawguard_policies::Limits, clock: &C) -> Self {
+        let shadow = |name: &str| policy.shadow.iter().any(|s| s == name);
+        let keys = policy.max_keys;
+        let per_second = |n: u32, burst: u32| Rate::per_second(n, burst.max(n));
+        let keyed_u64 = |name: &'static str, rate: Rate| KeyedLimit::new(name, rate, shadow(name), keys, clock);
+        ClientLimits {
+            ip_connections: KeyedLimit::new("ip-connections", per_second(policy.ip_connections_per_second, policy.ip_connections_burst), shadow("ip-connections"), keys, clock),
+            ip_handshakes: KeyedLimit::new("ip-handshakes", Rate::per_minute(policy.ip_handshakes_per_minute), shadow("ip-handshakes"), keys, clock),
+            lockout: Lockout::new(policy.auth_failures_per_minute, Duration::from_secs(policy.auth_lockout_seconds), keys, clock),
+            lockout_shadow: shadow("auth-lockout"),
+            messages: [
+                keyed_u64("connection-messages", per_second(policy.connection_messages_per_second, policy.connection_messages_burst)),
+                keyed_u64("gateway-messages", per_second(policy.gateway_messages_per_second, policy.gateway_messages_per_second.saturating_mul(2))),
+            ],
+            bytes: [
+                keyed_u64("connection-bytes", per_second(policy.connection_bytes_per_second, policy.connection_bytes_burst)),
+                keyed_u64("gateway-bytes", per_second(policy.gateway_bytes_per_second, policy.gateway_bytes_per_second.saturating_mul(2).max(policy.connection_bytes_burst))),
+            ],
+            http_tools_invoke: KeyedLimit::new("http-tools-invoke", Rate::per_minute(policy.http_tools_invoke_per_minute), shadow("http-tools-invoke"), keys, clock),
+            http_inference: KeyedLimit::new("http-inference", Rate::per_minute(policy.http_inference_per_minute), shadow("http-inference"), keys, clock),
+            http_hooks: KeyedLimit::new("http-hooks", Rate::per_minute(policy.http_hooks_per_minute), shadow("http-hooks"), keys, clock),
+            grace: policy.connection_grace,
+            pending_handshakes: policy.ip_pending_handshakes,
+            pending_shadow: shadow("ip-pending-handshakes"),
+        }
+    }
+
+    /// A new connection from `ip`: its rate, then whether `ip` is locked out.
+    pub fn new_connection(&self, ip: std::net::IpAddr) -> Result<(), Limited> {
+        self.locked_out(ip, None)?;
+        self.ip_connections.check(&ip)
+    }
+
+    /// A `connect` request from `ip` claiming `device`: locked out, or over the handshake rate.
+    pub fn handshake(&self, ip: std::net::IpAddr, device: Option<&str>) -> Result<(), Limited> {
+        self.locked_out(ip, device)?;
+        self.ip_handshakes.check(&ip)
+    }
+
+    /// Whether `ip` or `device` is locked out after failed connects, and for how long.
+    pub fn locked_out(&self, ip: std::net::IpAddr, device: Option<&str>) -> Result<(), Limited> {
+        let longest = lockout_keys(ip, device).filter_map(|k| self.lockout.is_locked(&k)).max();
+        match longest {
+            Some(left) => Err(Limited { limit: "auth-lockout", retry_after: left.max(Duration::from_millis(1)), shadow: self.lockout_shadow }),
+            None => Ok(()),
+        }
+    }
+
+    /// A failed connect from `ip` claiming `device`; returns whether a key is now locked out.
+    pub fn auth_failure(&self, ip: std::net::IpAddr, device: Option<&str>) -> bool {
+        let mut locked = false;
+        for key in lockout_keys(ip, device) {
+            locked |= self.lockout.failure(&key);
+        }
+        locked
+    }
+
+    /// One message of `len` bytes on connection `conn` in direction `flow`.
+    pub fn message(&self, flow: Flow, conn: u64, len: usize) -> Result<(), Limited> {
+        let i = match flow {
+            Flow::Client => 0,
+            Flow::Gateway => 1,
+        };
+        self.messages[i].check(&conn)?;
+        self.bytes[i].check_n(&conn, len)
+    }
+
+    /// One HTTP request to `route`, keyed by identity (tools, inference) or source IP (hooks).
+    pub fn http(&self, route: HttpRoute, identity: &str, ip: std::net::IpAddr) -> Result<(), Limited> {
+        match route {
+            HttpRoute::ToolsInvoke => self.http_tools_invoke.check(&identity.to_string()),
+            HttpRoute::Inference => self.http_inference.check(&identity.to_string()),
+            HttpRoute::Hooks => self.http_hooks.check(&ip),
+        }
+    }
+
+    /// Prunes every limit; returns the keys left.
+    pub fn prune(&self) -> usize {
+        let keyed = [&self.http_tools_invoke, &self.http_inference].iter().map(|l| l.prune()).sum::<usize>();
+        let by_ip = [&self.ip_connections, &self.ip_handshakes, &self.http_hooks].iter().map(|l| l.prune()).sum::<usize>();
+        let by_conn = self.messages.iter().chain(&self.bytes).map(KeyedLimit::prune).sum::<usize>();
+        keyed + by_ip + by_conn + self.lockout.prune()
+    }
+}
+
 /// Auth-failure lockout: failures per key in a window; past the limit, the key is locked out
 /// until the lockout ends. Successes do not count.
 pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
@@ -317,6 +496,14 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
             locked.insert(key.clone(), self.clock.now() + self.lockout.into());
         }
         true
+    }
+
+    /// Forgets expired lockouts and refilled failure counts; returns the keys left.
+    pub fn prune(&self) -> usize {
+        let now = self.clock.now();
+        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        locked.retain(|_, until| *until > now);
+        locked.len() + self.failures.prune()
     }
 
     /// How long `key` stays locked out, if it is.
@@ -433,6 +620,94 @@ mod tests {
             let _ = limits.check(Limit::NodeInvoke, None, "n");
         }
         assert!(limits.check(Limit::NodeInvoke, None, "n").unwrap_err().shadow);
+    }
+
+    fn client_limits(toml: &str, clock: &FakeRelativeClock) -> ClientLimits<FakeRelativeClock> {
+        let policy = clawguard_policies::LoadedPolicy::parse("t.toml", toml).unwrap().policy;
+        ClientLimits::new(&policy.limits, clock)
+    }
+
+    #[test]
+    fn issue6_new_connections_per_address_burst_then_refill() {
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nip_connections_per_second = 2\nip_connections_burst = 5\n", &clock);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!((0..5).all(|_| limits.new_connection(a).is_ok()), "the burst passes");
+        let refused = limits.new_connection(a).unwrap_err();
+        assert_eq!(refused.limit, "ip-connections");
+        assert!(refused.retry_after <= Duration::from_millis(500) && refused.retry_after > Duration::from_millis(400), "{:?}", refused.retry_after);
+        assert!(limits.new_connection("192.0.2.2".parse().unwrap()).is_ok(), "another address has its own budget");
+        clock.advance(Duration::from_millis(500));
+        assert!(limits.new_connection(a).is_ok(), "one connection refilled in 500 ms");
+        assert!(limits.new_connection(a).is_err());
+    }
+
+    #[test]
+    fn issue6_auth_failures_lock_out_the_address_and_the_device_until_it_expires() {
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nauth_failures_per_minute = 10\nauth_lockout_seconds = 300\n", &clock);
+        let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        let other: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        for i in 0..10 {
+            assert!(!limits.auth_failure(attacker, Some("dev-1")), "failure {i} is tolerated");
+            assert!(limits.handshake(attacker, Some("dev-1")).is_ok());
+        }
+        assert!(limits.auth_failure(attacker, Some("dev-1")), "the eleventh failure locks out");
+        let refused = limits.handshake(attacker, None).unwrap_err();
+        assert_eq!(refused.limit, "auth-lockout");
+        assert!(refused.retry_after > Duration::from_secs(299));
+        assert!(limits.new_connection(attacker).is_err(), "new connections from the address are refused too");
+        assert_eq!(limits.handshake(other, Some("dev-1")).unwrap_err().limit, "auth-lockout", "the device is locked out from any address");
+        assert!(limits.handshake(other, Some("dev-2")).is_ok(), "another client from another address is unaffected");
+        clock.advance(Duration::from_secs(301));
+        assert!(limits.handshake(attacker, Some("dev-1")).is_ok(), "the lockout ends");
+    }
+
+    #[test]
+    fn issue6_only_authentication_failures_count() {
+        for code in ["AUTH_TOKEN_MISMATCH", "AUTH_TOKEN_MISSING", "AUTH_PASSWORD_MISMATCH", "DEVICE_AUTH_SIGNATURE_INVALID", "DEVICE_AUTH_NONCE_MISMATCH", "PAIRING_REQUIRED"] {
+            assert!(is_auth_failure(code), "{code}");
+        }
+        for code in ["AUTH_RATE_LIMITED", "PROTOCOL_MISMATCH", "CLIENT_VERSION_MISMATCH", "INVALID_HANDSHAKE", ""] {
+            assert!(!is_auth_failure(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn issue6_per_connection_messages_and_bytes_each_way() {
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits(
+            "[websocket]\nmax_message_bytes = 1000\nmax_handshake_message_bytes = 1000\n[limits]\nconnection_messages_per_second = 10\nconnection_messages_burst = 10\nconnection_bytes_per_second = 1000\nconnection_bytes_burst = 2000\ngateway_messages_per_second = 100\n",
+            &clock,
+        );
+        assert!((0..10).all(|_| limits.message(Flow::Client, 1, 10).is_ok()));
+        assert_eq!(limits.message(Flow::Client, 1, 10).unwrap_err().limit, "connection-messages");
+        assert!(limits.message(Flow::Client, 2, 10).is_ok(), "connections are independent");
+        assert!(limits.message(Flow::Gateway, 1, 10).is_ok(), "directions are independent");
+        assert!(limits.message(Flow::Client, 3, 1500).is_ok());
+        let refused = limits.message(Flow::Client, 3, 1000).unwrap_err();
+        assert_eq!(refused.limit, "connection-bytes");
+        assert!(refused.retry_after >= Duration::from_millis(400) && refused.retry_after <= Duration::from_millis(500), "{:?}", refused.retry_after);
+        clock.advance(Duration::from_secs(1));
+        assert!(limits.message(Flow::Client, 1, 10).is_ok(), "refilled");
+    }
+
+    #[test]
+    fn issue6_http_routes_and_their_keys() {
+        assert_eq!(HttpRoute::of("/tools/invoke"), Some(HttpRoute::ToolsInvoke));
+        assert_eq!(HttpRoute::of("/v1/chat/completions"), Some(HttpRoute::Inference));
+        assert_eq!(HttpRoute::of("/hooks/wake"), Some(HttpRoute::Hooks));
+        assert_eq!(HttpRoute::of("/readyz"), None);
+        assert_eq!(HttpRoute::of("/v1"), None);
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nhttp_inference_per_minute = 2\nhttp_hooks_per_minute = 1\nshadow = [\"http-hooks\"]\n", &clock);
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limits.http(HttpRoute::Inference, "alice", ip).is_ok() && limits.http(HttpRoute::Inference, "alice", ip).is_ok());
+        let refused = limits.http(HttpRoute::Inference, "alice", ip).unwrap_err();
+        assert!(!refused.shadow && refused.retry_after > Duration::from_secs(29), "{refused:?}");
+        assert!(limits.http(HttpRoute::Inference, "bob", ip).is_ok(), "keyed by identity");
+        assert!(limits.http(HttpRoute::Hooks, "", ip).is_ok());
+        assert!(limits.http(HttpRoute::Hooks, "", ip).unwrap_err().shadow, "shadow mode: counted, flagged, not enforced by the caller");
     }
 
     #[test]

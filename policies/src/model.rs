@@ -399,6 +399,39 @@ pub struct Limits {
     pub prune_interval_seconds: u64,
     /// The most keys one limit holds; past it the most idle keys are evicted first.
     pub max_keys: usize,
+    /// New WebSocket connections per second per source IP (`ip-connections`).
+    pub ip_connections_per_second: u32,
+    /// The burst of new connections per source IP.
+    pub ip_connections_burst: u32,
+    /// Connections per source IP that have not completed the handshake (`hello-ok`) yet.
+    pub ip_pending_handshakes: usize,
+    /// `connect` requests per minute per source IP (`ip-handshakes`).
+    pub ip_handshakes_per_minute: u32,
+    /// Failed connects (`AUTH_*`, `DEVICE_AUTH_*`, `PAIRING_REQUIRED`) per minute per source IP
+    /// and per claimed device id before a lockout (`auth-lockout`).
+    pub auth_failures_per_minute: u32,
+    /// How long a lockout lasts.
+    pub auth_lockout_seconds: u64,
+    /// Client messages per second per connection (`connection-messages`).
+    pub connection_messages_per_second: u32,
+    /// The burst of client messages per connection.
+    pub connection_messages_burst: u32,
+    /// Client bytes per second per connection (`connection-bytes`).
+    pub connection_bytes_per_second: u32,
+    /// The burst of client bytes per connection.
+    pub connection_bytes_burst: u32,
+    /// Gateway messages per second per connection (`gateway-messages`).
+    pub gateway_messages_per_second: u32,
+    /// Gateway bytes per second per connection (`gateway-bytes`).
+    pub gateway_bytes_per_second: u32,
+    /// Messages over a per-connection limit tolerated in a row before close 1008 "rate limit".
+    pub connection_grace: u32,
+    /// HTTP `POST /tools/invoke` per minute per identity (`http-tools-invoke`).
+    pub http_tools_invoke_per_minute: u32,
+    /// HTTP `/v1/*` (OpenAI-compatible inference) per minute per identity (`http-inference`).
+    pub http_inference_per_minute: u32,
+    /// HTTP hooks (`/hooks/*`) per minute per source IP (`http-hooks`).
+    pub http_hooks_per_minute: u32,
     /// Methods counted as inference (globs).
     pub inference_methods: Vec<Glob>,
     /// Inference requests per minute per session key.
@@ -414,7 +447,23 @@ pub struct Limits {
 }
 
 /// The names of the rate limits.
-pub const LIMIT_NAMES: &[&str] = &["session-inference", "node-invoke", "identity-node-invoke", "system-run"];
+pub const LIMIT_NAMES: &[&str] = &[
+    "session-inference",
+    "node-invoke",
+    "identity-node-invoke",
+    "system-run",
+    "ip-connections",
+    "ip-pending-handshakes",
+    "ip-handshakes",
+    "auth-lockout",
+    "connection-messages",
+    "connection-bytes",
+    "gateway-messages",
+    "gateway-bytes",
+    "http-tools-invoke",
+    "http-inference",
+    "http-hooks",
+];
 
 impl Default for Limits {
     fn default() -> Self {
@@ -423,6 +472,22 @@ impl Default for Limits {
             shadow: Vec::new(),
             prune_interval_seconds: 60,
             max_keys: 100_000,
+            ip_connections_per_second: 10,
+            ip_connections_burst: 40,
+            ip_pending_handshakes: 32,
+            ip_handshakes_per_minute: 120,
+            auth_failures_per_minute: 10,
+            auth_lockout_seconds: 300,
+            connection_messages_per_second: 100,
+            connection_messages_burst: 400,
+            connection_bytes_per_second: 4 * 1024 * 1024,
+            connection_bytes_burst: 64 * 1024 * 1024,
+            gateway_messages_per_second: 2_000,
+            gateway_bytes_per_second: 64 * 1024 * 1024,
+            connection_grace: 20,
+            http_tools_invoke_per_minute: 60,
+            http_inference_per_minute: 30,
+            http_hooks_per_minute: 120,
             inference_methods: inference.iter().map(|g| Glob::new(g).expect("built-in globs are valid")).collect(),
             session_inference_per_minute: 30,
             node_invoke_per_minute: 60,
@@ -769,6 +834,16 @@ impl Policy {
                 "websocket.max_handshake_message_bytes ({}) exceeds websocket.max_message_bytes ({}): expected it to be at most that",
                 ws.max_handshake_message_bytes, ws.max_message_bytes
             )));
+        }
+        let limits = &self.limits;
+        if limits.connection_bytes_per_second > 0 && (limits.connection_bytes_burst as usize) < ws.max_message_bytes {
+            return Err(no_span(format!(
+                "limits.connection_bytes_burst ({}) is below websocket.max_message_bytes ({}): a message of the allowed size could never pass; expected at least that",
+                limits.connection_bytes_burst, ws.max_message_bytes
+            )));
+        }
+        if limits.max_keys == 0 {
+            return Err(no_span("limits.max_keys must be greater than 0".into()));
         }
         for glob in ws.max_request_bytes.keys() {
             Glob::new(glob).map_err(|e| no_span(format!("websocket.max_request_bytes: {e}")))?;

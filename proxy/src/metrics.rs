@@ -71,9 +71,19 @@ pub static PIN_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
-/// Requests refused (or, in shadow mode, counted) by a rate limit, by limit name.
+/// Messages, requests and connections refused by a rate limit, by limit name.
 pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("clawguard_rate_limited_total", "Requests over a rate limit (refused, or counted in shadow mode), by limit", &["limit"])
+    register_int_counter_vec!("clawguard_rate_limited_total", "Messages, requests and connections refused by a rate limit, by limit", &["limit"]).expect("metric registers once")
+});
+
+/// Keys held by all rate limits after the last prune (each limit is capped at `limits.max_keys`).
+pub static RATE_LIMIT_KEYS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_rate_limit_keys", "Keys held by all rate limits after the last prune").expect("metric registers once")
+});
+
+/// What a limit in shadow mode would have refused, by limit name.
+pub static RATE_LIMIT_SHADOW: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_rate_limit_shadow_total", "Messages, requests and connections a shadow-mode limit would have refused, by limit", &["limit"])
         .expect("metric registers once")
 });
 

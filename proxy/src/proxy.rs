@@ -8,7 +8,8 @@ use crate::websocket;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
-use clawguard_filters::identity::{credential_sha256, Evidence};
+use clawguard_filters::identity::{credential_sha256, Evidence, Resolution};
+use clawguard_filters::limits::{HttpRoute, Limited};
 use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::access::Guard;
 use clawguard_filters::conn_limits::ConnectionCounts;
@@ -157,15 +158,41 @@ fn upgrade_kind(req: &RequestHeader) -> Upgrade {
 
 /// Answers a request with a JSON error in the gateway's HTTP error shape.
 pub async fn respond_error(session: &mut Session, status: u16, kind: &str, message: &str) -> Result<()> {
+    respond_error_with(session, status, kind, message, None).await
+}
+
+/// A 429 in the gateway's error shape (`rate_limited`) with `Retry-After` in whole seconds
+/// (rounded up) from the limiter's own hint.
+pub async fn respond_rate_limited(session: &mut Session, limited: &Limited, message: &str) -> Result<()> {
+    let seconds = limited.retry_after.as_millis().div_ceil(1000).max(1);
+    respond_error_with(session, 429, "rate_limited", message, Some(seconds.to_string())).await
+}
+
+async fn respond_error_with(session: &mut Session, status: u16, kind: &str, message: &str, retry_after: Option<String>) -> Result<()> {
     let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": kind, "source": "clawguard" } }))
         .expect("a JSON value always serialises");
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    if let Some(seconds) = retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CONNECTION, "close")?;
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
+}
+
+/// The identity of an HTTP request: certificate, address, bearer token.
+fn http_resolution(shared: &Shared, peer: &Peer, req: &RequestHeader) -> Resolution {
+    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let token_sha256 = bearer.map(|t| credential_sha256(t.trim()));
+    shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() })
+}
+
+/// The name of an HTTP request's identity (the key of its rate limits).
+fn http_identity(shared: &Shared, peer: &Peer, req: &RequestHeader) -> String {
+    http_resolution(shared, peer, req).identity.name.clone()
 }
 
 #[async_trait]
@@ -192,6 +219,22 @@ impl ProxyHttp for Clawguard {
         }
         match upgrade_kind(session.req_header()) {
             Upgrade::None => {
+                if let (Some(peer), Some(route)) = (ctx.peer.as_ref(), HttpRoute::of(session.req_header().uri.path())) {
+                    let identity = http_identity(&self.shared, peer, session.req_header());
+                    if let Err(limited) = self.shared.guard.clients.http(route, &identity, peer.ip) {
+                        if limited.shadow {
+                            metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
+                        } else {
+                            ctx.answered = true;
+                            metrics::RATE_LIMITED.with_label_values(&[limited.limit]).inc();
+                            let key = if route == HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {identity:?}") };
+                            let message = format!("clawguard: rate limit {} exceeded for {key}: retry in {} ms", limited.limit, limited.retry_after.as_millis().max(1));
+                            tracing::warn!(peer = %peer.ip, path = %session.req_header().uri.path(), limit = limited.limit, "http request rate limited");
+                            respond_rate_limited(session, &limited, &message).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 let req = session.req_header();
                 if req.method == http::Method::POST && req.uri.path() == "/tools/invoke" {
                     ctx.tool_body = Some(BytesMut::new());
@@ -258,10 +301,8 @@ impl ProxyHttp for Clawguard {
             }
             // The identity of an HTTP request is known at once (certificate, address, bearer):
             // its ceiling goes to the gateway, which honours it where its auth mode allows.
-            let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-            let token_sha256 = bearer.map(|t| credential_sha256(t.trim()));
-            let resolved = self.shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() });
-            req.insert_header("x-openclaw-scopes", resolved.identity.ceiling.names().join(","))?;
+            let ceiling = http_resolution(&self.shared, peer, req).identity.ceiling.names().join(",");
+            req.insert_header("x-openclaw-scopes", ceiling)?;
         }
         Ok(())
     }

@@ -46,7 +46,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     std::thread::Builder::new().name("clawguard-limits".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(shared) = pruned.upgrade() else { return };
-        let left = shared.guard.limits.prune();
+        let left = shared.guard.limits.prune() + shared.guard.clients.prune();
+        crate::metrics::RATE_LIMIT_KEYS.set(i64::try_from(left).unwrap_or(i64::MAX));
         tracing::trace!(keys = left, "rate-limit keys pruned");
     })?;
 

@@ -13,7 +13,8 @@ use crate::metrics;
 use crate::proxy::{respond_error, Shared};
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
-use clawguard_filters::engine::{join, Direction, Limits, Output, WsEngine};
+use clawguard_filters::conn_limits::{Caps, LimitExceeded};
+use clawguard_filters::engine::{join, Direction, Limits, Output, Verdict, WsEngine};
 use clawguard_filters::peer::Peer;
 use clawguard_filters::access::{Env, Notice};
 use pingora::http::ResponseHeader;
@@ -45,10 +46,27 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
     let engine = WsEngine::new(&env(shared), peer.clone(), limits, rand::random());
     let identity = engine.access().resolution().identity.name.clone();
-    let _slot = match Slot::take(shared, peer.ip, &identity) {
+    if let Err(limited) = shared.guard.clients.new_connection(peer.ip) {
+        if limited.shadow {
+            metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
+        } else {
+            metrics::RATE_LIMITED.with_label_values(&[limited.limit]).inc();
+            let why = match limited.limit {
+                "auth-lockout" => "too many failed connects from this address: locked out".to_string(),
+                limit => format!("rate limit {limit} exceeded for {}", peer.ip),
+            };
+            tracing::warn!(peer = %peer.ip, limit = limited.limit, "websocket upgrade rate limited");
+            let message = format!("clawguard: {why}: retry in {} ms", limited.retry_after.as_millis().max(1));
+            return crate::proxy::respond_rate_limited(session, &limited, &message).await;
+        }
+    }
+    let slot = match Slot::take(shared, peer.ip, &identity) {
         Ok(slot) => slot,
         Err(limit) => {
             metrics::REFUSALS.with_label_values(&["too_many_connections"]).inc();
+            if matches!(limit, LimitExceeded::PendingPerIp { .. }) {
+                metrics::RATE_LIMITED.with_label_values(&["ip-pending-handshakes"]).inc();
+            }
             tracing::warn!(peer = %peer.ip, %identity, reason = %limit, "websocket upgrade refused");
             return respond_error(session, 429, "too_many_connections", &format!("clawguard: {limit}")).await;
         }
@@ -100,7 +118,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         close_grace: Duration::from_millis(ws.close_grace_ms),
         handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
-    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers).await;
+    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot).await;
     metrics::WS_ACTIVE.dec();
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
@@ -253,26 +271,39 @@ async fn gateway_failure(session: &mut Session, message: &str) -> Result<()> {
 }
 
 /// One counted connection; uncounted when dropped, however the connection ends.
+/// Counted until the handshake completes, as one of the address's pending handshakes.
 struct Slot<'a> {
     shared: &'a Shared,
     ip: IpAddr,
     identity: String,
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Slot<'a> {
-    fn take(shared: &'a Shared, ip: IpAddr, identity: &str) -> std::result::Result<Self, String> {
+    fn take(shared: &'a Shared, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
         let ws = &shared.policy.policy.websocket;
-        let mut counts = shared.connections.lock().map_err(|_| "connection counts unavailable".to_string())?;
-        counts.try_open(ip, identity, ws.max_connections_per_ip, ws.max_connections_per_identity).map_err(|e| e.to_string())?;
-        Ok(Slot { shared, ip, identity: identity.to_string() })
+        let clients = &shared.guard.clients;
+        let caps = Caps { per_ip: ws.max_connections_per_ip, per_identity: ws.max_connections_per_identity, pending_per_ip: clients.pending_handshakes, pending_shadow: clients.pending_shadow };
+        let mut counts = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if caps.pending_shadow && caps.pending_per_ip > 0 && counts.pending(ip) >= caps.pending_per_ip {
+            metrics::RATE_LIMIT_SHADOW.with_label_values(&["ip-pending-handshakes"]).inc();
+        }
+        counts.try_open(ip, identity, caps)?;
+        Ok(Slot { shared, ip, identity: identity.to_string(), pending: std::sync::atomic::AtomicBool::new(true) })
+    }
+
+    /// The handshake completed: no longer one of the address's pending handshakes.
+    fn established(&self) {
+        if self.pending.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.shared.connections.lock().unwrap_or_else(|e| e.into_inner()).established(self.ip);
+        }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.shared.connections.lock() {
-            counts.close(self.ip, &self.identity);
-        }
+        let mut counts = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+        counts.close(self.ip, &self.identity, self.pending.load(std::sync::atomic::Ordering::Relaxed));
     }
 }
 
@@ -283,7 +314,7 @@ struct Timers {
 }
 
 /// Runs the connection until it ends; returns how it ended.
-async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers) -> &'static str {
+async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>) -> &'static str {
     let (mut up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -336,6 +367,9 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             }
         }
         while !engine.is_done() && end == "client closed" {
+            if engine.access().is_established() {
+                slot.established();
+            }
             if engine.is_closing() && close_deadline.is_none() {
                 close_deadline = Some(Instant::now() + timers.close_grace);
             }
@@ -459,7 +493,8 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
         metrics::WS_MESSAGES.with_label_values(&[dir, d.verdict.label()]).inc();
         metrics::DECISIONS.with_label_values(&[dir, d.verdict.label(), &d.rule]).inc();
         if let Some(limit) = d.rule.strip_prefix("rate-limit:") {
-            metrics::RATE_LIMITED.with_label_values(&[limit]).inc();
+            let counter = if d.verdict == Verdict::WouldDeny { &metrics::RATE_LIMIT_SHADOW } else { &metrics::RATE_LIMITED };
+            counter.with_label_values(&[limit]).inc();
         }
         let level_is_warn = d.direction == Direction::ClientToGateway;
         if level_is_warn {

@@ -209,6 +209,31 @@ else
 fi
 "$CLAWGUARD" exec check --policy "$WORK/local.toml" -- echo hi > /dev/null && pass "clawguard exec check allows echo hi, as the proxy did" || fail "exec check echo" "not allowed"
 
+# --- rate limits (issue 6) ----------------------------------------------------------------------
+# A clawguard with tight limits, sharing the local instance's node pins (system.run approved).
+read -r LM_PORT _ < <(start_clawguard limits "$EXEC_POLICY" '[nodes]' 'store = "node-pins.json"' \
+  '[limits]' 'session_inference_per_minute = 2' 'system_run_per_minute = 1' "${IDENTITIES[@]}") || exit 1
+LIMITED="ws://127.0.0.1:$LM_PORT"
+chat_params() { printf '{"sessionKey":"e2e-limits","message":"hi","idempotencyKey":"e2e-%s"}' "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"; }
+for i in 1 2 3; do
+  OPENCLAW_GATEWAY_URL=$LIMITED openclaw gateway call chat.send --params "$(chat_params)" --json > "$WORK/chat-limit-$i.json" 2>&1
+done
+if ! grep -q RATE_LIMITED "$WORK/chat-limit-1.json" && ! grep -q RATE_LIMITED "$WORK/chat-limit-2.json" \
+  && grep -q '"RATE_LIMITED"' "$WORK/chat-limit-3.json" && grep -q '"session-inference"' "$WORK/chat-limit-3.json" \
+  && grep -q '"source": "clawguard"' "$WORK/chat-limit-3.json" && grep -q retryAfterMs "$WORK/chat-limit-3.json"; then
+  pass "openclaw gateway call chat.send past session_inference_per_minute (2) gets clawguard's RATE_LIMITED reply with retryAfterMs"
+else
+  fail "inference limit" "$(tail -c 300 "$WORK/chat-limit-1.json") / $(tail -c 400 "$WORK/chat-limit-3.json")"
+fi
+OPENCLAW_GATEWAY_URL=$LIMITED openclaw gateway call node.invoke --params "$(run_params)" --json > "$WORK/run-limit-1.json" 2>&1
+OPENCLAW_GATEWAY_URL=$LIMITED openclaw gateway call node.invoke --params "$(run_params)" --json > "$WORK/run-limit-2.json" 2>&1
+if py 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d.get("ok") and d["payload"]["stdout"].strip()=="hi" else 1)' "$WORK/run-limit-1.json" 2>/dev/null \
+  && grep -q '"RATE_LIMITED"' "$WORK/run-limit-2.json" && grep -q '"system-run"' "$WORK/run-limit-2.json" && grep -q '"source": "clawguard"' "$WORK/run-limit-2.json"; then
+  pass "a node's system.run past system_run_per_minute (1) is refused by clawguard (the first one ran: stdout hi)"
+else
+  fail "system.run limit" "$(tail -c 300 "$WORK/run-limit-1.json") / $(tail -c 400 "$WORK/run-limit-2.json")"
+fi
+
 # Defence in depth: with the pin narrowed again, a dispatch the gateway still allows (an operator
 # straight to the gateway) reaches the node's connection and is answered by clawguard for the node.
 "${NODES[@]}" approve "$NODE_ID" --commands system.which > /dev/null 2>&1

@@ -1,7 +1,8 @@
 //! A small fake of the OpenClaw gateway: HTTP and WebSocket on one port.
 //!
 //! WebSocket: sends `connect.challenge` on open, answers `connect` with
-//! `hello-ok` (or refuses a first request that is not `connect` with the
+//! `hello-ok` (a connect with `auth.token` `"wrong"` gets `AUTH_TOKEN_MISMATCH` and close 1008;
+//! a first request that is not `connect` is refused with the
 //! gateway's error and close 1008), then answers requests:
 //! - `echo`: `res` with the params as payload;
 //! - `slow` `{"ms"}`: answers after a delay (so answers come out of order);
@@ -284,6 +285,13 @@ async fn websocket(ws: WebSocketStream<TcpStream>, ctx: Ctx) -> anyhow::Result<(
                 let err = json!({"type":"res","id":id,"ok":false,"error":{"code":"INVALID_REQUEST","message":"invalid handshake: first request must be connect"}});
                 tx.send(Message::text(err.to_string())).await?;
                 tx.send(Message::Close(Some(CloseFrame { code: CloseCode::Policy, reason: "invalid handshake: first request must be connect".into() }))).await?;
+                break;
+            }
+            if params["auth"]["token"] == "wrong" {
+                // As the real gateway answers a token mismatch (openclaw-runtime.md §7).
+                let err = json!({"type":"res","id":id,"ok":false,"error":{"code":"INVALID_REQUEST","message":"unauthorized: gateway token mismatch","details":{"code":"AUTH_TOKEN_MISMATCH"}}});
+                tx.send(Message::text(err.to_string())).await?;
+                tx.send(Message::Close(Some(CloseFrame { code: CloseCode::Policy, reason: "unauthorized: gateway token mismatch".into() }))).await?;
                 break;
             }
             connected = true;
