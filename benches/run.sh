@@ -35,6 +35,20 @@ address = "127.0.0.1:$UP"
 listen = "127.0.0.1:$CG_ADMIN"
 [logging]
 level = "warn"
+# Every limit is checked on every message, as in production, with budgets a load test cannot
+# exhaust (the harness itself is one address opening 50 connections at once).
+[limits]
+ip_connections_per_second = 1000000
+ip_connections_burst = 1000000
+ip_pending_handshakes = 0
+ip_handshakes_per_minute = 1000000000
+connection_messages_per_second = 1000000000
+connection_messages_burst = 1000000000
+connection_bytes_per_second = 1000000000
+connection_bytes_burst = 1000000000
+gateway_messages_per_second = 1000000000
+gateway_bytes_per_second = 1000000000
+http_hooks_per_minute = 1000000000
 TOML
 "$BIN/clawguard" run --policy "$WORK/clawguard.toml" 2> "$WORK/clawguard.log" & PIDS+=($!)
 mkdir -p "$WORK/nginx"

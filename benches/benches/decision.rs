@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
     // The embedded policy, with budgets no benchmark loop can exhaust: the same message is
     // sent millions of times, and the decision measured must be the one a real message gets
     // (limits checked and passed), not a rate-limit refusal.
-    let text = format!("{}\n[limits]\nnode_invoke_per_minute = 4000000000\nidentity_node_invoke_per_minute = 4000000000\nconnection_messages_per_second = 4000000000\nconnection_messages_burst = 4000000000\nconnection_bytes_per_second = 4000000000\nconnection_bytes_burst = 4000000000\ngateway_messages_per_second = 2000000000\ngateway_bytes_per_second = 2000000000\n", include_str!("../../policy.example.toml"));
+    let text = format!("{}\n[limits]\nnode_invoke_per_minute = 4000000000\nidentity_node_invoke_per_minute = 4000000000\nconnection_messages_per_second = 1000000000\nconnection_messages_burst = 1000000000\nconnection_bytes_per_second = 1000000000\nconnection_bytes_burst = 1000000000\ngateway_messages_per_second = 1000000000\ngateway_bytes_per_second = 1000000000\n", include_str!("../../policy.example.toml"));
     let policy = LoadedPolicy::parse("policy.example.toml", &text).expect("bench policy").policy;
     let guard = Guard::new(&policy);
     let state = InMemory::default();

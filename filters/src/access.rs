@@ -29,6 +29,22 @@ use std::sync::Mutex;
 
 /// A device signature may be this far from clawguard's clock (the gateway's own skew).
 pub const SIGNATURE_SKEW_MS: u64 = 120_000;
+/// The target of a `node.invoke`: which node, which command.
+#[derive(Deserialize, Default)]
+struct InvokeTarget<'a> {
+    #[serde(default, borrow, rename = "nodeId")]
+    node_id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    command: std::borrow::Cow<'a, str>,
+}
+
+impl InvokeTarget<'_> {
+    /// `system.run` and `system.run.prepare` run a shell command on the node.
+    fn runs_a_command(&self) -> bool {
+        matches!(self.command.as_ref(), "system.run" | "system.run.prepare")
+    }
+}
+
 /// The gateway queues at most this many frames after `connect` before `hello-ok`.
 pub const MAX_PENDING_HANDSHAKE_FRAMES: u32 = 15;
 
@@ -713,16 +729,18 @@ impl Access {
                 return refusal;
             }
         }
-        if method == "node.invoke" && self.role == Role::Operator {
-            if let Some(refusal) = self.node_invoke(env, id, params) {
+        // The target of a node.invoke, read once for the pin, exec and rate-limit checks.
+        let invoke: Option<InvokeTarget<'_>> = (method == "node.invoke").then(|| params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default());
+        if let (Some(target), Role::Operator) = (&invoke, self.role) {
+            if let Some(refusal) = self.node_invoke(env, id, target) {
                 return refusal;
             }
         }
-        if let Some(refusal) = self.exec_check(env, id, method, params) {
+        if let Some(refusal) = self.exec_check(env, id, method, params, invoke.as_ref()) {
             return refusal;
         }
         match env.guard.rules.for_request(method) {
-            Decision::Forward => self.forward_request(env, id, method, params),
+            Decision::Forward => self.forward_request(env, id, method, params, invoke.as_ref()),
             Decision::Act { action, rule, reason, mode } => {
                 let enforce = self.enforce(env, mode);
                 let action = match action {
@@ -740,16 +758,8 @@ impl Access {
 
     /// An operator's `node.invoke`: the command must be within the target node's pin and not
     /// denied by policy.
-    fn node_invoke(&self, env: &Env<'_>, id: &str, params: Option<&str>) -> Option<Judgement> {
-        #[derive(Deserialize, Default)]
-        struct Invoke<'a> {
-            #[serde(default, borrow, rename = "nodeId")]
-            node_id: std::borrow::Cow<'a, str>,
-            #[serde(default, borrow)]
-            command: std::borrow::Cow<'a, str>,
-        }
-        let params: Invoke<'_> = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
-        let (node_id, command) = (params.node_id.as_ref(), params.command.as_ref());
+    fn node_invoke(&self, env: &Env<'_>, id: &str, target: &InvokeTarget<'_>) -> Option<Judgement> {
+        let (node_id, command) = (target.node_id.as_ref(), target.command.as_ref());
         let (rule, reason) = if node_id.is_empty() || command.is_empty() {
             ("node-pin", "node.invoke without a nodeId and a command cannot be evaluated".to_string())
         } else {
@@ -760,7 +770,7 @@ impl Access {
     }
 
     /// The exec policy's refusal of a request that would run a command, or approve one.
-    fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
+    fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
         use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
         if matches!(method, "exec.approval.get" | "exec.approval.list" | "approval.get") {
             // Their answers carry approval records made before this connection saw them.
@@ -769,6 +779,10 @@ impl Access {
         }
         let relevant = matches!(method, "node.invoke" | "tools.invoke" | "exec.approval.request" | "exec.approval.resolve" | "approval.resolve" | "exec.approvals.set" | "exec.approvals.node.set");
         if !relevant {
+            return None;
+        }
+        if invoke.is_some_and(|t| !t.runs_a_command()) {
+            // Most invocations are not commands: no need for the whole params.
             return None;
         }
         let value: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
@@ -823,7 +837,7 @@ impl Access {
 
     /// A request every other check let through: session ownership, then bookkeeping for the
     /// answer (pairing decisions to follow).
-    fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Judgement {
+    fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Judgement {
         let identity = self.resolution.identity.clone();
         let scope = &identity.sessions;
         let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::sessions::creates_sessions(method));
@@ -833,7 +847,7 @@ impl Access {
                 return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
             }
         }
-        if let Some(limited) = self.rate_limit(env, id, method, params) {
+        if let Some(limited) = self.rate_limit(env, id, method, params, invoke) {
             if matches!(limited.action, Action::Refuse { .. }) && limited.enforce {
                 self.sessions.forget(env, id);
             }
@@ -855,7 +869,7 @@ impl Access {
 
     /// The rate limits that apply to a request: inference per session, `node.invoke` per node
     /// and per identity, `system.run` per node.
-    fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
+    fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
         use crate::limits::Limit;
         let identity = &self.resolution.identity;
         let profile = identity.limits.as_deref();
@@ -865,19 +879,11 @@ impl Access {
             let key = keys.first().map(|k| self.sessions.defaults().canonical(k, agent.as_deref())).unwrap_or_else(|| format!("identity:{}", identity.name));
             checks.push((Limit::SessionInference, key));
         }
-        if method == "node.invoke" {
-            #[derive(Deserialize, Default)]
-            struct Invoke {
-                #[serde(default, rename = "nodeId")]
-                node_id: String,
-                #[serde(default)]
-                command: String,
-            }
-            let invoke: Invoke = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
-            checks.push((Limit::NodeInvoke, invoke.node_id.clone()));
+        if let Some(target) = invoke {
+            checks.push((Limit::NodeInvoke, target.node_id.to_string()));
             checks.push((Limit::IdentityNodeInvoke, identity.name.clone()));
-            if matches!(invoke.command.as_str(), "system.run" | "system.run.prepare") {
-                checks.push((Limit::SystemRun, invoke.node_id));
+            if target.runs_a_command() {
+                checks.push((Limit::SystemRun, target.node_id.to_string()));
             }
         }
         for (limit, key) in checks {

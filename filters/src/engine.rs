@@ -142,8 +142,8 @@ pub struct WsEngine {
     /// The client answered clawguard's close (or broke the protocol while closing).
     done: bool,
     mask_state: u64,
-    /// This connection's key in the per-connection limits.
-    conn_id: u64,
+    /// This connection's message and byte limits.
+    flow: crate::limits::ConnectionLimits<governor::clock::DefaultClock>,
     /// Messages over a per-connection limit in a row, per direction (client, gateway).
     strikes: [u32; 2],
 }
@@ -162,7 +162,7 @@ impl WsEngine {
             closing: false,
             done: false,
             mask_state: seed,
-            conn_id: seed,
+            flow: env.guard.clients.connection(),
             strikes: [0, 0],
         }
     }
@@ -275,7 +275,7 @@ impl WsEngine {
     fn flow_limit(&mut self, env: &Env<'_>, flow: Flow, m: &Message) -> Option<Judgement> {
         let clients = &env.guard.clients;
         let i = if flow == Flow::Client { 0 } else { 1 };
-        let limited = match clients.message(flow, self.conn_id, m.payload.len()) {
+        let limited = match self.flow.message(flow, m.payload.len()) {
             Ok(()) => {
                 self.strikes[i] = 0;
                 return None;

@@ -70,24 +70,24 @@ pub struct Limited {
 /// Evicting in batches keeps the cost amortised O(1) per new key under a flood.
 #[derive(Debug)]
 pub struct BoundedStore<K: Hash + Eq + Clone> {
-    tats: Mutex<HashMap<K, Nanos>>,
+    tats: Mutex<HashMap<K, Nanos, foldhash::fast::RandomState>>,
     max_keys: usize,
 }
 
 impl<K: Hash + Eq + Clone> BoundedStore<K> {
     /// A store of at most `max_keys` keys (at least 1).
     pub fn new(max_keys: usize) -> Self {
-        BoundedStore { tats: Mutex::new(HashMap::new()), max_keys: max_keys.max(1) }
+        BoundedStore { tats: Mutex::new(HashMap::default()), max_keys: max_keys.max(1) }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, Nanos>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, Nanos, foldhash::fast::RandomState>> {
         // A panic while holding the lock cannot leave a half-written TAT: keep going.
         self.tats.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Removes the eighth of `map`'s entries with the earliest values (at least one).
-fn evict_most_idle<K: Hash + Eq + Clone>(map: &mut HashMap<K, Nanos>) {
+fn evict_most_idle<K: Hash + Eq + Clone, S>(map: &mut HashMap<K, Nanos, S>) {
     let n = (map.len() / 8).max(1);
     let mut tats: Vec<u64> = map.values().map(|t| t.as_u64()).collect();
     let cut = n.min(tats.len()) - 1;
@@ -263,41 +263,60 @@ impl Limit {
     }
 }
 
+/// Text keys (session keys, node ids, identities) as 64-bit digests under a per-process
+/// random seed: a limiter keeps and compares 8 bytes instead of the text, and no client can
+/// choose a key that collides with another's without knowing the seed.
+#[derive(Debug, Clone, Default)]
+pub struct KeyDigest(foldhash::quality::RandomState);
+
+impl KeyDigest {
+    /// The digest of `key`.
+    pub fn of(&self, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one(key)
+    }
+}
+
+/// The four request-path limits of one profile, indexed by [`Limit`].
+type ProfileLimits<C> = [KeyedLimit<u64, C>; 4];
+
 /// Every request-path limit of a policy, per profile, on clock `C`.
 pub struct RateLimits<C: Clock + Clone> {
-    limits: HashMap<(Limit, Option<String>), KeyedLimit<String, C>>,
+    default: ProfileLimits<C>,
+    profiles: HashMap<String, ProfileLimits<C>>,
+    digest: KeyDigest,
 }
 
 impl<C: Clock + Clone> std::fmt::Debug for RateLimits<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimits").field("limits", &self.limits.len()).finish()
+        f.debug_struct("RateLimits").field("profiles", &self.profiles.len()).finish()
     }
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
     /// The limits `[limits]` describes: the default profile and each named one.
     pub fn new(policy: &clawguard_policies::Limits, clock: &C) -> Self {
-        let mut limits = HashMap::new();
-        let profiles = std::iter::once((None, None)).chain(policy.profile.iter().map(|(n, p)| (Some(n.clone()), Some(p))));
-        for (name, profile) in profiles {
-            for limit in Limit::ALL {
+        let build = |profile: Option<&clawguard_policies::LimitProfile>| {
+            Limit::ALL.map(|limit| {
                 let shadow = policy.shadow.iter().any(|s| s == limit.name());
                 let rate = Rate::per_minute(limit.per_minute(policy, profile));
-                limits.insert((limit, name.clone()), KeyedLimit::new(limit.name(), rate, shadow, policy.max_keys, clock));
-            }
-        }
-        RateLimits { limits }
+                KeyedLimit::new(limit.name(), rate, shadow, policy.max_keys, clock)
+            })
+        };
+        let profiles = policy.profile.iter().map(|(name, p)| (name.clone(), build(Some(p)))).collect();
+        RateLimits { default: build(None), profiles, digest: KeyDigest::default() }
     }
 
-    /// Counts one event of `limit` for `key` under the identity's `profile`.
+    /// Counts one event of `limit` for `key` under the identity's `profile` (an unknown
+    /// profile uses the default one).
     pub fn check(&self, limit: Limit, profile: Option<&str>, key: &str) -> Result<(), Limited> {
-        let entry = self.limits.get(&(limit, profile.map(str::to_string))).or_else(|| self.limits.get(&(limit, None)));
-        entry.map(|l| l.check(&key.to_string())).unwrap_or(Ok(()))
+        let limits = profile.and_then(|p| self.profiles.get(p)).unwrap_or(&self.default);
+        limits[limit as usize].check(&self.digest.of(key))
     }
 
     /// Prunes every limit; returns the keys left.
     pub fn prune(&self) -> usize {
-        self.limits.values().map(KeyedLimit::prune).sum()
+        self.default.iter().chain(self.profiles.values().flatten()).map(KeyedLimit::prune).sum()
     }
 }
 
@@ -317,10 +336,12 @@ pub struct ClientLimits<C: Clock + Clone> {
     ip_handshakes: KeyedLimit<std::net::IpAddr, C>,
     lockout: Lockout<String, C>,
     lockout_shadow: bool,
-    messages: [KeyedLimit<u64, C>; 2],
-    bytes: [KeyedLimit<u64, C>; 2],
-    http_tools_invoke: KeyedLimit<String, C>,
-    http_inference: KeyedLimit<String, C>,
+    /// Per-connection rates and shadow flags: messages client, gateway; bytes client, gateway.
+    flows: [(&'static str, Rate, bool); 4],
+    clock: C,
+    http_tools_invoke: KeyedLimit<u64, C>,
+    http_inference: KeyedLimit<u64, C>,
+    digest: KeyDigest,
     http_hooks: KeyedLimit<std::net::IpAddr, C>,
     /// Over-limit messages in a row a connection may send before it is closed.
     pub grace: u32,
@@ -379,20 +400,23 @@ impl<C: Clock + Clone> ClientLimits<C> {
         let shadow = |name: &str| policy.shadow.iter().any(|s| s == name);
         let keys = policy.max_keys;
         let per_second = |n: u32, burst: u32| Rate::per_second(n, burst.max(n));
-        let keyed_u64 = |name: &'static str, rate: Rate| KeyedLimit::new(name, rate, shadow(name), keys, clock);
         ClientLimits {
             ip_connections: KeyedLimit::new("ip-connections", per_second(policy.ip_connections_per_second, policy.ip_connections_burst), shadow("ip-connections"), keys, clock),
             ip_handshakes: KeyedLimit::new("ip-handshakes", Rate::per_minute(policy.ip_handshakes_per_minute), shadow("ip-handshakes"), keys, clock),
             lockout: Lockout::new(policy.auth_failures_per_minute, Duration::from_secs(policy.auth_lockout_seconds), keys, clock),
             lockout_shadow: shadow("auth-lockout"),
-            messages: [
-                keyed_u64("connection-messages", per_second(policy.connection_messages_per_second, policy.connection_messages_burst)),
-                keyed_u64("gateway-messages", per_second(policy.gateway_messages_per_second, policy.gateway_messages_per_second.saturating_mul(2))),
+            flows: [
+                ("connection-messages", per_second(policy.connection_messages_per_second, policy.connection_messages_burst), shadow("connection-messages")),
+                ("gateway-messages", per_second(policy.gateway_messages_per_second, policy.gateway_messages_per_second.saturating_mul(2)), shadow("gateway-messages")),
+                ("connection-bytes", per_second(policy.connection_bytes_per_second, policy.connection_bytes_burst), shadow("connection-bytes")),
+                (
+                    "gateway-bytes",
+                    per_second(policy.gateway_bytes_per_second, policy.gateway_bytes_per_second.saturating_mul(2).max(policy.connection_bytes_burst)),
+                    shadow("gateway-bytes"),
+                ),
             ],
-            bytes: [
-                keyed_u64("connection-bytes", per_second(policy.connection_bytes_per_second, policy.connection_bytes_burst)),
-                keyed_u64("gateway-bytes", per_second(policy.gateway_bytes_per_second, policy.gateway_bytes_per_second.saturating_mul(2).max(policy.connection_bytes_burst))),
-            ],
+            clock: clock.clone(),
+            digest: KeyDigest::default(),
             http_tools_invoke: KeyedLimit::new("http-tools-invoke", Rate::per_minute(policy.http_tools_invoke_per_minute), shadow("http-tools-invoke"), keys, clock),
             http_inference: KeyedLimit::new("http-inference", Rate::per_minute(policy.http_inference_per_minute), shadow("http-inference"), keys, clock),
             http_hooks: KeyedLimit::new("http-hooks", Rate::per_minute(policy.http_hooks_per_minute), shadow("http-hooks"), keys, clock),
@@ -432,21 +456,16 @@ impl<C: Clock + Clone> ClientLimits<C> {
         locked
     }
 
-    /// One message of `len` bytes on connection `conn` in direction `flow`.
-    pub fn message(&self, flow: Flow, conn: u64, len: usize) -> Result<(), Limited> {
-        let i = match flow {
-            Flow::Client => 0,
-            Flow::Gateway => 1,
-        };
-        self.messages[i].check(&conn)?;
-        self.bytes[i].check_n(&conn, len)
+    /// The per-connection limits of a new connection (owned by it: no shared state).
+    pub fn connection(&self) -> ConnectionLimits<C> {
+        ConnectionLimits { limits: self.flows.map(|(name, rate, shadow)| DirectLimit::new(name, rate, shadow, &self.clock)) }
     }
 
     /// One HTTP request to `route`, keyed by identity (tools, inference) or source IP (hooks).
     pub fn http(&self, route: HttpRoute, identity: &str, ip: std::net::IpAddr) -> Result<(), Limited> {
         match route {
-            HttpRoute::ToolsInvoke => self.http_tools_invoke.check(&identity.to_string()),
-            HttpRoute::Inference => self.http_inference.check(&identity.to_string()),
+            HttpRoute::ToolsInvoke => self.http_tools_invoke.check(&self.digest.of(identity)),
+            HttpRoute::Inference => self.http_inference.check(&self.digest.of(identity)),
             HttpRoute::Hooks => self.http_hooks.check(&ip),
         }
     }
@@ -455,8 +474,63 @@ impl<C: Clock + Clone> ClientLimits<C> {
     pub fn prune(&self) -> usize {
         let keyed = [&self.http_tools_invoke, &self.http_inference].iter().map(|l| l.prune()).sum::<usize>();
         let by_ip = [&self.ip_connections, &self.ip_handshakes, &self.http_hooks].iter().map(|l| l.prune()).sum::<usize>();
-        let by_conn = self.messages.iter().chain(&self.bytes).map(KeyedLimit::prune).sum::<usize>();
-        keyed + by_ip + by_conn + self.lockout.prune()
+        keyed + by_ip + self.lockout.prune()
+    }
+}
+
+/// governor's direct (unkeyed) limiter on clock `C`.
+type Direct<C> = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// One unkeyed limit (a connection's own).
+struct DirectLimit<C: Clock + Clone> {
+    name: &'static str,
+    limiter: Option<Direct<C>>,
+    clock: C,
+    shadow: bool,
+    refill: Duration,
+}
+
+impl<C: Clock + Clone> DirectLimit<C> {
+    fn new(name: &'static str, rate: Rate, shadow: bool, clock: &C) -> Self {
+        let limiter = rate.quota().map(|q| RateLimiter::direct_with_clock(q, clock.clone()));
+        let refill = rate.period.checked_div(rate.per.max(1)).unwrap_or_default().saturating_mul(rate.burst.max(1));
+        DirectLimit { name, limiter, clock: clock.clone(), shadow, refill }
+    }
+
+    fn check_n(&self, n: usize) -> Result<(), Limited> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let refused = |retry_after| Err(Limited { limit: self.name, retry_after, shadow: self.shadow });
+        let Some(cells) = u32::try_from(n.max(1)).ok().and_then(NonZeroU32::new) else { return refused(self.refill) };
+        match limiter.check_n(cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => refused(not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1))),
+            Err(_) => refused(self.refill),
+        }
+    }
+}
+
+/// A connection's message and byte limits, each way. Owned by the connection, so checking
+/// them touches no shared state.
+pub struct ConnectionLimits<C: Clock + Clone> {
+    /// Messages client, gateway; bytes client, gateway.
+    limits: [DirectLimit<C>; 4],
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for ConnectionLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimits").finish()
+    }
+}
+
+impl<C: Clock + Clone> ConnectionLimits<C> {
+    /// One message of `len` bytes in direction `flow`: its message count, then its bytes.
+    pub fn message(&self, flow: Flow, len: usize) -> Result<(), Limited> {
+        let i = match flow {
+            Flow::Client => 0,
+            Flow::Gateway => 1,
+        };
+        self.limits[i].check_n(1)?;
+        self.limits[i + 2].check_n(len)
     }
 }
 
@@ -680,16 +754,18 @@ mod tests {
             "[websocket]\nmax_message_bytes = 1000\nmax_handshake_message_bytes = 1000\n[limits]\nconnection_messages_per_second = 10\nconnection_messages_burst = 10\nconnection_bytes_per_second = 1000\nconnection_bytes_burst = 2000\ngateway_messages_per_second = 100\n",
             &clock,
         );
-        assert!((0..10).all(|_| limits.message(Flow::Client, 1, 10).is_ok()));
-        assert_eq!(limits.message(Flow::Client, 1, 10).unwrap_err().limit, "connection-messages");
-        assert!(limits.message(Flow::Client, 2, 10).is_ok(), "connections are independent");
-        assert!(limits.message(Flow::Gateway, 1, 10).is_ok(), "directions are independent");
-        assert!(limits.message(Flow::Client, 3, 1500).is_ok());
-        let refused = limits.message(Flow::Client, 3, 1000).unwrap_err();
+        let (one, two, three) = (limits.connection(), limits.connection(), limits.connection());
+        assert!((0..10).all(|_| one.message(Flow::Client, 10).is_ok()));
+        assert_eq!(one.message(Flow::Client, 10).unwrap_err().limit, "connection-messages");
+        assert!(two.message(Flow::Client, 10).is_ok(), "connections are independent");
+        assert!(one.message(Flow::Gateway, 10).is_ok(), "directions are independent");
+        assert!(three.message(Flow::Client, 1500).is_ok());
+        let refused = three.message(Flow::Client, 1000).unwrap_err();
         assert_eq!(refused.limit, "connection-bytes");
         assert!(refused.retry_after >= Duration::from_millis(400) && refused.retry_after <= Duration::from_millis(500), "{:?}", refused.retry_after);
+        assert_eq!(three.message(Flow::Client, 5000).unwrap_err().retry_after, Duration::from_secs(2), "more than the burst: the time a full burst takes");
         clock.advance(Duration::from_secs(1));
-        assert!(limits.message(Flow::Client, 1, 10).is_ok(), "refilled");
+        assert!(one.message(Flow::Client, 10).is_ok(), "refilled");
     }
 
     #[test]
