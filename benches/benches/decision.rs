@@ -18,8 +18,13 @@ fn bench(c: &mut Criterion) {
     // The embedded policy, with budgets no benchmark loop can exhaust: the same message is
     // sent millions of times, and the decision measured must be the one a real message gets
     // (limits checked and passed), not a rate-limit refusal.
-    let text = format!("{}\n[limits]\nnode_invoke_per_minute = 4000000000\nidentity_node_invoke_per_minute = 4000000000\nconnection_messages_per_second = 1000000000\nconnection_messages_burst = 1000000000\nconnection_bytes_per_second = 1000000000\nconnection_bytes_burst = 1000000000\ngateway_messages_per_second = 1000000000\ngateway_bytes_per_second = 1000000000\n", include_str!("../../policy.example.toml"));
-    let policy = LoadedPolicy::parse("policy.example.toml", &text).expect("bench policy").policy;
+    let mut policy = LoadedPolicy::embedded().policy;
+    let limits = &mut policy.limits;
+    limits.node_invoke_per_minute = 4_000_000_000;
+    limits.identity_node_invoke_per_minute = 4_000_000_000;
+    (limits.connection_messages_per_second, limits.connection_messages_burst) = (1_000_000_000, 1_000_000_000);
+    (limits.connection_bytes_per_second, limits.connection_bytes_burst) = (1_000_000_000, 1_000_000_000);
+    (limits.gateway_messages_per_second, limits.gateway_bytes_per_second) = (1_000_000_000, 1_000_000_000);
     let guard = Guard::new(&policy);
     let state = InMemory::default();
     let node = "98e1914b4a1a7fad3c2e5d6f708192a3b4c5d6e7f8091a2b3c4d5e6f70819a807944";

@@ -383,6 +383,20 @@ impl HttpRoute {
     }
 }
 
+/// The first enforced refusal of `results`, else the first shadow one (counted, not
+/// enforced), else `Ok`: a limit in shadow mode never hides an enforced one.
+fn strictest<const N: usize>(results: [Result<(), Limited>; N]) -> Result<(), Limited> {
+    let mut shadow = None;
+    for result in results {
+        match result {
+            Err(l) if !l.shadow => return Err(l),
+            Err(l) => shadow = shadow.or(Some(l)),
+            Ok(()) => {}
+        }
+    }
+    shadow.map_or(Ok(()), Err)
+}
+
 /// The keys an auth failure counts against: the source IP and the claimed device id.
 pub fn lockout_keys(ip: std::net::IpAddr, device: Option<&str>) -> impl Iterator<Item = String> {
     std::iter::once(format!("ip:{ip}")).chain(device.filter(|d| !d.is_empty()).map(|d| format!("device:{d}")))
@@ -428,14 +442,12 @@ impl<C: Clock + Clone> ClientLimits<C> {
 
     /// A new connection from `ip`: its rate, then whether `ip` is locked out.
     pub fn new_connection(&self, ip: std::net::IpAddr) -> Result<(), Limited> {
-        self.locked_out(ip, None)?;
-        self.ip_connections.check(&ip)
+        strictest([self.locked_out(ip, None), self.ip_connections.check(&ip)])
     }
 
     /// A `connect` request from `ip` claiming `device`: locked out, or over the handshake rate.
     pub fn handshake(&self, ip: std::net::IpAddr, device: Option<&str>) -> Result<(), Limited> {
-        self.locked_out(ip, device)?;
-        self.ip_handshakes.check(&ip)
+        strictest([self.locked_out(ip, device), self.ip_handshakes.check(&ip)])
     }
 
     /// Whether `ip` or `device` is locked out after failed connects, and for how long.
@@ -735,6 +747,40 @@ mod tests {
         assert!(limits.handshake(other, Some("dev-2")).is_ok(), "another client from another address is unaffected");
         clock.advance(Duration::from_secs(301));
         assert!(limits.handshake(attacker, Some("dev-1")).is_ok(), "the lockout ends");
+    }
+
+    #[test]
+    fn issue6_handshakes_per_address_per_minute() {
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nip_handshakes_per_minute = 6\n", &clock);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!((0..6).all(|_| limits.handshake(a, None).is_ok()));
+        let refused = limits.handshake(a, Some("any-device")).unwrap_err();
+        assert_eq!(refused.limit, "ip-handshakes");
+        assert!(refused.retry_after > Duration::from_secs(9) && refused.retry_after <= Duration::from_secs(10), "6 a minute: one every 10 s ({:?})", refused.retry_after);
+        assert!(limits.handshake("192.0.2.2".parse().unwrap(), None).is_ok());
+        clock.advance(Duration::from_secs(10));
+        assert!(limits.handshake(a, None).is_ok());
+    }
+
+    #[test]
+    fn issue6_a_byte_burst_below_the_largest_message_is_refused_at_load() {
+        let err = clawguard_policies::LoadedPolicy::parse("t.toml", "[limits]\nconnection_bytes_burst = 1024\n").map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("connection_bytes_burst") && err.contains("max_message_bytes"), "{err}");
+    }
+
+    #[test]
+    fn issue6_a_shadow_lockout_never_hides_an_enforced_limit() {
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nauth_failures_per_minute = 1\nip_handshakes_per_minute = 2\nshadow = [\"auth-lockout\"]\n", &clock);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        limits.auth_failure(a, None);
+        limits.auth_failure(a, None);
+        let first = limits.handshake(a, None).unwrap_err();
+        assert!(first.shadow && first.limit == "auth-lockout", "{first:?}");
+        assert!(limits.handshake(a, None).unwrap_err().shadow);
+        let third = limits.handshake(a, None).unwrap_err();
+        assert_eq!((third.limit, third.shadow), ("ip-handshakes", false), "the enforced handshake limit still applies");
     }
 
     #[test]
