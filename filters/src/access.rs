@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 /// A device signature may be this far from clawguard's clock (the gateway's own skew).
 pub const SIGNATURE_SKEW_MS: u64 = 120_000;
+
 /// The target of a `node.invoke`: which node, which command.
 #[derive(Deserialize, Default)]
 struct InvokeTarget<'a> {

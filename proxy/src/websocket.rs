@@ -270,8 +270,8 @@ async fn gateway_failure(session: &mut Session, message: &str) -> Result<()> {
     respond_error(session, 502, "bad_gateway", &format!("clawguard: {message}")).await
 }
 
-/// One counted connection; uncounted when dropped, however the connection ends.
-/// Counted until the handshake completes, as one of the address's pending handshakes.
+/// One counted connection (and, until its handshake completes, one of its address's pending
+/// handshakes); uncounted when dropped, however the connection ends.
 struct Slot<'a> {
     shared: &'a Shared,
     ip: IpAddr,
