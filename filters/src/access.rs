@@ -874,17 +874,17 @@ impl Access {
         use crate::limits::Limit;
         let identity = &self.resolution.identity;
         let profile = identity.limits.as_deref();
-        let mut checks: Vec<(Limit, String)> = Vec::new();
+        let mut checks: Vec<(Limit, std::borrow::Cow<'_, str>)> = Vec::new();
         if env.guard.inference_methods.iter().any(|g| g.matches(method)) {
             let (keys, agent) = crate::sessions::named_keys(method, params).unwrap_or_default();
             let key = keys.first().map(|k| self.sessions.defaults().canonical(k, agent.as_deref())).unwrap_or_else(|| format!("identity:{}", identity.name));
-            checks.push((Limit::SessionInference, key));
+            checks.push((Limit::SessionInference, key.into()));
         }
         if let Some(target) = invoke {
-            checks.push((Limit::NodeInvoke, target.node_id.to_string()));
-            checks.push((Limit::IdentityNodeInvoke, identity.name.clone()));
+            checks.push((Limit::NodeInvoke, target.node_id.as_ref().into()));
+            checks.push((Limit::IdentityNodeInvoke, identity.name.as_str().into()));
             if target.runs_a_command() {
-                checks.push((Limit::SystemRun, target.node_id.to_string()));
+                checks.push((Limit::SystemRun, target.node_id.as_ref().into()));
             }
         }
         for (limit, key) in checks {

@@ -43,6 +43,11 @@ impl Rate {
         Rate { per: n, period: Duration::from_secs(1), burst }
     }
 
+    /// How long a full burst takes to refill.
+    fn full_refill(self) -> Duration {
+        self.period.checked_div(self.per.max(1)).unwrap_or_default().saturating_mul(self.burst.max(1))
+    }
+
     fn quota(self) -> Option<Quota> {
         let per = NonZeroU32::new(self.per)?;
         let burst = NonZeroU32::new(self.burst.max(1))?;
@@ -149,8 +154,6 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
     name: &'static str,
-    /// How long a full burst takes to refill.
-    refill: Duration,
     limiter: Option<Keyed<K, C>>,
     clock: C,
     shadow: bool,
@@ -167,8 +170,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
     /// `max_keys` keys.
     pub fn new(name: &'static str, rate: Rate, shadow: bool, max_keys: usize, clock: &C) -> Self {
         let limiter = rate.quota().map(|q| RateLimiter::new(q, BoundedStore::new(max_keys), clock.clone()));
-        let refill = rate.period.checked_div(rate.per.max(1)).unwrap_or_default().saturating_mul(rate.burst.max(1));
-        KeyedLimit { name, refill, limiter, clock: clock.clone(), shadow }
+        KeyedLimit { name, limiter, clock: clock.clone(), shadow }
     }
 
     /// The limit's name.
@@ -185,23 +187,6 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
                 let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1));
                 Err(Limited { limit: self.name, retry_after: wait, shadow: self.shadow })
             }
-        }
-    }
-
-    /// Counts `n` units (bytes) for `key`. More than the burst can ever hold is refused with
-    /// the time a full burst takes to refill.
-    pub fn check_n(&self, key: &K, n: usize) -> Result<(), Limited> {
-        let Some(limiter) = &self.limiter else { return Ok(()) };
-        let Some(cells) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
-            return if n == 0 { Ok(()) } else { Err(Limited { limit: self.name, retry_after: Duration::from_secs(1), shadow: self.shadow }) };
-        };
-        match limiter.check_key_n(key, cells) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(self.clock.now()).max(Duration::from_millis(1));
-                Err(Limited { limit: self.name, retry_after: wait, shadow: self.shadow })
-            }
-            Err(_) => Err(Limited { limit: self.name, retry_after: self.refill, shadow: self.shadow }),
         }
     }
 
@@ -341,8 +326,9 @@ pub struct ClientLimits<C: Clock + Clone> {
     clock: C,
     http_tools_invoke: KeyedLimit<u64, C>,
     http_inference: KeyedLimit<u64, C>,
-    digest: KeyDigest,
     http_hooks: KeyedLimit<std::net::IpAddr, C>,
+    /// Digests of the identity names that key the HTTP limits.
+    digest: KeyDigest,
     /// Over-limit messages in a row a connection may send before it is closed.
     pub grace: u32,
     /// Connections per source IP still in their handshake.
@@ -405,7 +391,7 @@ pub fn lockout_keys(ip: std::net::IpAddr, device: Option<&str>) -> impl Iterator
 /// Whether a connect error's `details.code` is an authentication failure that counts
 /// towards the lockout.
 pub fn is_auth_failure(code: &str) -> bool {
-    code.starts_with("AUTH_") && code != "AUTH_RATE_LIMITED" || code.starts_with("DEVICE_AUTH_") || code == "PAIRING_REQUIRED"
+    (code.starts_with("AUTH_") && code != "AUTH_RATE_LIMITED") || code.starts_with("DEVICE_AUTH_") || code == "PAIRING_REQUIRED"
 }
 
 impl<C: Clock + Clone> ClientLimits<C> {
@@ -505,8 +491,7 @@ struct DirectLimit<C: Clock + Clone> {
 impl<C: Clock + Clone> DirectLimit<C> {
     fn new(name: &'static str, rate: Rate, shadow: bool, clock: &C) -> Self {
         let limiter = rate.quota().map(|q| RateLimiter::direct_with_clock(q, clock.clone()));
-        let refill = rate.period.checked_div(rate.per.max(1)).unwrap_or_default().saturating_mul(rate.burst.max(1));
-        DirectLimit { name, limiter, clock: clock.clone(), shadow, refill }
+        DirectLimit { name, limiter, clock: clock.clone(), shadow, refill: rate.full_refill() }
     }
 
     fn check_n(&self, n: usize) -> Result<(), Limited> {
@@ -781,6 +766,15 @@ mod tests {
         assert!(limits.handshake(a, None).unwrap_err().shadow);
         let third = limits.handshake(a, None).unwrap_err();
         assert_eq!((third.limit, third.shadow), ("ip-handshakes", false), "the enforced handshake limit still applies");
+    }
+
+    #[test]
+    fn issue6_default_inference_methods_are_methods_of_the_gateway() {
+        // The default list is drawn from the generated method table: every entry must name a
+        // method the gateway has, or a gateway upgrade that renamed one would leave it unlimited.
+        for glob in clawguard_policies::Limits::default().inference_methods {
+            assert!(crate::method_table::METHODS.iter().any(|(m, _)| glob.matches(m)), "{} is not a gateway method", glob.as_str());
+        }
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct Ctx {
     tool_body: Option<BytesMut>,
     /// clawguard's own refusal of the request (status, kind, message), for `fail_to_proxy`.
     refusal: Option<(u16, &'static str, String)>,
+    /// The scope ceiling of a plain HTTP request's identity, resolved once in `request_filter`.
+    http_ceiling: Option<String>,
 }
 
 /// The largest `/tools/invoke` body clawguard holds for judging (the gateway's own limit).
@@ -190,11 +192,6 @@ fn http_resolution(shared: &Shared, peer: &Peer, req: &RequestHeader) -> Resolut
     shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() })
 }
 
-/// The name of an HTTP request's identity (the key of its rate limits).
-fn http_identity(shared: &Shared, peer: &Peer, req: &RequestHeader) -> String {
-    http_resolution(shared, peer, req).identity.name.clone()
-}
-
 #[async_trait]
 impl ProxyHttp for Clawguard {
     type CTX = Ctx;
@@ -219,17 +216,22 @@ impl ProxyHttp for Clawguard {
         }
         match upgrade_kind(session.req_header()) {
             Upgrade::None => {
-                if let (Some(peer), Some(route)) = (ctx.peer.as_ref(), HttpRoute::of(session.req_header().uri.path())) {
-                    let identity = http_identity(&self.shared, peer, session.req_header());
-                    if let Err(limited) = self.shared.guard.clients.http(route, &identity, peer.ip) {
+                if let Some(peer) = &ctx.peer {
+                    // The identity of an HTTP request is known at once (certificate, address,
+                    // bearer): its ceiling goes to the gateway, its name keys the route's limit.
+                    let resolution = http_resolution(&self.shared, peer, session.req_header());
+                    let (ip, identity) = (peer.ip, resolution.identity.name.clone());
+                    ctx.http_ceiling = Some(resolution.identity.ceiling.names().join(","));
+                    let route = HttpRoute::of(session.req_header().uri.path());
+                    if let Some(Err(limited)) = route.map(|r| self.shared.guard.clients.http(r, &identity, ip)) {
                         if limited.shadow {
                             metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
                         } else {
                             ctx.answered = true;
                             metrics::RATE_LIMITED.with_label_values(&[limited.limit]).inc();
-                            let key = if route == HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {identity:?}") };
+                            let key = if route == Some(HttpRoute::Hooks) { ip.to_string() } else { format!("identity {identity:?}") };
                             let message = format!("clawguard: rate limit {} exceeded for {key}: retry in {} ms", limited.limit, limited.retry_after.as_millis().max(1));
-                            tracing::warn!(peer = %peer.ip, path = %session.req_header().uri.path(), limit = limited.limit, "http request rate limited");
+                            tracing::warn!(peer = %ip, path = %session.req_header().uri.path(), limit = limited.limit, "http request rate limited");
                             respond_rate_limited(session, &limited, &message).await?;
                             return Ok(true);
                         }
@@ -299,10 +301,10 @@ impl ProxyHttp for Clawguard {
             for (name, value) in forwarding_headers(peer.ip, peer.tls, &self.shared.policy.policy.attribution) {
                 req.insert_header(name, value)?;
             }
-            // The identity of an HTTP request is known at once (certificate, address, bearer):
-            // its ceiling goes to the gateway, which honours it where its auth mode allows.
-            let ceiling = http_resolution(&self.shared, peer, req).identity.ceiling.names().join(",");
-            req.insert_header("x-openclaw-scopes", ceiling)?;
+            // The gateway honours the identity's ceiling where its auth mode allows.
+            if let Some(ceiling) = &ctx.http_ceiling {
+                req.insert_header("x-openclaw-scopes", ceiling.clone())?;
+            }
         }
         Ok(())
     }
