@@ -30,19 +30,22 @@ use std::sync::Mutex;
 /// A device signature may be this far from clawguard's clock (the gateway's own skew).
 pub const SIGNATURE_SKEW_MS: u64 = 120_000;
 
-/// The target of a `node.invoke`: which node, which command.
-#[derive(Deserialize, Default)]
+/// The target of a `node.invoke`: which node, which command, trimmed as the gateway trims
+/// them (empty when absent or not a string).
+#[derive(Default)]
 struct InvokeTarget<'a> {
-    #[serde(default, borrow, rename = "nodeId")]
-    node_id: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    command: std::borrow::Cow<'a, str>,
+    node_id: &'a str,
+    command: &'a str,
 }
 
-impl InvokeTarget<'_> {
+impl<'a> InvokeTarget<'a> {
+    fn of(params: &'a Value) -> Self {
+        InvokeTarget { node_id: crate::js::string_field(params, &["nodeId"]).unwrap_or(""), command: crate::js::string_field(params, &["command"]).unwrap_or("") }
+    }
+
     /// `system.run` and `system.run.prepare` run a shell command on the node.
     fn runs_a_command(&self) -> bool {
-        matches!(self.command.as_ref(), "system.run" | "system.run.prepare")
+        matches!(self.command, "system.run" | "system.run.prepare")
     }
 }
 
@@ -569,7 +572,12 @@ impl Access {
                     let details = json!({ "code": "TOO_LARGE", "limit": limit, "source": "clawguard", "rule": "limits" });
                     return self.judge(env, Action::Refuse { reply: reply(&id, "INVALID_REQUEST", &reason, details), close: None, rule: "limits".into(), reason });
                 }
-                let judgement = self.request(env, &id, &method, params.map(|p| p.get()));
+                // The one model of the request: its params, read once as the gateway reads them.
+                let params = match params.map(|p| crate::js::read_json(&method, p.get())).transpose() {
+                    Ok(p) => p.unwrap_or(Value::Null),
+                    Err(e) => return self.unreadable(env, &id, &method, e),
+                };
+                let judgement = self.request(env, &id, &method, &params);
                 if method == "config.get" && judgement.action == Action::Forward {
                     self.pending_config_gets.push(id.into_owned());
                 }
@@ -583,6 +591,13 @@ impl Access {
                 self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
             }
         }
+    }
+
+    /// A request whose params clawguard cannot read: refused, naming where and why.
+    fn unreadable(&self, env: &Env<'_>, id: &str, method: &str, e: crate::js::Unreadable) -> Judgement {
+        let reason = format!("clawguard refuses a {method} request it cannot read: params.{} is unreadable: {}", e.path.trim_start_matches("(top)"), e.why).replace("params.:", "params:");
+        let details = json!({ "code": "UNREADABLE_PARAMS", "path": format!("params.{}", e.path), "method": method, "source": "clawguard", "rule": "unreadable-input" });
+        self.judge(env, Action::Refuse { reply: reply(id, "INVALID_REQUEST", &reason, details), close: None, rule: "unreadable-input".into(), reason })
     }
 
     /// Judges a binary message from the client (the gateway protocol is JSON text).
@@ -660,7 +675,10 @@ impl Access {
         if role == Role::Node {
             // The node id is its device id (the gateway falls back to client.id).
             let node_id = device_id.map(str::to_string).or_else(|| params.client.as_ref().map(|c| c.id.clone())).unwrap_or_default();
-            let raw: Value = params_text.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let raw = match params_text.map(|p| crate::js::read_json("connect", p)).transpose() {
+                Ok(raw) => raw.unwrap_or(Value::Null),
+                Err(e) => return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "unreadable-input", e.to_string()),
+            };
             let declared = declared_surface(&raw);
             let pinned = env.pins.preview(&node_id, &declared, &env.guard.nodes);
             let meta = params.client.as_ref().map(|c| (c.display_name.clone(), c.platform.clone())).unwrap_or_default();
@@ -693,7 +711,7 @@ impl Access {
         self.judge(env, Action::Rewrite { text: encode_json(&frame), rule: rule.into(), reason: why.join("; ") })
     }
 
-    fn request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Judgement {
+    fn request(&mut self, env: &Env<'_>, id: &str, method: &str, params: &Value) -> Judgement {
         if method == "connect" {
             let details = json!({ "code": "INVALID_HANDSHAKE", "source": "clawguard", "rule": "handshake" });
             let reason = "connect is only valid as the first request".to_string();
@@ -731,7 +749,7 @@ impl Access {
             }
         }
         // The target of a node.invoke, read once for the pin, exec and rate-limit checks.
-        let invoke: Option<InvokeTarget<'_>> = (method == "node.invoke").then(|| params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default());
+        let invoke: Option<InvokeTarget<'_>> = (method == "node.invoke").then(|| InvokeTarget::of(params));
         if let (Some(target), Role::Operator) = (&invoke, self.role) {
             if let Some(refusal) = self.node_invoke(env, id, target) {
                 return refusal;
@@ -760,7 +778,7 @@ impl Access {
     /// An operator's `node.invoke`: the command must be within the target node's pin and not
     /// denied by policy.
     fn node_invoke(&self, env: &Env<'_>, id: &str, target: &InvokeTarget<'_>) -> Option<Judgement> {
-        let (node_id, command) = (target.node_id.as_ref(), target.command.as_ref());
+        let (node_id, command) = (target.node_id, target.command);
         let (rule, reason) = if node_id.is_empty() || command.is_empty() {
             ("node-pin", "node.invoke without a nodeId and a command cannot be evaluated".to_string())
         } else {
@@ -771,7 +789,7 @@ impl Access {
     }
 
     /// The exec policy's refusal of a request that would run a command, or approve one.
-    fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
+    fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, value: &Value, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
         use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
         if matches!(method, "exec.approval.get" | "exec.approval.list" | "approval.get") {
             // Their answers carry approval records made before this connection saw them.
@@ -786,7 +804,6 @@ impl Access {
             // Most invocations are not commands: no need for the whole params.
             return None;
         }
-        let value: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
         let refuse = |reason: String, details: Value, enforce: bool| {
             let judgement = Judgement { action: Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "exec-policy".into(), reason }, enforce: enforce && self.enforce(env, None) };
             Some(judgement)
@@ -794,15 +811,13 @@ impl Access {
         let exec = env.guard.exec();
         match method {
             "node.invoke" => {
-                let command = value["command"].as_str().unwrap_or("");
-                if !matches!(command, "system.run" | "system.run.prepare") {
-                    return None;
-                }
+                let command = invoke.map(|t| t.command).unwrap_or("");
                 let r = system_run_refusal(exec, &value["params"], command)?;
                 refuse(r.reason, r.details, r.enforce)
             }
             "tools.invoke" => {
-                if value["tool"].as_str() != Some("exec") {
+                // The handler reads `name` (HTTP: `name ?? tool`), trimmed.
+                if crate::js::string_field(value, &["name", "tool"]) != Some("exec") {
                     return None;
                 }
                 let r = shell_refusal(exec, value["args"]["command"].as_str(), false, "the exec tool")?;
@@ -812,7 +827,7 @@ impl Access {
                 if let Some(approval) = value["id"].as_str() {
                     env.approvals.remember(approval, exec, &value, env.now_ms);
                 }
-                self.approval_requests.push((id.to_string(), value));
+                self.approval_requests.push((id.to_string(), value.clone()));
                 None
             }
             "exec.approval.resolve" | "approval.resolve" => {
@@ -826,7 +841,7 @@ impl Access {
                 refuse(reason, json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "exec-policy" }), true)
             }
             _ => {
-                let reasons = approvals_document_refusals(&value);
+                let reasons = approvals_document_refusals(value);
                 if reasons.is_empty() {
                     return None;
                 }
@@ -838,7 +853,7 @@ impl Access {
 
     /// A request every other check let through: session ownership, then bookkeeping for the
     /// answer (pairing decisions to follow).
-    fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Judgement {
+    fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: &Value, invoke: Option<&InvokeTarget<'_>>) -> Judgement {
         let identity = self.resolution.identity.clone();
         let scope = &identity.sessions;
         let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::sessions::creates_sessions(method));
@@ -870,21 +885,23 @@ impl Access {
 
     /// The rate limits that apply to a request: inference per session, `node.invoke` per node
     /// and per identity, `system.run` per node.
-    fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
+    fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: &Value, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
         use crate::limits::Limit;
         let identity = &self.resolution.identity;
         let profile = identity.limits.as_deref();
         let mut checks: Vec<(Limit, std::borrow::Cow<'_, str>)> = Vec::new();
         if env.guard.inference_methods.iter().any(|g| g.matches(method)) {
+            // Unreadable session fields were refused by the ownership check or, for an
+            // unrestricted identity, are counted against the identity.
             let (keys, agent) = crate::sessions::named_keys(method, params).unwrap_or_default();
             let key = keys.first().map(|k| self.sessions.defaults().canonical(k, agent.as_deref())).unwrap_or_else(|| format!("identity:{}", identity.name));
             checks.push((Limit::SessionInference, key.into()));
         }
         if let Some(target) = invoke {
-            checks.push((Limit::NodeInvoke, target.node_id.as_ref().into()));
+            checks.push((Limit::NodeInvoke, target.node_id.into()));
             checks.push((Limit::IdentityNodeInvoke, identity.name.as_str().into()));
             if target.runs_a_command() {
-                checks.push((Limit::SystemRun, target.node_id.as_ref().into()));
+                checks.push((Limit::SystemRun, target.node_id.into()));
             }
         }
         for (limit, key) in checks {
@@ -909,9 +926,8 @@ impl Access {
 
     /// The config guard's refusal of a config write, if it touches a protected path or
     /// cannot be judged. Applies to every identity, admin included.
-    fn config_guard(&self, env: &Env<'_>, id: &str, method: &str, params: Option<&str>) -> Option<Judgement> {
-        let params: Value = params.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-        let (reason, details) = match env.guard.config_guard.check(method, &params, self.config_snapshot.as_ref()) {
+    fn config_guard(&self, env: &Env<'_>, id: &str, method: &str, params: &Value) -> Option<Judgement> {
+        let (reason, details) = match env.guard.config_guard.check(method, params, self.config_snapshot.as_ref()) {
             Ok(None) => return None,
             Ok(Some(t)) => (
                 format!("{method} changes {}, which is protected ({}) and cannot be changed through clawguard", t.path, t.protected),
@@ -981,7 +997,8 @@ impl Access {
             if event != "node.invoke.request" {
                 return forward;
             }
-            let payload: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            // Unreadable: no id or command, which is refused in the node's name.
+            let payload: Value = payload.and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
             return match node.on_invoke_request(env.pins, &env.guard.nodes, env.guard.exec(), &payload) {
                 // In dry-run the request is delivered and recorded as would-deny.
                 Some((reply, rule, reason)) => Judgement { action: Action::Answer { reply, rule: rule.into(), reason }, enforce: self.enforce(env, None) },
@@ -991,15 +1008,18 @@ impl Access {
         if self.role != Role::Operator || crate::sessions::is_sessionless(event) {
             return forward;
         }
+        let Some(text) = payload else { return forward };
+        let Some(value) = crate::js::read_json_lossy(text) else {
+            let reason = format!("{event} event payload is not JSON: it cannot be shown to concern a session of this identity");
+            return self.judge(env, Action::Drop { rule: "session-owner".into(), reason });
+        };
         if event == "exec.approval.requested" {
-            let value: Value = payload.and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
             if let Some(approval) = value["id"].as_str() {
                 env.approvals.remember(approval, env.guard.exec(), &value["request"], env.now_ms);
             }
         }
-        let Some(payload) = payload else { return forward };
         let identity = self.resolution.identity.clone();
-        match self.sessions.on_event(env, &identity.sessions, event, payload) {
+        match self.sessions.on_event(env, &identity.sessions, event, &value) {
             Some(reason) => self.judge(env, Action::Drop { rule: "session-owner".into(), reason }),
             None => forward,
         }
@@ -1046,10 +1066,19 @@ impl Access {
         }
         if self.sessions.awaits_answers() {
             let identity = self.resolution.identity.clone();
-            if let Answer::Filtered(payload, removed) = self.sessions.on_answer(env, &identity.sessions, id, ok, payload) {
-                let frame = json!({ "type": "res", "id": id, "ok": ok, "payload": payload });
-                let reason = format!("removed {removed} sessions of other identities from the answer");
-                return (self.judge(env, Action::Rewrite { text: encode_json(&frame), rule: "session-owner".into(), reason }), Vec::new());
+            match self.sessions.on_answer(env, &identity.sessions, id, ok, payload) {
+                Answer::Deliver => {}
+                Answer::Filtered(payload, removed) => {
+                    let frame = json!({ "type": "res", "id": id, "ok": ok, "payload": payload });
+                    let reason = format!("removed {removed} sessions of other identities from the answer");
+                    return (self.judge(env, Action::Rewrite { text: encode_json(&frame), rule: "session-owner".into(), reason }), Vec::new());
+                }
+                Answer::Unreadable => {
+                    let reason = "the gateway's roster answer is not JSON, so clawguard cannot remove other identities' sessions from it".to_string();
+                    let details = json!({ "code": "UNREADABLE_ANSWER", "source": "clawguard", "rule": "session-owner" });
+                    let text = error_response(id, "UNAVAILABLE", &reason, details);
+                    return (self.judge(env, Action::Rewrite { text, rule: "session-owner".into(), reason }), Vec::new());
+                }
             }
         }
         if self.pending_config_gets.iter().any(|p| p == id) {

@@ -31,6 +31,7 @@ pub mod exec;
 pub mod exec_guard;
 pub mod gateway;
 pub mod identity;
+pub mod js;
 pub mod limits;
 pub mod method_table;
 pub mod node_guard;

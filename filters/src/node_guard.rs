@@ -95,7 +95,11 @@ impl NodeSide {
             if !matches!(command, "system.run" | "system.run.prepare") {
                 return None;
             }
-            let params: Value = payload["paramsJSON"].as_str().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let params = match payload["paramsJSON"].as_str().map(|p| crate::js::read_json("paramsJSON", p)) {
+                Some(Ok(params)) => params,
+                Some(Err(e)) => return Some(("exec-policy", e.to_string())),
+                None => Value::Null,
+            };
             system_run_refusal(exec, &params, command).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
         };
         let (rule, reason) = if command.is_empty() || invoke_id.is_empty() {

@@ -211,12 +211,13 @@ pub fn dynamic_requirement(method: &str, params: &Value) -> Vec<Scope> {
     let admin_or = |admin: bool, otherwise: Scope| vec![if admin { Scope::Admin } else { otherwise }];
     match method {
         "agent" => {
-            let msg = field("message").and_then(Value::as_str).unwrap_or("");
-            let first = msg.split_whitespace().next().unwrap_or("");
+            let msg = crate::js::string_field(params, &["message"]).unwrap_or("");
+            let first = msg.split(crate::js::is_js_space).next().unwrap_or("").to_ascii_lowercase();
             admin_or(first == "/new" || first == "/reset", Scope::Write)
         }
         "node.invoke" => {
-            let command = field("command").and_then(Value::as_str);
+            // The gateway trims the command before it compares it.
+            let command = crate::js::string_field(params, &["command"]);
             admin_or(command.is_none_or(|c| ADMIN_NODE_COMMANDS.contains(&c)), Scope::Write)
         }
         "talk.config" => {
@@ -307,37 +308,10 @@ pub enum Refusal {
     },
 }
 
-/// The scopes a dynamic method needs, from its raw params. The frequent `node.invoke` and
-/// `agent` read only the field they need, borrowed; the rest parse the params into a value.
-/// Params that cannot be read are judged as absent: the most demanding case.
-pub fn dynamic_requirement_raw(method: &str, params: Option<&str>) -> Vec<Scope> {
-    #[derive(serde::Deserialize)]
-    struct Field<'a> {
-        #[serde(borrow, default)]
-        command: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, default)]
-        message: Option<std::borrow::Cow<'a, str>>,
-    }
-    let raw = params.unwrap_or("null");
-    match method {
-        "node.invoke" | "agent" => {
-            let f: Option<Field<'_>> = serde_json::from_str(raw).ok();
-            let admin = if method == "node.invoke" {
-                f.as_ref().and_then(|f| f.command.as_deref()).is_none_or(|c| ADMIN_NODE_COMMANDS.contains(&c))
-            } else {
-                let first = f.as_ref().and_then(|f| f.message.as_deref()).and_then(|m| m.split_whitespace().next());
-                matches!(first, Some("/new" | "/reset"))
-            };
-            vec![if admin { Scope::Admin } else { Scope::Write }]
-        }
-        _ => dynamic_requirement(method, &serde_json::from_str(raw).unwrap_or(Value::Null)),
-    }
-}
-
 /// The gateway's authorization of one request (`authorizeGatewayMethod`, §2.3), against
-/// `scopes` (already capped by clawguard's ceiling). `params` (raw JSON) is only read for
-/// dynamic methods.
-pub fn authorize(method: &str, params: Option<&str>, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
+/// `scopes` (already capped by clawguard's ceiling). `params` (the request's params, read once
+/// by [`crate::js::read_json`]; `Null` when absent) are only read for dynamic methods.
+pub fn authorize(method: &str, params: &Value, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
     if method == "health" {
         return Ok(());
     }
@@ -359,7 +333,7 @@ pub fn authorize(method: &str, params: Option<&str>, role: Role, scopes: ScopeSe
             &single
         }
         Some(Required::Dynamic) => {
-            dynamic = dynamic_requirement_raw(method, params);
+            dynamic = dynamic_requirement(method, params);
             &dynamic
         }
         Some(Required::NodeRole) => unreachable!("handled above"),

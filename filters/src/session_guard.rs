@@ -30,6 +30,8 @@ pub enum Answer {
     /// Deliver this payload instead (a roster without foreign entries): the new frame text,
     /// and how many entries were removed.
     Filtered(Value, usize),
+    /// The answer must be filtered but cannot be read: withhold it.
+    Unreadable,
 }
 
 /// The session state of one connection.
@@ -58,7 +60,7 @@ impl SessionSide {
 
     /// Judges the session parameters of a request that is otherwise going to the gateway;
     /// on success, notes what the answer needs (roster filtering, run tracking).
-    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: Option<&str>) -> Result<(), Box<SessionRefusal>> {
+    pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: &Value) -> Result<(), Box<SessionRefusal>> {
         let (named, agent_id) = named_keys(method, params).map_err(|reason| {
             let details = json!({ "code": "SESSION_UNJUDGEABLE", "source": "clawguard", "rule": "session-owner", "identity": identity });
             Box::new(SessionRefusal { code: "INVALID_REQUEST", rule: "session-owner", reason, details, retryable: false })
@@ -103,7 +105,8 @@ impl SessionSide {
         self.rosters.retain(|r| r != id);
     }
 
-    /// A gateway answer to request `id`.
+    /// A gateway answer to request `id`. A roster answer that cannot be read is withheld:
+    /// it cannot be shown to list only the identity's own sessions.
     pub fn on_answer(&mut self, env: &Env<'_>, scope: &SessionScope, id: &str, ok: bool, payload: Option<&str>) -> Answer {
         if let Some(i) = self.sends.iter().position(|(s, _)| s == id) {
             let (_, key) = self.sends.swap_remove(i);
@@ -113,7 +116,8 @@ impl SessionSide {
         }
         let Some(i) = self.rosters.iter().position(|r| r == id) else { return Answer::Deliver };
         self.rosters.swap_remove(i);
-        let Some(mut payload) = payload.and_then(|p| serde_json::from_str::<Value>(p).ok()) else { return Answer::Deliver };
+        let Some(payload) = payload else { return Answer::Deliver };
+        let Some(mut payload) = crate::js::read_json_lossy(payload) else { return Answer::Unreadable };
         match filter_roster(&mut payload, &self.defaults, scope) {
             0 => Answer::Deliver,
             n => Answer::Filtered(payload, n),
@@ -122,8 +126,11 @@ impl SessionSide {
 
     /// An event for this connection: `Some(reason)` when it concerns a session outside the
     /// scope and is not delivered. A `chat` event that ends a run frees its session.
-    pub fn on_event(&self, env: &Env<'_>, scope: &SessionScope, event: &str, payload: &str) -> Option<String> {
-        let found = event_session(event, payload);
+    pub fn on_event(&self, env: &Env<'_>, scope: &SessionScope, event: &str, payload: &Value) -> Option<String> {
+        let found = match event_session(event, payload) {
+            Ok(found) => found,
+            Err(why) => return Some(format!("{why}: it cannot be shown to concern a session of this identity")),
+        };
         let canonical = self.defaults.canonical(&found.key?, None);
         if event == "chat" && env.guard.sessions.serialize_sends && matches!(found.state.as_deref(), Some("final" | "error" | "aborted")) {
             env.ledger.end_run(&canonical);

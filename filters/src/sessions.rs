@@ -4,8 +4,6 @@
 //! created and runs in flight.
 
 use crate::method_table::SESSION_PARAMS;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -132,52 +130,27 @@ pub fn session_fields(method: &str) -> &'static [&'static str] {
     SESSION_PARAMS.binary_search_by(|(name, _)| (*name).cmp(method)).map(|i| SESSION_PARAMS[i].1).unwrap_or(&[])
 }
 
-/// The session-naming parameters of a request, borrowed (other fields are skipped unread).
-#[derive(Deserialize, Default)]
-struct Named<'a> {
-    #[serde(default, borrow, rename = "sessionKey")]
-    session_key: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "parentSessionKey")]
-    parent_session_key: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "sessionKeys")]
-    session_keys: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    key: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    keys: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "agentId")]
-    agent_id: Option<&'a RawValue>,
-}
-
 /// The session keys a request's parameters name, as written, and its `agentId`. A field that
 /// names a session but is neither a string nor an array of strings (or params that are not a
 /// JSON object) cannot be judged: an error, and the request is refused.
-pub fn named_keys(method: &str, params: Option<&str>) -> Result<(Vec<String>, Option<String>), String> {
+pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<String>), String> {
     let fields = session_fields(method);
-    let named: Named<'_> = match params {
-        // No field can be present: none of the names appears, and no escape could spell one.
-        Some(p) if !p.contains('\\') && !fields.iter().any(|f| p.contains(&format!("\"{f}\""))) => Named::default(),
-        None => Named::default(),
-        Some(p) => serde_json::from_str(p).map_err(|e| format!("{method} params cannot be read for session ownership: {e}"))?,
-    };
     let mut keys = Vec::new();
+    if fields.is_empty() || params.is_null() {
+        return Ok((keys, None));
+    }
+    if !params.is_object() {
+        return Err(format!("{method} params are not an object, so the sessions they name cannot be read"));
+    }
     for field in fields {
-        let raw = match *field {
-            "sessionKey" => named.session_key,
-            "parentSessionKey" => named.parent_session_key,
-            "sessionKeys" => named.session_keys,
-            "key" => named.key,
-            _ => named.keys,
-        };
-        let Some(raw) = raw else { continue };
-        match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Null) => {}
-            Ok(Value::String(s)) => keys.push(s),
-            Ok(Value::Array(items)) if items.iter().all(Value::is_string) => keys.extend(items.into_iter().filter_map(|v| v.as_str().map(str::to_string))),
+        match &params[*field] {
+            Value::Null => {}
+            Value::String(s) => keys.push(crate::js::trim(s).to_string()),
+            Value::Array(items) if items.iter().all(Value::is_string) => keys.extend(items.iter().filter_map(Value::as_str).map(|s| crate::js::trim(s).to_string())),
             _ => return Err(format!("{method}: {field} is neither a session key nor a list of them")),
         }
     }
-    let agent_id = named.agent_id.and_then(|a| serde_json::from_str::<String>(a.get()).ok());
+    let agent_id = crate::js::string_field(params, &["agentId"]).map(str::to_string);
     Ok((keys, agent_id))
 }
 
@@ -196,18 +169,6 @@ pub fn is_sessionless(event: &str) -> bool {
     matches!(event, "tick" | "health" | "heartbeat" | "presence" | "shutdown" | "node.presence" | "node.hostStats")
 }
 
-#[derive(Deserialize, Default)]
-struct EventFields<'a> {
-    #[serde(default, borrow, rename = "sessionKey")]
-    session_key: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    key: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    request: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    state: Option<std::borrow::Cow<'a, str>>,
-}
-
 /// What ownership needs from an event payload.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventSession {
@@ -218,23 +179,27 @@ pub struct EventSession {
     pub state: Option<String>,
 }
 
-/// Reads an event payload for ownership. A payload that is not an object carries no key.
-pub fn event_session(event: &str, payload: &str) -> EventSession {
-    let fields: EventFields<'_> = serde_json::from_str(payload).unwrap_or_default();
-    let request_key = || {
-        #[derive(Deserialize)]
-        struct Request {
-            #[serde(default, rename = "sessionKey")]
-            session_key: Option<String>,
+/// Reads an event payload for ownership (parsed with [`crate::js::read_json_lossy`]). A
+/// payload that is not an object carries no key; a key field that is present but not a string
+/// cannot be judged (`Err`, and the event is not delivered).
+pub fn event_session(event: &str, payload: &Value) -> Result<EventSession, String> {
+    let text = |v: &Value, field: &str| -> Result<Option<String>, String> {
+        match v {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(crate::js::trim(s).to_string())),
+            _ => Err(format!("{event} event: {field} is not a session key")),
         }
-        fields.request.and_then(|r| serde_json::from_str::<Request>(r.get()).ok()).and_then(|r| r.session_key)
     };
-    let plain_key = || {
-        let keyed = event.starts_with("session") || event == "chat" || event == "agent";
-        fields.key.filter(|_| keyed).and_then(|k| serde_json::from_str::<String>(k.get()).ok())
-    };
-    let key = fields.session_key.as_deref().map(str::to_string).or_else(request_key).or_else(plain_key);
-    EventSession { key, state: fields.state.map(|s| s.into_owned()) }
+    let keyed = event.starts_with("session") || event == "chat" || event == "agent";
+    let mut key = text(&payload["sessionKey"], "sessionKey")?;
+    if key.is_none() {
+        key = text(&payload["request"]["sessionKey"], "request.sessionKey")?;
+    }
+    if key.is_none() && keyed {
+        key = text(&payload["key"], "key")?;
+    }
+    let state = payload["state"].as_str().map(str::to_string);
+    Ok(EventSession { key, state })
 }
 
 /// Removes roster entries outside `scope` from a `sessions.list` / `sessions.search` /
@@ -366,21 +331,22 @@ mod tests {
         assert_eq!(session_fields("sessions.create"), &["parentSessionKey", "key"]);
         assert_eq!(session_fields("sessions.preview"), &["keys"]);
         assert!(session_fields("health").is_empty());
-        let (keys, agent) = named_keys("sessions.preview", Some(r#"{"keys": ["a", "b"], "agentId": "w"}"#)).unwrap();
-        assert_eq!((keys, agent.as_deref()), (vec!["a".to_string(), "b".to_string()], Some("w")));
-        assert!(named_keys("sessions.preview", Some(r#"{"keys": ["a", 3]}"#)).is_err(), "an unreadable key is not skipped");
-        assert!(named_keys("chat.history", Some(r#"{"sessionKey": {"x": 1}}"#)).is_err());
-        assert!(named_keys("chat.history", Some(r#"{"sessionKey": "a", "sessionKey": "b"}"#)).is_err(), "duplicate fields are refused");
-        assert_eq!(named_keys("tools.invoke", Some(r#"{"key": {"not": "a session"}}"#)).unwrap().0, Vec::<String>::new(), "key only names a session on sessions.*");
+        let (keys, agent) = named_keys("sessions.preview", &json!({"keys": ["a", " b"], "agentId": "w"})).unwrap();
+        assert_eq!((keys, agent.as_deref()), (vec!["a".to_string(), "b".to_string()], Some("w")), "keys are trimmed as the gateway trims them");
+        assert!(named_keys("sessions.preview", &json!({"keys": ["a", 3]})).is_err(), "an unreadable key is not skipped");
+        assert!(named_keys("chat.history", &json!({"sessionKey": {"x": 1}})).is_err());
+        assert!(named_keys("chat.history", &json!([1])).is_err(), "params that are not an object are not read as naming nothing");
+        assert_eq!(named_keys("tools.invoke", &json!({"key": {"not": "a session"}})).unwrap().0, Vec::<String>::new(), "key only names a session on sessions.*");
     }
 
     #[test]
     fn event_keys_are_found_where_the_gateway_puts_them() {
-        assert_eq!(event_session("chat", r#"{"sessionKey":"a","state":"final"}"#), EventSession { key: Some("a".into()), state: Some("final".into()) });
-        assert_eq!(event_session("exec.approval.requested", r#"{"request":{"command":"ls","sessionKey":"b"}}"#).key.as_deref(), Some("b"));
-        assert_eq!(event_session("sessions.changed", r#"{"key":"c"}"#).key.as_deref(), Some("c"));
-        assert_eq!(event_session("cron", r#"{"key":"not a session"}"#).key, None, "key names a session only on chat/agent/session events");
-        assert_eq!(event_session("chat", "[1,2]").key, None);
+        assert_eq!(event_session("chat", &json!({"sessionKey":"a","state":"final"})).unwrap(), EventSession { key: Some("a".into()), state: Some("final".into()) });
+        assert_eq!(event_session("exec.approval.requested", &json!({"request":{"command":"ls","sessionKey":"b"}})).unwrap().key.as_deref(), Some("b"));
+        assert_eq!(event_session("sessions.changed", &json!({"key":"c"})).unwrap().key.as_deref(), Some("c"));
+        assert_eq!(event_session("cron", &json!({"key":"not a session"})).unwrap().key, None, "key names a session only on chat/agent/session events");
+        assert_eq!(event_session("chat", &json!([1,2])).unwrap().key, None);
+        assert!(event_session("chat", &json!({"sessionKey": ["agent:main:bob"]})).is_err(), "a key that is not a string is not read as no key");
         assert!(is_sessionless("tick") && !is_sessionless("chat"));
     }
 

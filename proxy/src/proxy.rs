@@ -122,8 +122,16 @@ const MAX_TOOL_BODY: usize = 2 * 1024 * 1024;
 /// The exec policy's refusal of a `/tools/invoke` body, if it runs the `exec` tool with a
 /// command the policy does not allow.
 fn tool_invoke_refusal(shared: &Shared, body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    if value["tool"].as_str() != Some("exec") {
+    // The gateway strips a UTF-8 BOM and parses with JSON.parse; what clawguard cannot read is
+    // refused, naming where.
+    let Ok(text) = std::str::from_utf8(body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body)) else {
+        return Some("the /tools/invoke body is not UTF-8 text, so clawguard cannot judge it".into());
+    };
+    let value = match clawguard_filters::js::read_json("the /tools/invoke body", text) {
+        Ok(v) => v,
+        Err(e) => return Some(e.to_string()),
+    };
+    if clawguard_filters::js::string_field(&value, &["name", "tool"]) != Some("exec") {
         return None;
     }
     let r = clawguard_filters::exec_guard::shell_refusal(shared.guard.exec(), value["args"]["command"].as_str(), false, "the exec tool")?;

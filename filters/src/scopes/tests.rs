@@ -8,8 +8,7 @@ fn set(names: &[Scope]) -> ScopeSet {
 }
 
 fn missing(method: &str, params: Value, scopes: &[Scope]) -> Option<Scope> {
-    let raw = params.to_string();
-    match authorize(method, Some(&raw), Role::Operator, set(scopes)) {
+    match authorize(method, &params, Role::Operator, set(scopes)) {
         Ok(()) => None,
         Err(Refusal::MissingScope { missing, .. }) => Some(missing),
         Err(other) => panic!("unexpected {other:?}"),
@@ -77,7 +76,7 @@ fn health_and_scope_upgrade_need_nothing() {
     assert_eq!(missing("health", json!({}), &[]), None);
     assert_eq!(missing("device.scopes.requestUpgrade", json!({}), &[]), None);
     assert_eq!(missing("device.scopes.waitUpgrade", json!({}), &[]), None);
-    assert_eq!(authorize("health", None, Role::Node, ScopeSet::EMPTY), Ok(()));
+    assert_eq!(authorize("health", &Value::Null, Role::Node, ScopeSet::EMPTY), Ok(()));
 }
 
 #[test]
@@ -95,9 +94,9 @@ fn session_scopes() {
 
 #[test]
 fn roles() {
-    assert_eq!(authorize("node.invoke.result", None, Role::Operator, ScopeSet::all()), Err(Refusal::Role { role: Role::Operator }));
-    assert_eq!(authorize("status", None, Role::Node, ScopeSet::EMPTY), Err(Refusal::Role { role: Role::Node }));
-    assert_eq!(authorize("node.event", None, Role::Node, ScopeSet::EMPTY), Ok(()), "nodes are not scope-checked");
+    assert_eq!(authorize("node.invoke.result", &Value::Null, Role::Operator, ScopeSet::all()), Err(Refusal::Role { role: Role::Operator }));
+    assert_eq!(authorize("status", &Value::Null, Role::Node, ScopeSet::EMPTY), Err(Refusal::Role { role: Role::Node }));
+    assert_eq!(authorize("node.event", &Value::Null, Role::Node, ScopeSet::EMPTY), Ok(()), "nodes are not scope-checked");
     assert_eq!(Role::parse("worker"), None);
 }
 
@@ -141,7 +140,7 @@ fn dynamic_rules() {
 
 #[test]
 fn refusal_lists_every_required_scope() {
-    match authorize("talk.config", Some(r#"{"includeSecrets": true}"#), Role::Operator, ScopeSet::EMPTY) {
+    match authorize("talk.config", &json!({"includeSecrets": true}), Role::Operator, ScopeSet::EMPTY) {
         Err(Refusal::MissingScope { missing, required }) => {
             assert_eq!(missing, Scope::Read);
             assert_eq!(required, vec![Scope::Read, Scope::TalkSecrets]);
