@@ -824,6 +824,9 @@ impl Access {
                 refuse(r.reason, r.details, r.enforce)
             }
             "exec.approval.request" => {
+                if let Some(r) = crate::exec_guard::approval_request_refusal(exec, value) {
+                    return refuse(r.reason, r.details, r.enforce);
+                }
                 if let Some(approval) = value["id"].as_str() {
                     env.approvals.remember(approval, exec, &value, env.now_ms);
                 }

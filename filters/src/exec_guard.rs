@@ -127,18 +127,40 @@ pub fn shell_refusal(policy: Result<&ExecPolicy, &str>, command: Option<&str>, a
 }
 
 /// The commands an approval request carries: `command` (shell), `commandArgv`,
-/// `systemRunPlan.argv`.
-pub fn approval_commands(request: &Value) -> Vec<Command> {
+/// `systemRunPlan.argv`. A field that is present with the wrong shape is an error (the
+/// command cannot be judged), never skipped.
+pub fn approval_commands(request: &Value) -> Result<Vec<Command>, String> {
     let mut out = Vec::new();
-    if let Some(s) = request["command"].as_str() {
-        out.push(Command::Shell(s.to_string()));
+    match &request["command"] {
+        Value::Null => {}
+        Value::String(s) => out.push(Command::Shell(s.clone())),
+        _ => return Err("command is not a string".into()),
     }
-    for argv in [&request["commandArgv"], &request["systemRunPlan"]["argv"]] {
-        if let Some(a) = crate::exec::argv_of(argv) {
-            out.push(Command::Argv(a));
+    for (field, argv) in [("commandArgv", &request["commandArgv"]), ("systemRunPlan.argv", &request["systemRunPlan"]["argv"])] {
+        match argv {
+            Value::Null => {}
+            v => out.push(Command::Argv(crate::exec::argv_of(v).ok_or_else(|| format!("{field} is not an array of strings"))?)),
         }
     }
-    out
+    Ok(out)
+}
+
+/// The exec refusal of an `exec.approval.request`: a command the policy denies is never
+/// put before an approver (nor handed to the gateway's own planner), and one that cannot be
+/// read or names no command is refused. `ask` and `allow` go on to the approver.
+pub fn approval_request_refusal(policy: Result<&ExecPolicy, &str>, request: &Value) -> Option<ExecRefusal> {
+    let what = "exec.approval.request";
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => return Some(unjudgeable(what, format!("the exec policy is invalid: {e}"))),
+    };
+    let commands = match approval_commands(request) {
+        Ok(c) if c.is_empty() => return Some(unjudgeable(what, "no command (expected command, commandArgv or systemRunPlan.argv)".into())),
+        Ok(c) => c,
+        Err(e) => return Some(unjudgeable(what, e)),
+    };
+    let verdict = strictest(policy, &commands);
+    (verdict.decision() == ExecDecision::Deny).then(|| refusal(&verdict, what, false))
 }
 
 /// Approval ids and what the policy says of their commands, across connections.
@@ -150,11 +172,11 @@ pub struct ApprovalMemory {
 impl ApprovalMemory {
     /// Remembers approval `id` and the verdict on its commands.
     pub fn remember(&self, id: &str, policy: Result<&ExecPolicy, &str>, request: &Value, now_ms: u64) {
-        let commands = approval_commands(request);
-        let (decision, reason) = match policy {
-            Err(e) => (ExecDecision::Deny, format!("the exec policy is invalid: {e}")),
-            Ok(_) if commands.is_empty() => (ExecDecision::Deny, "the approval request names no command".to_string()),
-            Ok(p) => {
+        let (decision, reason) = match (policy, approval_commands(request)) {
+            (Err(e), _) => (ExecDecision::Deny, format!("the exec policy is invalid: {e}")),
+            (_, Err(e)) => (ExecDecision::Deny, format!("the approval request cannot be judged: {e}")),
+            (_, Ok(commands)) if commands.is_empty() => (ExecDecision::Deny, "the approval request names no command".to_string()),
+            (Ok(p), Ok(commands)) => {
                 let v = strictest(p, &commands);
                 let shown = v.segments.iter().find(|s| s.decision == v.decision).map(|s| s.argv.join(" ")).unwrap_or_default();
                 (v.decision(), format!("segment `{shown}`: {}", v.reason))
@@ -193,7 +215,7 @@ pub fn remember_records(memory: &ApprovalMemory, policy: Result<&ExecPolicy, &st
             Value::Object(o) => {
                 if let Some(id) = o.get("id").and_then(Value::as_str) {
                     let request = o.get("request").filter(|r| r.is_object()).unwrap_or(v);
-                    if !approval_commands(request).is_empty() {
+                    if approval_commands(request).is_ok_and(|c| !c.is_empty()) {
                         memory.remember(id, policy, request, now_ms);
                     }
                 }
