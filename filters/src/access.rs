@@ -353,6 +353,10 @@ pub struct Access {
     sessions: SessionSide,
     /// `exec.approval.request`s awaiting their answer (which carries the approval id).
     approval_requests: Vec<(String, Value)>,
+    /// Pending node pairing requests seen (their declared commands decide who may approve).
+    pair_requests: crate::grants::PendingRequests,
+    /// Ids of `node.pair.list` requests not answered yet.
+    pending_pair_lists: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -455,6 +459,8 @@ impl Access {
             pair_decisions: Vec::new(),
             sessions: SessionSide::default(),
             approval_requests: Vec::new(),
+            pair_requests: Default::default(),
+            pending_pair_lists: Vec::new(),
         }
     }
 
@@ -580,6 +586,8 @@ impl Access {
                 let judgement = self.request(env, &id, &method, &params);
                 if method == "config.get" && judgement.action == Action::Forward {
                     self.pending_config_gets.push(id.into_owned());
+                } else if method == "node.pair.list" && judgement.action == Action::Forward {
+                    self.pending_pair_lists.push(id.into_owned());
                 }
                 judgement
             }
@@ -743,6 +751,9 @@ impl Access {
             };
             return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "scope".into(), reason });
         }
+        if let Some(refusal) = self.grant_check(env, id, method, params) {
+            return refusal;
+        }
         if matches!(method, "config.set" | "config.patch" | "config.apply") {
             if let Some(refusal) = self.config_guard(env, id, method, params) {
                 return refusal;
@@ -772,6 +783,43 @@ impl Access {
                 };
                 Judgement { action, enforce }
             }
+        }
+    }
+
+    /// A request that grants, mints, approves or rotates (`grants`), or a chat message that runs
+    /// a command (`chat_commands`): refused when it would grant what the caller does not hold.
+    fn grant_check(&mut self, env: &Env<'_>, id: &str, method: &str, params: &Value) -> Option<Judgement> {
+        let caller = self.effective_scopes();
+        let identity = &self.resolution.identity.name;
+        let refuse = |code: &str, reason: String, details: Value| Some(self.judge(env, Action::Refuse { reply: reply(id, code, &reason, details), close: None, rule: "grant".into(), reason }));
+        if let Some(why) = crate::grants::refusal(method, params, caller, &self.pair_requests) {
+            return refuse("FORBIDDEN", why, json!({ "code": "GRANT_EXCEEDS_CALLER", "method": method, "source": "clawguard", "rule": "grant", "identity": identity }));
+        }
+        let (shown, requirement, command) = match crate::chat_commands::requirement_of(method, params) {
+            Ok(Some(found)) => found,
+            Ok(None) => return None,
+            Err(why) => return refuse("INVALID_REQUEST", why, json!({ "code": "UNREADABLE_PARAMS", "path": "params.message", "source": "clawguard", "rule": "grant" })),
+        };
+        if let Some(missing) = requirement.scopes.iter().find(|s| !crate::scopes::satisfies(caller, **s)) {
+            let reason = format!("the chat command {shown} is {} and needs {}, which {identity:?} does not hold", requirement.like, missing.name());
+            return refuse("FORBIDDEN", reason, json!({ "code": "MISSING_SCOPE", "missingScope": missing.name(), "command": shown, "source": "clawguard", "rule": "grant", "identity": identity }));
+        }
+        let command = command?;
+        match command.name.as_str() {
+            "approve" => {
+                let (approval, decision) = (command.args.first()?, command.args.get(1).map(|d| d.to_lowercase()).unwrap_or_default());
+                if decision.starts_with("deny") || decision == "reject" {
+                    return None;
+                }
+                let why = env.approvals.resolve_refusal(approval, env.now_ms)?;
+                refuse("FORBIDDEN", format!("the chat command /approve: {why}"), json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "grant" }))
+            }
+            "bash" => {
+                let r = crate::exec_guard::shell_refusal(env.guard.exec(), Some(&command.rest), false, "the chat command /bash")?;
+                let reason = r.reason;
+                Some(Judgement { action: Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, r.details), close: None, rule: "exec-policy".into(), reason }, enforce: r.enforce && self.enforce(env, None) })
+            }
+            _ => None,
         }
     }
 
@@ -953,7 +1001,9 @@ impl Access {
             || operator_sessions
             || self.sessions.awaits_answers()
             || !self.approval_requests.is_empty()
-            || (self.role == Role::Operator && self.effective_scopes().closure().contains(Scope::Approvals));
+            || !self.pending_pair_lists.is_empty()
+            || (self.role == Role::Operator && self.effective_scopes().closure().contains(Scope::Approvals))
+            || (self.role == Role::Operator && self.effective_scopes().contains(Scope::Pairing));
         if !needs_parse {
             return (forward, Vec::new());
         }
@@ -1012,6 +1062,11 @@ impl Access {
             return forward;
         }
         let Some(text) = payload else { return forward };
+        if event == "node.pair.requested" {
+            if let Some(value) = crate::js::read_json_lossy(text) {
+                self.pair_requests.learn(&value);
+            }
+        }
         let Some(value) = crate::js::read_json_lossy(text) else {
             let reason = format!("{event} event payload is not JSON: it cannot be shown to concern a session of this identity");
             return self.judge(env, Action::Drop { rule: "session-owner".into(), reason });
@@ -1036,6 +1091,12 @@ impl Access {
             if node.swallows(id) {
                 let reason = "the gateway's answer to clawguard's own node.invoke.result".to_string();
                 return (Judgement { action: Action::Drop { rule: "node-pin".into(), reason }, enforce: true }, Vec::new());
+            }
+        }
+        if let Some(i) = self.pending_pair_lists.iter().position(|r| r == id) {
+            self.pending_pair_lists.swap_remove(i);
+            if let Some(value) = payload.filter(|_| ok).and_then(crate::js::read_json_lossy) {
+                self.pair_requests.learn(&value);
             }
         }
         if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {

@@ -15,6 +15,10 @@
 //!   [`session_guard`]: session ownership on one connection.
 //! - [`exec`]: the exec policy: commands parsed as shell, wrappers peeled, segments judged.
 //! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
+//! - [`js`]: how the gateway's JavaScript reads input (JSON.parse, trim, `??` aliases);
+//!   what cannot be read that way is refused.
+//! - [`grants`]: methods that grant, mint, approve or rotate, judged by what they grant;
+//!   [`chat_commands`]: slash commands in chat messages, held to their methods' scopes.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -23,6 +27,7 @@
 
 pub mod access;
 pub mod attribution;
+pub mod chat_commands;
 pub mod config_guard;
 pub mod conn_limits;
 pub mod decide;
@@ -30,6 +35,7 @@ pub mod engine;
 pub mod exec;
 pub mod exec_guard;
 pub mod gateway;
+pub mod grants;
 pub mod identity;
 pub mod js;
 pub mod limits;
