@@ -357,6 +357,8 @@ pub struct Access {
     pair_requests: crate::grants::PendingRequests,
     /// Ids of `node.pair.list` requests not answered yet.
     pending_pair_lists: Vec<String>,
+    /// Approval decisions forwarded and not answered yet: request id, approval id, decision.
+    resolutions: Vec<(String, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -461,6 +463,7 @@ impl Access {
             approval_requests: Vec::new(),
             pair_requests: Default::default(),
             pending_pair_lists: Vec::new(),
+            resolutions: Vec::new(),
         }
     }
 
@@ -859,8 +862,18 @@ impl Access {
         let exec = env.guard.exec();
         match method {
             "node.invoke" => {
-                let command = invoke.map(|t| t.command).unwrap_or("");
-                let r = system_run_refusal(exec, &value["params"], command)?;
+                let (node, command) = invoke.map(|t| (t.node_id, t.command)).unwrap_or_default();
+                let run = &value["params"];
+                // Approval fields from a client count only when they are bound to an approval
+                // clawguard saw granted for exactly this node, argv, cwd and env.
+                let approved = crate::exec_guard::claims_approval(run);
+                if approved {
+                    if let Err(why) = env.approvals.bind(crate::js::string_field(run, &["runId"]), node, run, env.now_ms) {
+                        let reason = format!("{command} claims an approval clawguard cannot bind: {why}");
+                        return refuse(reason, json!({ "code": "EXEC_APPROVAL_UNBOUND", "source": "clawguard", "rule": "exec-policy" }), true);
+                    }
+                }
+                let r = system_run_refusal(exec, run, command, approved)?;
                 refuse(r.reason, r.details, r.enforce)
             }
             "tools.invoke" => {
@@ -882,14 +895,22 @@ impl Access {
                 None
             }
             "exec.approval.resolve" | "approval.resolve" => {
-                let approves = value["decision"].as_str().is_some_and(|d| d.starts_with("allow"));
-                let exec_kind = method == "exec.approval.resolve" || value["kind"].as_str() == Some("exec");
-                if !(approves && exec_kind) {
+                // Anything but an explicit deny may approve; without a kind the id may be an
+                // exec approval's.
+                let decision = crate::js::string_field(value, &["decision"]).unwrap_or("").to_ascii_lowercase();
+                let exec_kind = method == "exec.approval.resolve" || crate::js::string_field(value, &["kind"]).is_none_or(|k| k == "exec");
+                if !exec_kind {
                     return None;
                 }
-                let approval = value["id"].as_str().unwrap_or("");
-                let reason = env.approvals.resolve_refusal(approval, env.now_ms)?;
-                refuse(reason, json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "exec-policy" }), true)
+                let approval = crate::js::string_field(value, &["id"]).unwrap_or("");
+                if decision != "deny" {
+                    if let Some(reason) = env.approvals.resolve_refusal(approval, env.now_ms) {
+                        return refuse(reason, json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "exec-policy" }), true);
+                    }
+                }
+                // The decision binds once the gateway accepts it.
+                self.resolutions.push((id.to_string(), approval.to_string(), decision));
+                None
             }
             _ => {
                 let reasons = approvals_document_refusals(value);
@@ -1002,6 +1023,7 @@ impl Access {
             || self.sessions.awaits_answers()
             || !self.approval_requests.is_empty()
             || !self.pending_pair_lists.is_empty()
+            || !self.resolutions.is_empty()
             || (self.role == Role::Operator && self.effective_scopes().closure().contains(Scope::Approvals))
             || (self.role == Role::Operator && self.effective_scopes().contains(Scope::Pairing));
         if !needs_parse {
@@ -1076,6 +1098,11 @@ impl Access {
                 env.approvals.remember(approval, env.guard.exec(), &value["request"], env.now_ms);
             }
         }
+        if event == "exec.approval.resolved" {
+            if let (Some(approval), Some(decision)) = (value["id"].as_str(), value["decision"].as_str()) {
+                env.approvals.resolved(approval, decision);
+            }
+        }
         let identity = self.resolution.identity.clone();
         match self.sessions.on_event(env, &identity.sessions, event, &value) {
             Some(reason) => self.judge(env, Action::Drop { rule: "session-owner".into(), reason }),
@@ -1092,6 +1119,13 @@ impl Access {
                 let reason = "the gateway's answer to clawguard's own node.invoke.result".to_string();
                 return (Judgement { action: Action::Drop { rule: "node-pin".into(), reason }, enforce: true }, Vec::new());
             }
+        }
+        if let Some(i) = self.resolutions.iter().position(|(r, _, _)| r == id) {
+            let (_, approval, decision) = self.resolutions.swap_remove(i);
+            if ok {
+                env.approvals.resolved(&approval, &decision);
+            }
+            return (forward, Vec::new());
         }
         if let Some(i) = self.pending_pair_lists.iter().position(|r| r == id) {
             self.pending_pair_lists.swap_remove(i);

@@ -100,7 +100,7 @@ impl NodeSide {
                 Some(Err(e)) => return Some(("exec-policy", e.to_string())),
                 None => Value::Null,
             };
-            system_run_refusal(exec, &params, command).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
+            system_run_refusal(exec, &params, command, crate::exec::carries_approval(&params)).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
         };
         let (rule, reason) = if command.is_empty() || invoke_id.is_empty() {
             ("node-pin", "node.invoke.request without an id and a command cannot be evaluated".to_string())
