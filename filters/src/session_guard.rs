@@ -4,7 +4,34 @@
 //! and (optionally) one `chat.send` run per session at a time.
 
 use crate::access::Env;
-use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
+use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster, is_roster_tool, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
+
+/// Filters a `tools.invoke` answer of a session-listing tool: `output.details` (the tool's
+/// payload) like a roster, and each `output.content[].text` that is the same payload as JSON
+/// text is rewritten from the filtered one. `None` when a text part cannot be shown to hold no
+/// foreign session (it is not JSON): the answer is withheld. A failed call is delivered.
+fn filter_tool_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &SessionScope) -> Option<usize> {
+    let output = payload.get_mut("output").filter(|o| o.is_object())?;
+    let mut removed = 0;
+    if let Some(details) = output.get_mut("details").filter(|d| d.is_object()) {
+        removed += filter_roster(details, defaults, scope);
+    }
+    if let Some(Value::Array(parts)) = output.get_mut("content") {
+        for part in parts.iter_mut() {
+            let Some(text) = part.get("text").and_then(Value::as_str) else { continue };
+            let mut inner = crate::js::read_json_lossy(text)?;
+            if !inner.is_object() {
+                return None;
+            }
+            let n = filter_roster(&mut inner, defaults, scope);
+            if n > 0 {
+                removed = removed.max(n);
+                part["text"] = Value::String(serde_json::to_string_pretty(&inner).ok()?);
+            }
+        }
+    }
+    Some(removed)
+}
 use serde_json::{json, Value};
 
 /// A refused request: the error code, the rule, why, the details, and whether to retry.
@@ -38,7 +65,8 @@ pub enum Answer {
 #[derive(Debug, Default)]
 pub struct SessionSide {
     defaults: SessionDefaults,
-    rosters: Vec<String>,
+    /// Roster requests awaiting their answer: id, and whether it is a session tool's result.
+    rosters: Vec<(String, bool)>,
     sends: Vec<(String, String)>,
 }
 
@@ -91,7 +119,10 @@ impl SessionSide {
             }
         }
         if is_roster(method) && !scope.is_unrestricted() {
-            self.rosters.push(id.to_string());
+            self.rosters.push((id.to_string(), false));
+        }
+        if method == "tools.invoke" && !scope.is_unrestricted() && crate::js::string_field(params, &["name", "tool"]).is_some_and(is_roster_tool) {
+            self.rosters.push((id.to_string(), true));
         }
         Ok(())
     }
@@ -102,7 +133,7 @@ impl SessionSide {
             let (_, key) = self.sends.swap_remove(i);
             env.ledger.end_run(&key);
         }
-        self.rosters.retain(|r| r != id);
+        self.rosters.retain(|(r, _)| r != id);
     }
 
     /// A gateway answer to request `id`. A roster answer that cannot be read is withheld:
@@ -114,10 +145,17 @@ impl SessionSide {
                 env.ledger.end_run(&key);
             }
         }
-        let Some(i) = self.rosters.iter().position(|r| r == id) else { return Answer::Deliver };
-        self.rosters.swap_remove(i);
+        let Some(i) = self.rosters.iter().position(|(r, _)| r == id) else { return Answer::Deliver };
+        let (_, tool) = self.rosters.swap_remove(i);
         let Some(payload) = payload else { return Answer::Deliver };
         let Some(mut payload) = crate::js::read_json_lossy(payload) else { return Answer::Unreadable };
+        if tool {
+            return match filter_tool_roster(&mut payload, &self.defaults, scope) {
+                Some(0) => Answer::Deliver,
+                Some(n) => Answer::Filtered(payload, n),
+                None => Answer::Unreadable,
+            };
+        }
         match filter_roster(&mut payload, &self.defaults, scope) {
             0 => Answer::Deliver,
             n => Answer::Filtered(payload, n),

@@ -3,7 +3,6 @@
 //! session (from the generated method table), and the cross-connection ledger of sessions
 //! created and runs in flight.
 
-use crate::method_table::SESSION_PARAMS;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -125,9 +124,57 @@ impl SessionDefaults {
     }
 }
 
-/// The parameter fields of `method` that name a session (from the generated table).
-pub fn session_fields(method: &str) -> &'static [&'static str] {
-    SESSION_PARAMS.binary_search_by(|(name, _)| (*name).cmp(method)).map(|i| SESSION_PARAMS[i].1).unwrap_or(&[])
+/// One row of the session table: which parameters of a method name a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The method.
+    pub method: &'static str,
+    /// The fields that name a session; each is a `??` chain of aliases (`["key", "sessionKey"]`:
+    /// the first present one is read, as the handler reads `p.key ?? p.sessionKey`).
+    pub fields: Vec<Vec<&'static str>>,
+    /// Where it was read (`dist/<file>`, `schema`).
+    pub source: &'static str,
+    /// Why (for `none` rows: why the method names no session).
+    pub reason: &'static str,
+}
+
+/// The session table of openclaw 2026.9.6: every method of the method table, read from the
+/// handlers of the installed package by `filters/method-table/extract-session-fields.py`.
+const SESSION_TABLE: &str = include_str!("../method-table/openclaw-2026.9.6-sessions.tsv");
+
+/// Parses the committed table (a malformed row is a build defect; the test below reads it).
+pub fn session_table() -> &'static [SessionRow] {
+    static TABLE: std::sync::OnceLock<Vec<SessionRow>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rows: Vec<SessionRow> = SESSION_TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|line| {
+                let mut cols = line.split('\t');
+                let (method, fields, source, reason) = (cols.next()?, cols.next()?, cols.next()?, cols.next()?);
+                let fields = if fields == "none" { Vec::new() } else { fields.split(',').map(|f| f.split('|').collect()).collect() };
+                Some(SessionRow { method, fields, source, reason })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.method.cmp(b.method));
+        rows
+    })
+}
+
+/// The parameter fields of `method` that name a session (each a `??` chain of aliases).
+pub fn session_fields(method: &str) -> &'static [Vec<&'static str>] {
+    let table = session_table();
+    table.binary_search_by(|r| r.method.cmp(method)).map(|i| table[i].fields.as_slice()).unwrap_or(&[])
+}
+
+/// Arguments of a tool called through `tools.invoke` that name a session (the session tools'
+/// `sessionKey`, `sessionKeys`, `targetSessionKey`, `childSessionKey`, `parentSessionKey`, and
+/// the `sessions` tool's `targets[].sessionKey`), for every tool.
+pub const TOOL_SESSION_ARGS: &[&str] = &["sessionKey", "sessionKeys", "targetSessionKey", "childSessionKey", "parentSessionKey"];
+
+/// Tools whose results list sessions: filtered like rosters.
+pub fn is_roster_tool(tool: &str) -> bool {
+    matches!(tool, "sessions_list" | "sessions_search")
 }
 
 /// The session keys a request's parameters name, as written, and its `agentId`. A field that
@@ -142,14 +189,43 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
     if !params.is_object() {
         return Err(format!("{method} params are not an object, so the sessions they name cannot be read"));
     }
-    for field in fields {
-        match &params[*field] {
+    let read = |keys: &mut Vec<String>, v: &Value, field: &str| -> Result<(), String> {
+        match v {
             Value::Null => {}
             Value::String(s) => keys.push(crate::js::trim(s).to_string()),
             Value::Array(items) if items.iter().all(Value::is_string) => keys.extend(items.iter().filter_map(Value::as_str).map(|s| crate::js::trim(s).to_string())),
             _ => return Err(format!("{method}: {field} is neither a session key nor a list of them")),
         }
+        Ok(())
+    };
+    for aliases in fields {
+        if let Some((field, v)) = crate::js::coalesce(params, aliases) {
+            read(&mut keys, v, field)?;
+        }
     }
+    if method == "tools.invoke" {
+        // The tool runs in `sessionKey`, or the main session when there is none.
+        if crate::js::string_field(params, &["sessionKey"]).is_none() {
+            keys.retain(|k| !k.is_empty());
+            keys.push("main".into());
+        }
+        let args = &params["args"];
+        if args.is_object() {
+            for field in TOOL_SESSION_ARGS {
+                read(&mut keys, &args[*field], &format!("args.{field}"))?;
+            }
+            match &args["targets"] {
+                Value::Null => {}
+                Value::Array(targets) => {
+                    for (i, t) in targets.iter().enumerate() {
+                        read(&mut keys, &t["sessionKey"], &format!("args.targets[{i}].sessionKey"))?;
+                    }
+                }
+                _ => return Err(format!("{method}: args.targets is not a list of sessions")),
+            }
+        }
+    }
+    keys.retain(|k| !k.is_empty());
     let agent_id = crate::js::string_field(params, &["agentId"]).map(str::to_string);
     Ok((keys, agent_id))
 }
@@ -327,16 +403,42 @@ mod tests {
 
     #[test]
     fn request_fields_come_from_the_generated_table() {
-        assert_eq!(session_fields("chat.history"), &["sessionKey"]);
-        assert_eq!(session_fields("sessions.create"), &["parentSessionKey", "key"]);
-        assert_eq!(session_fields("sessions.preview"), &["keys"]);
+        assert_eq!(session_fields("chat.history"), &[vec!["sessionKey"]]);
+        assert_eq!(session_fields("sessions.create"), &[vec!["parentSessionKey"], vec!["key"]]);
+        assert_eq!(session_fields("sessions.preview"), &[vec!["keys"]]);
+        assert_eq!(session_fields("sessions.get"), &[vec!["key", "sessionKey"]], "the handler reads key ?? sessionKey");
+        assert_eq!(named_keys("sessions.get", &json!({"sessionKey": "agent:main:bob"})).unwrap().0, vec!["agent:main:bob".to_string()]);
+        assert_eq!(named_keys("sessions.get", &json!({"key": null, "sessionKey": "b"})).unwrap().0, vec!["b".to_string()]);
+        let (keys, _) = named_keys("tools.invoke", &json!({"name": "sessions_history", "args": {"sessionKey": "agent:main:bob"}})).unwrap();
+        assert_eq!(keys, vec!["main".to_string(), "agent:main:bob".to_string()], "no sessionKey is the main session; args name sessions too");
+        let (keys, _) = named_keys("tools.invoke", &json!({"name": "sessions", "sessionKey": "agent:main:a", "args": {"targets": [{"sessionKey": "x"}]}})).unwrap();
+        assert_eq!(keys, vec!["agent:main:a".to_string(), "x".to_string()]);
+        assert!(named_keys("tools.invoke", &json!({"name": "sessions", "sessionKey": "a", "args": {"targets": [{"sessionKey": 1}]}})).is_err());
+        assert!(session_fields("push.web.subscribe").is_empty(), "Web Push keys are not session keys");
         assert!(session_fields("health").is_empty());
         let (keys, agent) = named_keys("sessions.preview", &json!({"keys": ["a", " b"], "agentId": "w"})).unwrap();
         assert_eq!((keys, agent.as_deref()), (vec!["a".to_string(), "b".to_string()], Some("w")), "keys are trimmed as the gateway trims them");
         assert!(named_keys("sessions.preview", &json!({"keys": ["a", 3]})).is_err(), "an unreadable key is not skipped");
         assert!(named_keys("chat.history", &json!({"sessionKey": {"x": 1}})).is_err());
         assert!(named_keys("chat.history", &json!([1])).is_err(), "params that are not an object are not read as naming nothing");
-        assert_eq!(named_keys("tools.invoke", &json!({"key": {"not": "a session"}})).unwrap().0, Vec::<String>::new(), "key only names a session on sessions.*");
+        assert_eq!(named_keys("tools.invoke", &json!({"sessionKey": "s", "key": {"not": "a session"}})).unwrap().0, vec!["s".to_string()], "key only names a session on sessions.*");
+    }
+
+    #[test]
+    fn issue11_every_method_of_the_method_table_has_a_session_row() {
+        let rows = session_table();
+        for (method, _) in crate::method_table::METHODS {
+            let row = rows.iter().find(|r| r.method == *method);
+            assert!(row.is_some(), "{method} has no row in openclaw-2026.9.6-sessions.tsv (regenerate it with extract-session-fields.py)");
+            let row = row.unwrap();
+            assert!(!row.reason.is_empty() && !row.source.is_empty(), "{method}: a row needs where it was read and why");
+        }
+        for row in rows {
+            assert!(crate::scopes::lookup(row.method).is_some(), "{} is in the session table but not in the method table", row.method);
+            for aliases in &row.fields {
+                assert!(aliases.iter().all(|f| !f.is_empty()), "{}: an empty field name", row.method);
+            }
+        }
     }
 
     #[test]
