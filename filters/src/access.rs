@@ -514,7 +514,7 @@ impl Access {
     }
 
     /// The gateway refused this connection's `connect`: an authentication failure counts
-    /// against the source IP and the claimed device id (`limits.auth_failures_per_minute`).
+    /// against the source IP and the claimed device id (`limits.auth_failures` within `limits.auth_failure_window_seconds`).
     fn count_connect_failure(&self, env: &Env<'_>, text: &[u8]) {
         #[derive(Deserialize)]
         struct Failed {

@@ -403,7 +403,7 @@ impl<C: Clock + Clone> ClientLimits<C> {
         ClientLimits {
             ip_connections: KeyedLimit::new("ip-connections", per_second(policy.ip_connections_per_second, policy.ip_connections_burst), shadow("ip-connections"), keys, clock),
             ip_handshakes: KeyedLimit::new("ip-handshakes", Rate::per_minute(policy.ip_handshakes_per_minute), shadow("ip-handshakes"), keys, clock),
-            lockout: Lockout::new(policy.auth_failures_per_minute, Duration::from_secs(policy.auth_lockout_seconds), keys, clock),
+            lockout: Lockout::new(policy.auth_failures, Duration::from_secs(policy.auth_failure_window_seconds), Duration::from_secs(policy.auth_lockout_seconds), keys, clock),
             lockout_shadow: shadow("auth-lockout"),
             flows: [
                 ("connection-messages", per_second(policy.connection_messages_per_second, policy.connection_messages_burst), shadow("connection-messages")),
@@ -531,50 +531,85 @@ impl<C: Clock + Clone> ConnectionLimits<C> {
     }
 }
 
-/// Auth-failure lockout: failures per key in a window; past the limit, the key is locked out
-/// until the lockout ends. Successes do not count.
+/// Auth-failure lockout: the `limit`-th failure of a key within a sliding `window` locks the
+/// key out for `lockout`. Each key keeps the times of its last `limit` failures (so a client
+/// that paces its guesses is counted exactly, unlike a refilling bucket); successes do not
+/// count. At most `max_keys` keys are tracked; past that, the key whose last failure is the
+/// oldest is forgotten first.
 pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
-    failures: KeyedLimit<K, C>,
+    failures: Mutex<HashMap<K, std::collections::VecDeque<C::Instant>>>,
     locked: Mutex<HashMap<K, C::Instant>>,
+    limit: u32,
+    window: Duration,
     lockout: Duration,
     clock: C,
     max_keys: usize,
 }
 
 impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
-    /// `limit` failures per minute per key, then a lockout of `lockout`.
-    pub fn new(limit: u32, lockout: Duration, max_keys: usize, clock: &C) -> Self {
+    /// `limit` failures within `window` per key lock it out for `lockout` (`limit` 0: never).
+    pub fn new(limit: u32, window: Duration, lockout: Duration, max_keys: usize, clock: &C) -> Self {
         Lockout {
-            failures: KeyedLimit::new("auth-failures", Rate::per_minute(limit), false, max_keys, clock),
+            failures: Mutex::new(HashMap::new()),
             locked: Mutex::new(HashMap::new()),
+            limit,
+            window,
             lockout,
             clock: clock.clone(),
             max_keys: max_keys.max(1),
         }
     }
 
+    fn within(&self, now: C::Instant, at: C::Instant) -> bool {
+        Duration::from(now.duration_since(at)) < self.window
+    }
+
     /// Records a failed connect for `key`; returns whether it is now locked out.
     pub fn failure(&self, key: &K) -> bool {
-        if self.failures.check(key).is_ok() {
+        if self.limit == 0 {
+            return false;
+        }
+        let now = self.clock.now();
+        let reached = {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if failures.len() >= self.max_keys && !failures.contains_key(key) {
+                failures.retain(|_, times| times.back().is_some_and(|t| self.within(now, *t)));
+                if failures.len() >= self.max_keys {
+                    if let Some(oldest) = failures.iter().min_by_key(|(_, times)| times.back().copied()).map(|(k, _)| k.clone()) {
+                        failures.remove(&oldest);
+                    }
+                }
+            }
+            let times = failures.entry(key.clone()).or_default();
+            times.retain(|t| self.within(now, *t));
+            times.push_back(now);
+            let reached = times.len() >= self.limit as usize;
+            if reached {
+                failures.remove(key);
+            }
+            reached
+        };
+        if !reached {
             return self.is_locked(key).is_some();
         }
         let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
         if locked.len() >= self.max_keys && !locked.contains_key(key) {
-            let now = self.clock.now();
             locked.retain(|_, until| *until > now);
         }
         if locked.len() < self.max_keys || locked.contains_key(key) {
-            locked.insert(key.clone(), self.clock.now() + self.lockout.into());
+            locked.insert(key.clone(), now + self.lockout.into());
         }
         true
     }
 
-    /// Forgets expired lockouts and refilled failure counts; returns the keys left.
+    /// Forgets expired lockouts and failures older than the window; returns the keys left.
     pub fn prune(&self) -> usize {
         let now = self.clock.now();
         let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
         locked.retain(|_, until| *until > now);
-        locked.len() + self.failures.prune()
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.retain(|_, times| times.back().is_some_and(|t| self.within(now, *t)));
+        locked.len() + failures.len()
     }
 
     /// How long `key` stays locked out, if it is.
@@ -716,14 +751,14 @@ mod tests {
     #[test]
     fn issue6_auth_failures_lock_out_the_address_and_the_device_until_it_expires() {
         let clock = FakeRelativeClock::default();
-        let limits = client_limits("[limits]\nauth_failures_per_minute = 10\nauth_lockout_seconds = 300\n", &clock);
+        let limits = client_limits("[limits]\nauth_failures = 10\nauth_failure_window_seconds = 300\nauth_lockout_seconds = 300\n", &clock);
         let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
         let other: std::net::IpAddr = "203.0.113.9".parse().unwrap();
-        for i in 0..10 {
+        for i in 1..10 {
             assert!(!limits.auth_failure(attacker, Some("dev-1")), "failure {i} is tolerated");
             assert!(limits.handshake(attacker, Some("dev-1")).is_ok());
         }
-        assert!(limits.auth_failure(attacker, Some("dev-1")), "the eleventh failure locks out");
+        assert!(limits.auth_failure(attacker, Some("dev-1")), "the tenth failure locks out");
         let refused = limits.handshake(attacker, None).unwrap_err();
         assert_eq!(refused.limit, "auth-lockout");
         assert!(refused.retry_after > Duration::from_secs(299));
@@ -732,6 +767,30 @@ mod tests {
         assert!(limits.handshake(other, Some("dev-2")).is_ok(), "another client from another address is unaffected");
         clock.advance(Duration::from_secs(301));
         assert!(limits.handshake(attacker, Some("dev-1")).is_ok(), "the lockout ends");
+    }
+
+    #[test]
+    fn issue11_a_paced_attacker_is_locked_out_within_the_window() {
+        // The gateway answers each failed auth after about 3 s; a client guessing once every
+        // 6 s never emptied the old 10-a-minute bucket. The window counts every failure.
+        let clock = FakeRelativeClock::default();
+        let limits = client_limits("[limits]\nauth_failures = 10\nauth_failure_window_seconds = 300\nauth_lockout_seconds = 300\n", &clock);
+        let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        for i in 1..10 {
+            assert!(!limits.auth_failure(attacker, None), "failure {i} is tolerated");
+            clock.advance(Duration::from_secs(29));
+        }
+        assert!(limits.auth_failure(attacker, None), "the tenth failure within 5 minutes locks out, however paced");
+        assert!(limits.handshake(attacker, None).is_err());
+        clock.advance(Duration::from_secs(301));
+        assert!(limits.handshake(attacker, None).is_ok(), "the lockout ends");
+        // Slower than 10 per window (one every 34 s): never locked.
+        for _ in 0..30 {
+            assert!(!limits.auth_failure(attacker, None));
+            clock.advance(Duration::from_secs(34));
+        }
+        let off = client_limits("[limits]\nauth_failures = 0\n", &clock);
+        assert!((0..100).all(|_| !off.auth_failure(attacker, None)), "0 disables the lockout");
     }
 
     #[test]
@@ -757,7 +816,7 @@ mod tests {
     #[test]
     fn issue6_a_shadow_lockout_never_hides_an_enforced_limit() {
         let clock = FakeRelativeClock::default();
-        let limits = client_limits("[limits]\nauth_failures_per_minute = 1\nip_handshakes_per_minute = 2\nshadow = [\"auth-lockout\"]\n", &clock);
+        let limits = client_limits("[limits]\nauth_failures = 1\nip_handshakes_per_minute = 2\nshadow = [\"auth-lockout\"]\n", &clock);
         let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         limits.auth_failure(a, None);
         limits.auth_failure(a, None);
@@ -829,16 +888,27 @@ mod tests {
     #[test]
     fn lockout_engages_past_the_limit_and_expires() {
         let clock = FakeRelativeClock::default();
-        let lockout: Lockout<String, _> = Lockout::new(10, Duration::from_secs(300), 100, &clock);
+        let lockout: Lockout<String, _> = Lockout::new(10, Duration::from_secs(300), Duration::from_secs(300), 100, &clock);
         let ip = "198.51.100.7".to_string();
-        for _ in 0..10 {
-            assert!(!lockout.failure(&ip), "ten failures a minute are tolerated");
+        for _ in 0..9 {
+            assert!(!lockout.failure(&ip), "nine failures in the window are tolerated");
         }
-        assert!(lockout.failure(&ip), "the eleventh locks the key out");
+        assert!(lockout.failure(&ip), "the tenth locks the key out");
         let left = lockout.is_locked(&ip).unwrap();
         assert!(left <= Duration::from_secs(300) && left > Duration::from_secs(299));
         assert!(lockout.is_locked(&"203.0.113.1".to_string()).is_none(), "another key is unaffected");
         clock.advance(Duration::from_secs(301));
         assert!(lockout.is_locked(&ip).is_none(), "the lockout ends");
+        assert_eq!(lockout.prune(), 0, "nothing is left once the lockout ended");
+    }
+
+    #[test]
+    fn the_lockout_table_is_bounded() {
+        let clock = FakeRelativeClock::default();
+        let lockout: Lockout<String, _> = Lockout::new(3, Duration::from_secs(300), Duration::from_secs(300), 100, &clock);
+        for i in 0..1000 {
+            lockout.failure(&format!("k{i}"));
+        }
+        assert!(lockout.prune() <= 100, "at most max_keys keys are tracked");
     }
 }

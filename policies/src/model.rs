@@ -407,9 +407,12 @@ pub struct Limits {
     pub ip_pending_handshakes: usize,
     /// `connect` requests per minute per source IP (`ip-handshakes`).
     pub ip_handshakes_per_minute: u32,
-    /// Failed connects (`AUTH_*`, `DEVICE_AUTH_*`, `PAIRING_REQUIRED`) per minute per source IP
-    /// and per claimed device id before a lockout (`auth-lockout`).
-    pub auth_failures_per_minute: u32,
+    /// Failed connects (`AUTH_*`, `DEVICE_AUTH_*`, `PAIRING_REQUIRED`) per source IP and per
+    /// claimed device id within `auth_failure_window_seconds` that lock it out
+    /// (`auth-lockout`): the N-th failure in any such window locks (0: no lockout).
+    pub auth_failures: u32,
+    /// The sliding window the failures are counted in.
+    pub auth_failure_window_seconds: u64,
     /// How long a lockout lasts.
     pub auth_lockout_seconds: u64,
     /// Client messages per second per connection (`connection-messages`).
@@ -476,7 +479,8 @@ impl Default for Limits {
             ip_connections_burst: 40,
             ip_pending_handshakes: 32,
             ip_handshakes_per_minute: 120,
-            auth_failures_per_minute: 10,
+            auth_failures: 10,
+            auth_failure_window_seconds: 300,
             auth_lockout_seconds: 300,
             connection_messages_per_second: 100,
             connection_messages_burst: 400,

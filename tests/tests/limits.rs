@@ -84,7 +84,7 @@ async fn issue6_load_a_thousand_chat_sends_on_one_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn issue6_load_wrong_token_connects_lock_out_the_address_not_others() {
     let gw = FakeGateway::start().await;
-    let cg = Clawguard::start(gw.addr, "[limits]\nauth_failures_per_minute = 10\nauth_lockout_seconds = 300\nip_connections_per_second = 1000\nip_connections_burst = 1000\n");
+    let cg = Clawguard::start(gw.addr, "[limits]\nauth_failures = 11\nauth_failure_window_seconds = 300\nauth_lockout_seconds = 300\nip_connections_per_second = 1000\nip_connections_burst = 1000\n");
     let attacker: IpAddr = "127.0.0.1".parse().unwrap();
     let (mut refused_at_upgrade, mut refused_at_connect, mut reached_gateway) = (0, 0, 0);
     for _ in 0..100 {
@@ -129,7 +129,7 @@ async fn issue6_load_ten_thousand_device_ids_keep_memory_bounded() {
     // per-device state grows; its keys are capped at 2,000 per limit.
     let cg = Clawguard::start(
         gw.addr,
-        "[limits]\nmax_keys = 2000\nauth_failures_per_minute = 1000000\nip_connections_per_second = 0\nip_handshakes_per_minute = 0\nip_pending_handshakes = 0\n",
+        "[limits]\nmax_keys = 2000\nauth_failures = 1000000\nip_connections_per_second = 0\nip_handshakes_per_minute = 0\nip_pending_handshakes = 0\n",
     );
     let before = cg.rss_kib();
     let addr = cg.addr;
