@@ -349,3 +349,93 @@ fn hello_ok_from_another_gateway_version_is_noticed() {
         assert!(e.access().is_established(), "a version mismatch is logged, not refused");
     }
 }
+
+/// The embedded policy's `local` identity on an established connection, with node `n` pinned
+/// to `system.run` and `system.which`.
+fn local_world() -> World {
+    let guard = Guard::new(&LoadedPolicy::embedded().policy);
+    let state = crate::access::InMemory::default();
+    let surface = crate::nodes::Surface { commands: ["system.run", "system.which"].iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    use crate::nodes::Pins;
+    state.pins.apply(crate::nodes::PinOp::Approve { device_id: "n".into(), surface, by: "test".into(), at_ms: 0 }, &guard.nodes);
+    World { guard, state }
+}
+
+/// Requests that clawguard must read to judge (every class of issue 11), all valid.
+const READ_REQUESTS: &[&str] = &[
+    r#"{"nodeId":"n","command":"system.run","params":{"command":["echo","hi"]},"idempotencyKey":"i"}"#,
+    r#"{"nodeId":"n","command":"system.run","params":{"command":["rm","-rf","/"]},"idempotencyKey":"i"}"#,
+    r#"{"id":"ap1","decision":"allow-once"}"#,
+    r#"{"name":"exec","sessionKey":"agent:main:local","args":{"command":"ls -la"}}"#,
+    r#"{"sessionKey":"agent:main:local","message":"/pair approve r1","idempotencyKey":"i"}"#,
+    r#"{"key":"agent:main:local"}"#,
+    r#"{"deviceId":"d","role":"operator","scopes":["operator.read"]}"#,
+    r#"{"id":"ap2","command":"git status","host":"gateway"}"#,
+];
+const READ_METHODS: &[&str] = &["node.invoke", "node.invoke", "exec.approval.resolve", "tools.invoke", "chat.send", "sessions.get", "device.token.rotate", "exec.approval.request"];
+
+fn judge_request(method: &str, params: &str) -> (bool, Vec<u8>) {
+    let w = local_world();
+    let mut e = engine(&w);
+    let scopes = r#"["operator.read","operator.write","operator.approvals","operator.pairing","operator.sessions.read","operator.sessions.write"]"#;
+    e.on_gateway_bytes(&w.env(), &gateway(CHALLENGE));
+    e.on_client_bytes(&w.env(), &client(&format!(r#"{{"type":"req","id":"1","method":"connect","params":{{"scopes":{scopes}}}}}"#)));
+    e.on_gateway_bytes(&w.env(), &gateway(&format!(r#"{{"type":"res","id":"1","ok":true,"payload":{{"type":"hello-ok","auth":{{"role":"operator","scopes":{scopes}}}}}}}"#)));
+    let text = format!(r#"{{"type":"req","id":"9","method":"{method}","params":{params}}}"#);
+    let out = e.on_client_bytes(&w.env(), &client(&text));
+    let reply = frames(Sender::Server, &out.to_client).into_iter().map(|(_, p)| p).next().unwrap_or_default();
+    (out.forwarded[0] == 1, reply)
+}
+
+/// The byte offsets just inside each string literal of a JSON text.
+fn string_starts(text: &str) -> Vec<usize> {
+    let (mut out, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for (i, b) in text.bytes().enumerate() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (false, _, b'"') => {
+                in_string = true;
+                out.push(i + 1);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Issue 11: a lone surrogate anywhere in a request clawguard must read makes it
+    /// unreadable, and an unreadable request is never forwarded.
+    #[test]
+    fn issue11_an_unreadable_request_is_never_forwarded(which in 0..READ_REQUESTS.len(), pick in any::<prop::sample::Index>(), unit in 0xD800u32..0xE000) {
+        let params = READ_REQUESTS[which];
+        let starts = string_starts(params);
+        let at = starts[pick.index(starts.len())];
+        let mutated = format!("{}\\u{:04x}{}", &params[..at], unit, &params[at..]);
+        prop_assert!(serde_json::from_str::<serde_json::Value>(&mutated).is_err(), "the mutation is unreadable: {}", mutated);
+        let (forwarded, reply) = judge_request(READ_METHODS[which], &mutated);
+        prop_assert!(!forwarded, "{} {} was forwarded", READ_METHODS[which], mutated);
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        prop_assert_eq!(&reply["error"]["details"]["code"], "UNREADABLE_PARAMS");
+    }
+
+    /// Issue 11: a duplicated key is read as JSON.parse reads it (the last one wins), so
+    /// prefixing any top-level field with a decoy copy never changes the decision.
+    #[test]
+    fn issue11_a_decoy_duplicate_key_never_changes_the_decision(which in 0..READ_REQUESTS.len(), pick in any::<prop::sample::Index>(), decoy in prop::sample::select(vec![r#""system.which""#, "null", r#"["echo","hi"]"#, r#""agent:main:local""#, "true", r#""allow-once""#])) {
+        let params = READ_REQUESTS[which];
+        let value: serde_json::Value = serde_json::from_str(params).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let key = keys[pick.index(keys.len())];
+        let mutated = format!("{{\"{key}\":{decoy},{}", &params[1..]);
+        let (plain, plain_reply) = judge_request(READ_METHODS[which], params);
+        let (dup, dup_reply) = judge_request(READ_METHODS[which], &mutated);
+        prop_assert_eq!(plain, dup, "{} {}", READ_METHODS[which], mutated);
+        let code = |r: &[u8]| serde_json::from_slice::<serde_json::Value>(r).map(|v| v["error"]["details"]["code"].clone()).unwrap_or_default();
+        prop_assert_eq!(code(&plain_reply), code(&dup_reply));
+    }
+}
