@@ -1084,15 +1084,17 @@ impl Access {
             return forward;
         }
         let Some(text) = payload else { return forward };
-        if event == "node.pair.requested" {
-            if let Some(value) = crate::js::read_json_lossy(text) {
-                self.pair_requests.learn(&value);
-            }
-        }
+        let restricted = !self.resolution.identity.sessions.is_unrestricted();
         let Some(value) = crate::js::read_json_lossy(text) else {
-            let reason = format!("{event} event payload is not JSON: it cannot be shown to concern a session of this identity");
+            if !restricted {
+                return forward;
+            }
+            let reason = format!("{event} event payload cannot be read: it cannot be shown to concern a session of this identity");
             return self.judge(env, Action::Drop { rule: "session-owner".into(), reason });
         };
+        if event == "node.pair.requested" {
+            self.pair_requests.learn(&value);
+        }
         if event == "exec.approval.requested" {
             if let Some(approval) = value["id"].as_str() {
                 env.approvals.remember(approval, env.guard.exec(), &value["request"], env.now_ms);
@@ -1135,7 +1137,7 @@ impl Access {
         }
         if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {
             let (_, request) = self.approval_requests.swap_remove(i);
-            let answered: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let answered: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
             if request.is_null() {
                 crate::exec_guard::remember_records(env.approvals, env.guard.exec(), &answered, env.now_ms);
             } else if let Some(approval) = answered["id"].as_str() {
@@ -1145,7 +1147,7 @@ impl Access {
         }
         if let Some(i) = self.pair_decisions.iter().position(|(p, _)| p == id) {
             let (_, decision) = self.pair_decisions.swap_remove(i);
-            let value: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
             let by = format!("{} via node.pair.{}", self.resolution.identity.name, if decision == PairDecision::Approve { "approve" } else { "reject" });
             let mut notices = Vec::new();
             if let Some(op) = pair_outcome(&decision, &value, &by, env.now_ms) {
@@ -1194,7 +1196,7 @@ impl Access {
         if connect_id != id {
             return (forward, Vec::new());
         }
-        let hello_value: Value = payload.filter(|_| ok).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+        let hello_value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
         if hello_value["type"] != "hello-ok" {
             // The gateway refused the connect; it closes the connection itself.
             self.phase = Phase::AwaitingConnect;
