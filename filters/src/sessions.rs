@@ -203,12 +203,13 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
             read(&mut keys, v, field)?;
         }
     }
+    // A tool runs in `sessionKey`, or the main session when there is none; an agent turn
+    // without one is routed by the gateway (`to`, `sessionId`, the main session), which
+    // clawguard cannot show to be the caller's own: both are judged as the main session.
+    if matches!(method, "tools.invoke" | "agent") && crate::js::string_field(params, &["sessionKey"]).is_none() {
+        keys.push("main".into());
+    }
     if method == "tools.invoke" {
-        // The tool runs in `sessionKey`, or the main session when there is none.
-        if crate::js::string_field(params, &["sessionKey"]).is_none() {
-            keys.retain(|k| !k.is_empty());
-            keys.push("main".into());
-        }
         let args = &params["args"];
         if args.is_object() {
             for field in TOOL_SESSION_ARGS {
@@ -415,6 +416,8 @@ mod tests {
         assert_eq!(keys, vec!["agent:main:a".to_string(), "x".to_string()]);
         assert!(named_keys("tools.invoke", &json!({"name": "sessions", "sessionKey": "a", "args": {"targets": [{"sessionKey": 1}]}})).is_err());
         assert!(session_fields("push.web.subscribe").is_empty(), "Web Push keys are not session keys");
+        assert_eq!(named_keys("agent", &json!({"message": "hi", "to": "+1555"})).unwrap().0, vec!["main".to_string()], "an agent turn without a session key is judged as the main session");
+        assert_eq!(named_keys("agent", &json!({"message": "hi", "sessionKey": "agent:main:a"})).unwrap().0, vec!["agent:main:a".to_string()]);
         assert!(session_fields("health").is_empty());
         let (keys, agent) = named_keys("sessions.preview", &json!({"keys": ["a", " b"], "agentId": "w"})).unwrap();
         assert_eq!((keys, agent.as_deref()), (vec!["a".to_string(), "b".to_string()], Some("w")), "keys are trimmed as the gateway trims them");
