@@ -359,6 +359,17 @@ pub struct Access {
     pending_pair_lists: Vec<String>,
     /// Approval decisions forwarded and not answered yet: request id, approval id, decision.
     resolutions: Vec<(String, String, String)>,
+    /// What the request being judged needs from its answer, kept if it is forwarded.
+    staged: Option<Staged>,
+}
+
+/// What a request's answer must be read for, noted while it is judged.
+#[derive(Debug)]
+enum Staged {
+    /// An approval request (its record) or lookup (`Null`): the answer carries approval ids.
+    Approval(Value),
+    /// An approval decision: approval id and decision, granted when the gateway accepts it.
+    Resolution(String, String),
 }
 
 #[derive(Deserialize)]
@@ -464,6 +475,7 @@ impl Access {
             pair_requests: Default::default(),
             pending_pair_lists: Vec::new(),
             resolutions: Vec::new(),
+            staged: None,
         }
     }
 
@@ -587,10 +599,20 @@ impl Access {
                     Err(e) => return self.unreadable(env, &id, &method, e),
                 };
                 let judgement = self.request(env, &id, &method, &params);
-                if method == "config.get" && judgement.action == Action::Forward {
-                    self.pending_config_gets.push(id.into_owned());
-                } else if method == "node.pair.list" && judgement.action == Action::Forward {
-                    self.pending_pair_lists.push(id.into_owned());
+                // What the answer must be read for is kept only for a request that reaches the
+                // gateway: a refused request's id could be reused by a later one.
+                let staged = std::mem::take(&mut self.staged);
+                if judgement.action == Action::Forward || !judgement.enforce {
+                    match staged {
+                        Some(Staged::Approval(request)) => self.approval_requests.push((id.to_string(), request)),
+                        Some(Staged::Resolution(approval, decision)) => self.resolutions.push((id.to_string(), approval, decision)),
+                        None => {}
+                    }
+                    if method == "config.get" {
+                        self.pending_config_gets.push(id.into_owned());
+                    } else if method == "node.pair.list" {
+                        self.pending_pair_lists.push(id.into_owned());
+                    }
                 }
                 judgement
             }
@@ -844,7 +866,7 @@ impl Access {
         use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
         if matches!(method, "exec.approval.get" | "exec.approval.list" | "approval.get") {
             // Their answers carry approval records made before this connection saw them.
-            self.approval_requests.push((id.to_string(), Value::Null));
+            self.staged = Some(Staged::Approval(Value::Null));
             return None;
         }
         let relevant = matches!(method, "node.invoke" | "tools.invoke" | "exec.approval.request" | "exec.approval.resolve" | "approval.resolve" | "exec.approvals.set" | "exec.approvals.node.set");
@@ -888,10 +910,9 @@ impl Access {
                 if let Some(r) = crate::exec_guard::approval_request_refusal(exec, value) {
                     return refuse(r.reason, r.details, r.enforce);
                 }
-                if let Some(approval) = value["id"].as_str() {
-                    env.approvals.remember(approval, exec, &value, env.now_ms);
-                }
-                self.approval_requests.push((id.to_string(), value.clone()));
+                // Remembered when the gateway accepts it, under the id it answers with: a
+                // client-chosen id must not overwrite another approval's record.
+                self.staged = Some(Staged::Approval(value.clone()));
                 None
             }
             "exec.approval.resolve" | "approval.resolve" => {
@@ -909,7 +930,7 @@ impl Access {
                     }
                 }
                 // The decision binds once the gateway accepts it.
-                self.resolutions.push((id.to_string(), approval.to_string(), decision));
+                self.staged = Some(Staged::Resolution(approval.to_string(), decision));
                 None
             }
             _ => {
