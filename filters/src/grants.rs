@@ -132,11 +132,10 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
             let beyond: Vec<String> = asked
                 .iter()
                 .map(|s| s.as_str().map(crate::js::trim))
-                .map(|s| match s.and_then(Scope::parse) {
+                .filter_map(|s| match s.and_then(Scope::parse) {
                     Some(scope) if satisfies(caller, scope) => None,
                     _ => Some(s.unwrap_or("(not a string)").to_string()),
                 })
-                .flatten()
                 .collect();
             (!beyond.is_empty()).then(|| format!("{method} asks for {} which the caller does not hold: a caller cannot mint more than it has", beyond.join(", ")))
         }
