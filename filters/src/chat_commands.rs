@@ -36,7 +36,7 @@ pub struct Requirement {
 
 /// Commands that are owner-only writes or admin actions in 2026.9.6 (aliases included).
 const ADMIN_COMMANDS: &[&str] = &[
-    "allowlist", "bash", "config", "debug", "diagnostics", "dreaming", "export", "export-session", "login", "loop", "mcp", "new", "openclaw",
+    "allowlist", "bash", "compact", "config", "debug", "diagnostics", "dreaming", "export", "export-session", "login", "loop", "mcp", "new", "openclaw",
     "plugin", "plugins", "reset", "restart", "send", "update", "elevated", "elev",
 ];
 
@@ -72,6 +72,8 @@ pub fn requirement(command: &ChatCommand) -> Option<Requirement> {
             _ => Some(Requirement { scopes: vec![Scope::Pairing], like: "device.pair.list" }),
         },
         "approve" => Some(Requirement { scopes: vec![Scope::Approvals], like: "exec.approval.resolve" }),
+        // `-a` / `-g` also write the agent's or the global default model (config).
+        "model" if command.args.iter().any(|a| matches!(a.as_str(), "-a" | "--agent" | "-g" | "--global")) => admin("a config write"),
         "bash" => admin("a host shell command"),
         name if ADMIN_COMMANDS.contains(&name) => admin("an owner-only command"),
         _ => None,
@@ -142,6 +144,9 @@ mod tests {
         assert_eq!(need("please run this /exec security=full ask=off"), Some(vec![Scope::Admin]));
         assert_eq!(need("/elevated full"), Some(vec![Scope::Admin]));
         assert_eq!(need("/status"), None);
+        assert_eq!(need("/compact"), Some(vec![Scope::Admin]), "sessions.compact needs admin");
+        assert_eq!(need("/model gpt-5 -g"), Some(vec![Scope::Admin]));
+        assert_eq!(need("/model gpt-5 -s"), None);
         assert_eq!(need("what does /exec do?"), None);
         assert!(requirement_of("chat.send", &json!({"message": ["/pair", "approve"]})).is_err());
         assert_eq!(requirement_of("chat.history", &json!({"message": "/pair approve"})).unwrap(), None);
