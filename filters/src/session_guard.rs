@@ -11,7 +11,10 @@ use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster,
 /// text is rewritten from the filtered one. `None` when a text part cannot be shown to hold no
 /// foreign session (it is not JSON): the answer is withheld. A failed call is delivered.
 fn filter_tool_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &SessionScope) -> Option<usize> {
-    let output = payload.get_mut("output").filter(|o| o.is_object())?;
+    let Some(output) = payload.get_mut("output").filter(|o| o.is_object()) else {
+        // A failed call (`ok: false`, an `error`) lists no sessions.
+        return Some(0);
+    };
     let mut removed = 0;
     if let Some(details) = output.get_mut("details").filter(|d| d.is_object()) {
         removed += filter_roster(details, defaults, scope);
