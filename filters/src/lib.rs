@@ -19,6 +19,7 @@
 //!   what cannot be read that way is refused.
 //! - [`grants`]: methods that grant, mint, approve or rotate, judged by what they grant;
 //!   [`chat_commands`]: slash commands in chat messages, held to their methods' scopes.
+//! - [`http_path`]: request paths canonicalised as the gateway routes them (WHATWG URL).
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -36,6 +37,7 @@ pub mod exec;
 pub mod exec_guard;
 pub mod gateway;
 pub mod grants;
+pub mod http_path;
 pub mod identity;
 pub mod js;
 pub mod limits;

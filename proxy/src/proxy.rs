@@ -222,6 +222,18 @@ impl ProxyHttp for Clawguard {
             respond_error(session, 403, "tls_required", "clawguard: plaintext is only accepted from loopback; connect with TLS").await?;
             return Ok(true);
         }
+        // Every HTTP decision is taken on the path the gateway routes to (WHATWG URL pathname);
+        // a path whose meaning could differ is refused.
+        let path = match clawguard_filters::http_path::canonical_path(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.answered = true;
+                metrics::REFUSALS.with_label_values(&["bad_path"]).inc();
+                tracing::warn!(peer = ?ip, %e, "refused an ambiguous request path");
+                respond_error(session, 400, "bad_path", &format!("clawguard: {e}")).await?;
+                return Ok(true);
+            }
+        };
         match upgrade_kind(session.req_header()) {
             Upgrade::None => {
                 if let Some(peer) = &ctx.peer {
@@ -230,7 +242,7 @@ impl ProxyHttp for Clawguard {
                     let resolution = http_resolution(&self.shared, peer, session.req_header());
                     let (ip, identity) = (peer.ip, resolution.identity.name.clone());
                     ctx.http_ceiling = Some(resolution.identity.ceiling.names().join(","));
-                    let route = HttpRoute::of(session.req_header().uri.path());
+                    let route = HttpRoute::of(&path);
                     if let Some(Err(limited)) = route.map(|r| self.shared.guard.clients.http(r, &identity, ip)) {
                         if limited.shadow {
                             metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
@@ -246,7 +258,7 @@ impl ProxyHttp for Clawguard {
                     }
                 }
                 let req = session.req_header();
-                if req.method == http::Method::POST && req.uri.path() == "/tools/invoke" {
+                if req.method == http::Method::POST && path == "/tools/invoke" {
                     ctx.tool_body = Some(BytesMut::new());
                 }
                 Ok(false)
