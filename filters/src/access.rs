@@ -39,6 +39,7 @@ struct InvokeTarget<'a> {
 }
 
 impl<'a> InvokeTarget<'a> {
+    /// Empty fields are safe: `node_invoke` refuses a target without a node and a command.
     fn of(params: &'a Value) -> Self {
         InvokeTarget { node_id: crate::js::string_field(params, &["nodeId"]).unwrap_or(""), command: crate::js::string_field(params, &["command"]).unwrap_or("") }
     }
@@ -595,6 +596,8 @@ impl Access {
                 }
                 // The one model of the request: its params, read once as the gateway reads them.
                 let params = match params.map(|p| crate::js::read_json(&method, p.get())).transpose() {
+                    // No params at all is what the gateway sees as `undefined`: checks that need
+                    // a field find none and refuse (node.invoke, exec, grants) or need the most.
                     Ok(p) => p.unwrap_or(Value::Null),
                     Err(e) => return self.unreadable(env, &id, &method, e),
                 };
@@ -709,6 +712,8 @@ impl Access {
             // The node id is its device id (the gateway falls back to client.id).
             let node_id = device_id.map(str::to_string).or_else(|| params.client.as_ref().map(|c| c.id.clone())).unwrap_or_default();
             let raw = match params_text.map(|p| crate::js::read_json("connect", p)).transpose() {
+                // Unreachable in practice (ConnectParams did not parse without params); a node
+                // declaring nothing is pinned to nothing.
                 Ok(raw) => raw.unwrap_or(Value::Null),
                 Err(e) => return self.refuse_handshake(env, id, "INVALID_REQUEST", "INVALID_CONNECT_PARAMS", "unreadable-input", e.to_string()),
             };
@@ -832,6 +837,7 @@ impl Access {
         let command = command?;
         match command.name.as_str() {
             "approve" => {
+                // No decision is not a deny: the approval memory still judges it.
                 let (approval, decision) = (command.args.first()?, command.args.get(1).map(|d| d.to_lowercase()).unwrap_or_default());
                 if decision.starts_with("deny") || decision == "reject" {
                     return None;
@@ -884,11 +890,13 @@ impl Access {
         let exec = env.guard.exec();
         match method {
             "node.invoke" => {
+                // `invoke` is always set for node.invoke (and holds system.run* here); empty names
+                // bind no approval and judge no command, so they are refused below.
                 let (node, command) = invoke.map(|t| (t.node_id, t.command)).unwrap_or_default();
                 let run = &value["params"];
                 // Approval fields from a client count only when they are bound to an approval
                 // clawguard saw granted for exactly this node, argv, cwd and env.
-                let approved = crate::exec_guard::claims_approval(run);
+                let approved = crate::exec::claims_approval(run);
                 if approved {
                     if let Err(why) = env.approvals.bind(crate::js::string_field(run, &["runId"]), node, run, env.now_ms) {
                         let reason = format!("{command} claims an approval clawguard cannot bind: {why}");
@@ -918,6 +926,8 @@ impl Access {
             "exec.approval.resolve" | "approval.resolve" => {
                 // Anything but an explicit deny may approve; without a kind the id may be an
                 // exec approval's.
+                // An absent or unreadable decision is not a deny, and an absent id is an approval
+                // clawguard has not seen: both are refused by the approval memory.
                 let decision = crate::js::string_field(value, &["decision"]).unwrap_or("").to_ascii_lowercase();
                 let exec_kind = method == "exec.approval.resolve" || crate::js::string_field(value, &["kind"]).is_none_or(|k| k == "exec");
                 if !exec_kind {
@@ -1158,6 +1168,7 @@ impl Access {
         }
         if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {
             let (_, request) = self.approval_requests.swap_remove(i);
+            // An unreadable answer remembers nothing: approving those ids is then refused.
             let answered: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
             if request.is_null() {
                 crate::exec_guard::remember_records(env.approvals, env.guard.exec(), &answered, env.now_ms);
@@ -1168,6 +1179,7 @@ impl Access {
         }
         if let Some(i) = self.pair_decisions.iter().position(|(p, _)| p == id) {
             let (_, decision) = self.pair_decisions.swap_remove(i);
+            // An unreadable pairing answer changes no pin.
             let value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
             let by = format!("{} via node.pair.{}", self.resolution.identity.name, if decision == PairDecision::Approve { "approve" } else { "reject" });
             let mut notices = Vec::new();
@@ -1217,6 +1229,7 @@ impl Access {
         if connect_id != id {
             return (forward, Vec::new());
         }
+        // An unreadable answer is not a hello-ok: the handshake is treated as refused.
         let hello_value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
         if hello_value["type"] != "hello-ok" {
             // The gateway refused the connect; it closes the connection itself.

@@ -55,6 +55,7 @@ pub fn command_of(message: &str) -> Option<ChatCommand> {
     }
     let mut rest = &body[end..];
     if let Some(after_mention) = rest.strip_prefix('@') {
+        // `/cmd@bot` with nothing after the mention: a command without arguments.
         rest = after_mention.find(|c: char| crate::js::is_js_space(c) || c == ':').map(|i| &after_mention[i..]).unwrap_or("");
     }
     let rest = rest.trim_start_matches(|c: char| crate::js::is_js_space(c) || c == ':');
@@ -83,6 +84,10 @@ pub fn requirement(command: &ChatCommand) -> Option<Requirement> {
 /// Inline directives anywhere in `message` that loosen exec for it: `/exec` with `security=`
 /// or `ask=`, and `/elevated` (`/elev`).
 fn loosening_directive(message: &str) -> Option<&'static str> {
+    // Most messages hold no slash at all: nothing to split or lower-case.
+    if !message.contains('/') {
+        return None;
+    }
     let words: Vec<String> = message.split(crate::js::is_js_space).map(str::to_lowercase).collect();
     for (i, w) in words.iter().enumerate() {
         let w = w.split(':').next().unwrap_or("");

@@ -13,6 +13,8 @@
 //!   everything are refused, one reason per entry.
 
 use crate::exec::{shell, system_run_commands, Command, ExecPolicy, Verdict};
+#[cfg(test)]
+use crate::exec::claims_approval;
 use clawguard_policies::ExecDecision;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -209,14 +211,6 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct ApprovalMemory {
     entries: Mutex<HashMap<String, Entry>>,
-}
-
-/// Whether `system.run` params ask the gateway to treat the command as approved: `approved`,
-/// `approvalDecision` or `approvalSource` present (the gateway reads `approved === true`, a
-/// normalised decision, or any source; clawguard counts every non-null value).
-pub fn claims_approval(params: &Value) -> bool {
-    let present = |k: &str| !params[k].is_null() && params[k] != Value::Bool(false);
-    present("approved") || present("approvalDecision") || present("approvalSource")
 }
 
 impl ApprovalMemory {

@@ -189,18 +189,19 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
     if !params.is_object() {
         return Err(format!("{method} params are not an object, so the sessions they name cannot be read"));
     }
-    let read = |keys: &mut Vec<String>, v: &Value, field: &str| -> Result<(), String> {
+    // The field's name is only spelled out (allocated) when it cannot be read.
+    let read = |keys: &mut Vec<String>, v: &Value, field: &dyn Fn() -> String| -> Result<(), String> {
         match v {
             Value::Null => {}
             Value::String(s) => keys.push(crate::js::trim(s).to_string()),
             Value::Array(items) if items.iter().all(Value::is_string) => keys.extend(items.iter().filter_map(Value::as_str).map(|s| crate::js::trim(s).to_string())),
-            _ => return Err(format!("{method}: {field} is neither a session key nor a list of them")),
+            _ => return Err(format!("{method}: {} is neither a session key nor a list of them", field())),
         }
         Ok(())
     };
     for aliases in fields {
         if let Some((field, v)) = crate::js::coalesce(params, aliases) {
-            read(&mut keys, v, field)?;
+            read(&mut keys, v, &|| field.to_string())?;
         }
     }
     // A tool runs in `sessionKey`, or the main session when there is none; an agent turn
@@ -213,13 +214,13 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
         let args = &params["args"];
         if args.is_object() {
             for field in TOOL_SESSION_ARGS {
-                read(&mut keys, &args[*field], &format!("args.{field}"))?;
+                read(&mut keys, &args[*field], &|| format!("args.{field}"))?;
             }
             match &args["targets"] {
                 Value::Null => {}
                 Value::Array(targets) => {
                     for (i, t) in targets.iter().enumerate() {
-                        read(&mut keys, &t["sessionKey"], &format!("args.targets[{i}].sessionKey"))?;
+                        read(&mut keys, &t["sessionKey"], &|| format!("args.targets[{i}].sessionKey"))?;
                     }
                 }
                 _ => return Err(format!("{method}: args.targets is not a list of sessions")),

@@ -51,7 +51,16 @@ pub fn system_run_commands(params: &Value) -> Result<Vec<Command>, String> {
     Ok(out)
 }
 
-/// Whether an invocation carries a gateway approval: `approved: true` or an
+/// Whether `system.run` params ask the gateway to treat the command as approved: `approved`,
+/// `approvalDecision` or `approvalSource` present (the gateway reads `approved === true`, a
+/// normalised decision, or any source; clawguard counts every non-null value). From an
+/// operator such a claim must be bound to an approval clawguard saw (`exec_guard`).
+pub fn claims_approval(params: &Value) -> bool {
+    let present = |k: &str| !params[k].is_null() && params[k] != Value::Bool(false);
+    present("approved") || present("approvalDecision") || present("approvalSource")
+}
+
+/// Whether an invocation the gateway sends a node carries the gateway's approval: `approved: true` or an
 /// `approvalDecision`, bound to a `runId`. The gateway verifies the record behind it
 /// (`openclaw-protocol.md` §4.3); an `ask` decision passes only with one.
 pub fn carries_approval(params: &Value) -> bool {
