@@ -84,6 +84,8 @@ pub struct Guard {
     pub clients: crate::limits::ClientLimits<governor::clock::DefaultClock>,
     /// Methods counted as inference.
     inference_methods: Vec<Glob>,
+    /// The HTTP surface's routes, origins and headers.
+    pub http: crate::http::HttpPolicy,
 }
 
 impl Guard {
@@ -104,6 +106,7 @@ impl Guard {
             limits: crate::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
             clients: crate::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
             inference_methods: policy.limits.inference_methods.clone(),
+            http: crate::http::HttpPolicy::new(policy),
         }
     }
 
@@ -761,6 +764,15 @@ impl Access {
             let details = json!({ "code": "METHOD_NOT_ALLOWED", "method": method, "source": "clawguard", "rule": "identity-methods", "identity": identity.name });
             return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "identity-methods".into(), reason });
         }
+        if method == "tools.invoke" {
+            // The handler reads `name ?? tool`, trimmed; without one it runs nothing.
+            let tool = crate::js::string_field(params, &["name", "tool"]).unwrap_or("");
+            if let Some(why) = identity.tool_refusal(tool) {
+                let reason = format!("tool {tool:?} is not allowed for identity {:?} ({why})", identity.name);
+                let details = json!({ "code": "TOOL_NOT_ALLOWED", "tool": tool, "source": "clawguard", "rule": "identity-tools", "identity": identity.name });
+                return self.judge(env, Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, details), close: None, rule: "identity-tools".into(), reason });
+            }
+        }
         if let Err(refusal) = authorize(method, params, self.role, self.effective_scopes()) {
             let (reason, details) = match refusal {
                 Refusal::Role { role } => (
@@ -1017,6 +1029,27 @@ impl Access {
             }
         }
         None
+    }
+
+    /// An operator request arriving on another surface (HTTP): judged by the same checks as a
+    /// WebSocket request, for a connection holding the identity's whole ceiling (the gateway
+    /// gives a shared-secret bearer every operator scope, so the ceiling is all that bounds it).
+    /// Its session defaults are the gateway's (agent `main`, main key `main`). The `bool` says
+    /// whether the request lists sessions, an answer that would have to be filtered for the identity.
+    pub fn judge_operator_request(env: &Env<'_>, peer: Peer, resolution: Resolution, method: &str, params: &Value) -> (Judgement, bool) {
+        let ceiling = resolution.identity.ceiling;
+        let mut access = Access::new(env, peer);
+        access.resolution = resolution;
+        access.pinned = true;
+        access.phase = Phase::Established;
+        access.role = Role::Operator;
+        access.requested = ceiling;
+        access.granted = ceiling;
+        let judgement = access.request(env, "http", method, params);
+        let roster = access.sessions.awaits_roster();
+        // A run started for serialisation has no answer to end it on HTTP: it ends now.
+        access.sessions.forget(env, "http");
+        (judgement, roster)
     }
 
     /// Closes a node's connection whose pin was revoked since it connected (call when the

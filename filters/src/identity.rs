@@ -22,6 +22,13 @@ pub struct CompiledIdentity {
     pub limits: Option<String>,
     /// The session keys it may name and see.
     pub sessions: SessionScope,
+    /// Whether it may choose an HTTP inference session with `x-openclaw-session-key`.
+    pub session_key_header: bool,
+    /// Hosts whose URLs it may have the gateway fetch.
+    pub allow_hosts: Vec<Glob>,
+    /// Tools it may run (`None`: every tool).
+    allow_tools: Option<Vec<Glob>>,
+    deny_tools: Vec<Glob>,
     operator: bool,
     node: bool,
     allow: Vec<Glob>,
@@ -38,10 +45,19 @@ impl CompiledIdentity {
             Some(patterns) => SessionScope::new(patterns.get_ref(), &id.name),
             None => SessionScope::default_for(&id.name, ceiling.contains(Scope::Admin)),
         };
+        let allow_tools = match &id.allow_tools {
+            Some(list) => Some(list.clone()),
+            None if id.name == "default" => Some(Vec::new()),
+            None => None,
+        };
         CompiledIdentity {
             name: id.name.clone(),
             ceiling,
+            session_key_header: id.session_key_header.unwrap_or(sessions.is_unrestricted()),
             sessions,
+            allow_hosts: id.allow_hosts.clone(),
+            allow_tools,
+            deny_tools: id.deny_tools.clone(),
             mode: id.mode,
             limits: id.limits.clone(),
             operator: id.roles.contains(&RoleName::Operator),
@@ -70,6 +86,23 @@ impl CompiledIdentity {
             return Some("not in allow_methods".to_string());
         }
         None
+    }
+
+    /// Why `tool` is not one this identity may run through `tools.invoke`, if it is not.
+    pub fn tool_refusal(&self, tool: &str) -> Option<String> {
+        if let Some(g) = self.deny_tools.iter().find(|g| g.matches(tool)) {
+            return Some(format!("deny_tools {:?}", g.as_str()));
+        }
+        match &self.allow_tools {
+            Some(list) if list.is_empty() => Some("it may run no tools (no allow_tools)".into()),
+            Some(list) if !list.iter().any(|g| g.matches(tool)) => Some("not in allow_tools".into()),
+            _ => None,
+        }
+    }
+
+    /// Whether it may have the gateway fetch a URL on `host` (lowercase, no port).
+    pub fn may_fetch(&self, host: &str) -> bool {
+        self.allow_hosts.iter().any(|g| g.matches(host))
     }
 
     fn has_connect_criteria(&self) -> bool {
@@ -170,6 +203,10 @@ impl Identities {
                 limits: None,
                 mode: None,
                 sessions: None,
+                allow_tools: Some(vec![]),
+                deny_tools: vec![],
+                allow_hosts: vec![],
+                session_key_header: Some(false),
             }))
         });
         Identities { list, default }

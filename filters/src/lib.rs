@@ -19,7 +19,8 @@
 //!   what cannot be read that way is refused.
 //! - [`grants`]: methods that grant, mint, approve or rotate, judged by what they grant;
 //!   [`chat_commands`]: slash commands in chat messages, held to their methods' scopes.
-//! - [`http_path`]: request paths canonicalised as the gateway routes them (WHATWG URL).
+//! - [`http`]: the HTTP surface: canonical paths, the gateway's route table, origins, URL
+//!   ingestion, response headers, and each request judged by the WebSocket's checks.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 //!
 //! Nothing here knows about sockets, pingora or tokio, so every piece is unit-tested
@@ -37,7 +38,7 @@ pub mod exec;
 pub mod exec_guard;
 pub mod gateway;
 pub mod grants;
-pub mod http_path;
+pub mod http;
 pub mod identity;
 pub mod js;
 pub mod limits;

@@ -130,6 +130,11 @@ impl SessionSide {
         Ok(())
     }
 
+    /// Whether a session listing awaits its answer, to be filtered.
+    pub fn awaits_roster(&self) -> bool {
+        !self.rosters.is_empty()
+    }
+
     /// Forgets request `id` (refused after its session checks passed): its run is not in flight.
     pub fn forget(&mut self, env: &Env<'_>, id: &str) {
         if let Some(i) = self.sends.iter().position(|(s, _)| s == id) {

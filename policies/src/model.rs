@@ -59,6 +59,9 @@ pub struct Policy {
     /// Who the clients are and what each may do. None: the built-in `local` and `default`.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
+    /// The HTTP surface: routes, bodies, origins and response headers.
+    #[serde(default)]
+    pub http: Http,
 }
 
 /// Whether refusals are enforced.
@@ -105,6 +108,22 @@ pub struct Identity {
     /// `["agent:*:{identity}", "agent:*:{identity}:**"]`.
     #[serde(default)]
     pub sessions: Option<Spanned<Vec<String>>>,
+    /// Tool globs it may run through `tools.invoke` (WebSocket) and `POST /tools/invoke`
+    /// (HTTP). Default: every tool, except for `default`, which may run none.
+    #[serde(default)]
+    pub allow_tools: Option<Vec<Glob>>,
+    /// Tool globs it may never run.
+    #[serde(default)]
+    pub deny_tools: Vec<Glob>,
+    /// Hosts (globs, `*.example.com`) whose URLs it may have the gateway fetch in
+    /// `/v1/responses` and `/v1/chat/completions` bodies (default: none).
+    #[serde(default)]
+    pub allow_hosts: Vec<Glob>,
+    /// Whether it may choose the session of an HTTP inference request with
+    /// `x-openclaw-session-key` (the key must still be its own). Default: only an identity whose
+    /// sessions are unrestricted (`["**"]`); for others the header is removed.
+    #[serde(default)]
+    pub session_key_header: Option<bool>,
 }
 
 fn default_roles() -> Vec<RoleName> {
@@ -195,6 +214,10 @@ impl Policy {
                 limits: None,
                 mode: None,
                 sessions: None,
+                allow_tools: None,
+                deny_tools: vec![],
+                allow_hosts: vec![],
+                session_key_header: None,
             },
             Identity {
                 name: "default".into(),
@@ -206,6 +229,10 @@ impl Policy {
                 limits: None,
                 mode: None,
                 sessions: None,
+                allow_tools: None,
+                deny_tools: vec![],
+                allow_hosts: vec![],
+                session_key_header: None,
             },
         ]
     }
@@ -727,6 +754,97 @@ impl Default for WebSocket {
     }
 }
 
+/// `[http]`: the HTTP surface. Every request is judged on the path the gateway routes to, by
+/// the gateway's own route table; see docs/policy.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Paths forwarded although no route of the gateway's table matches them (globs over the
+    /// canonical path, `*` matching any run of characters): plugin webhooks registered outside
+    /// `/plugins/<id>/`, endpoints of a newer gateway. Nothing is checked on them but limits.
+    pub allow_paths: Vec<Glob>,
+    /// Serve the Control UI: a GET or HEAD no other route matches goes to the gateway's Control
+    /// UI (its single-page app answers every such path). `false`: such paths get 404.
+    pub control_ui: bool,
+    /// The gateway's `hooks.path`.
+    pub hooks_path: String,
+    /// Origins (`scheme://host[:port]`) allowed on WebSocket upgrades and state-changing
+    /// requests besides clawguard's own listeners' (`Host` of the request).
+    pub allowed_origins: Vec<String>,
+    /// Largest request body per route class, bytes; a larger one is answered 413.
+    pub max_body_bytes: BodyLimits,
+    /// `Strict-Transport-Security: max-age` on TLS listeners, seconds (0: no HSTS).
+    pub hsts_max_age_seconds: u64,
+    /// Tools of the gateway's HTTP deny list (`DEFAULT_GATEWAY_HTTP_TOOL_DENY`) that the gateway
+    /// itself was told to allow (`gateway.tools.allow`) and clawguard should allow too (exact
+    /// names). Identities' `allow_tools` still apply.
+    pub reenable_tools: Vec<String>,
+    /// Largest `data:` URL in an inference body, bytes.
+    pub max_data_url_bytes: usize,
+    /// Response header rules by path prefix, applied in order after the built-in ones.
+    #[serde(rename = "header")]
+    pub headers: Vec<HeaderRule>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            allow_paths: Vec::new(),
+            control_ui: true,
+            hooks_path: "/hooks".into(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: BodyLimits::default(),
+            hsts_max_age_seconds: 31_536_000,
+            reenable_tools: Vec::new(),
+            max_data_url_bytes: 10 * 1024 * 1024,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// `[http.max_body_bytes]`: body limits by route class (the gateway's own by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BodyLimits {
+    /// `POST /tools/invoke`.
+    pub tools_invoke: usize,
+    /// `/v1/chat/completions` and `/v1/responses`.
+    pub inference: usize,
+    /// `/v1/embeddings`.
+    pub embeddings: usize,
+    /// Hooks.
+    pub hooks: usize,
+    /// Every other route.
+    pub other: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits { tools_invoke: 2 * 1024 * 1024, inference: 20 * 1024 * 1024, embeddings: 5 * 1024 * 1024, hooks: 256 * 1024, other: 20 * 1024 * 1024 }
+    }
+}
+
+/// `[[http.header]]`: response headers for paths under `prefix`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRule {
+    /// The canonical path prefix (`/` for every path).
+    pub prefix: String,
+    /// Headers set when the gateway did not send them (with `replace`: always).
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Headers appended (another value beside the gateway's).
+    #[serde(default)]
+    pub add: std::collections::BTreeMap<String, String>,
+    /// Headers removed from the gateway's answer.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// `set` replaces the gateway's own value (default: a header the gateway sent is kept, so a
+    /// stricter upstream value is never weakened).
+    #[serde(default)]
+    pub replace: bool,
+}
+
 /// `[admin]`: the admin listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -936,6 +1054,34 @@ impl Policy {
         }
         if self.exec.max_command_bytes == 0 {
             return Err(no_span("exec.max_command_bytes must be greater than 0".into()));
+        }
+        let http = &self.http;
+        if !http.hooks_path.starts_with('/') || http.hooks_path == "/" || http.hooks_path.ends_with('/') {
+            return Err(no_span(format!("http.hooks_path {:?}: expected an absolute path other than / without a trailing slash, as the gateway's hooks.path", http.hooks_path)));
+        }
+        for origin in &http.allowed_origins {
+            let ok = origin.split_once("://").is_some_and(|(scheme, host)| matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/'));
+            if !ok {
+                return Err(no_span(format!("http.allowed_origins: {origin:?} is not an origin: expected scheme://host[:port], such as \"https://ops.example.com\"")));
+            }
+        }
+        for rule in &http.headers {
+            if !rule.prefix.starts_with('/') {
+                return Err(no_span(format!("http.header prefix {:?}: expected a path starting with /", rule.prefix)));
+            }
+            for name in rule.set.keys().chain(rule.add.keys()).chain(&rule.remove) {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                    return Err(no_span(format!("http.header {:?}: {name:?} is not a header name", rule.prefix)));
+                }
+            }
+            for value in rule.set.values().chain(rule.add.values()) {
+                if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                    return Err(no_span(format!("http.header {:?}: a value contains control characters", rule.prefix)));
+                }
+            }
+        }
+        if http.max_data_url_bytes == 0 || [http.max_body_bytes.tools_invoke, http.max_body_bytes.inference, http.max_body_bytes.embeddings, http.max_body_bytes.hooks, http.max_body_bytes.other].contains(&0) {
+            return Err(no_span("http body limits must be greater than 0".into()));
         }
         if !self.identities.is_empty() && !names.contains("default") {
             return Err(src.error_at(None, "the policy defines identities but no identity \"default\": expected one for clients that match nothing"));

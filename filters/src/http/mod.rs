@@ -1,0 +1,557 @@
+//! The HTTP surface: a request becomes one model, judged on the path the gateway routes to, by
+//! the same identities, ceilings, method and tool lists, exec policy, session ownership, limits
+//! and dry-run as a WebSocket request (`Access::judge_operator_request`), so one rule means one
+//! thing on both surfaces. The proxy only drives it: [`admit`] when the request head is read,
+//! [`judge_body`] when a body the route needs is whole, [`HeaderRules::plan`] on the answer.
+//!
+//! - [`path`]: the canonical path (WHATWG URL pathname, as Node parses it).
+//! - [`routes`]: the gateway's route table; an unlisted path is 404.
+//! - [`origin`]: browser origins on upgrades and state-changing requests.
+//! - [`ingest`]: URLs the gateway would fetch from an inference body (SSRF).
+//! - [`headers`]: response security headers per route class and policy rules.
+
+pub mod headers;
+pub mod ingest;
+pub mod origin;
+pub mod path;
+pub mod routes;
+
+use crate::access::{Action, Env, Judgement};
+use crate::identity::{credential_sha256, CompiledIdentity, Evidence, Resolution};
+use crate::peer::Peer;
+use crate::sessions::SessionDefaults;
+pub use headers::{HeaderOp, HeaderRules};
+use routes::{NoRoute, Route, RouteClass, RouteTable};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The tools the gateway refuses on `POST /tools/invoke` unless `gateway.tools.allow` names them
+/// (`DEFAULT_GATEWAY_HTTP_TOOL_DENY`, `src/security/dangerous-tools.ts`, 2026.9.6). clawguard
+/// refuses them whatever the gateway's configuration, so a release or a config that lets one
+/// through (GHSA-943q-mwmv-hhvh) does not; `http.reenable_tools` names exceptions.
+pub const GATEWAY_HTTP_TOOL_DENY: &[&str] = &[
+    "exec", "spawn", "shell", "fs_write", "fs_delete", "fs_move", "apply_patch", "terminal", "portal", "sessions_spawn", "sessions_send", "conversations_list",
+    "conversations_send", "conversations_turn", "automations", "gateway", "plugins", "nodes", "computer", "mobile_ui", "openclaw",
+];
+
+/// Request headers that must appear at most once: clawguard and the gateway could read two
+/// differently (Node keeps the first `Authorization`, joins two custom headers with `, `).
+const SINGLE_HEADERS: &[&str] = &["authorization", "origin", "host", "content-length", "x-openclaw-token", "x-openclaw-session-key", "x-openclaw-agent-id", "x-openclaw-agent", "x-openclaw-model"];
+
+/// The `[http]` section compiled for decisions.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    /// The route table.
+    pub routes: RouteTable,
+    /// Allowed browser origins.
+    pub origins: origin::Origins,
+    /// Response header rules.
+    pub headers: HeaderRules,
+    limits: clawguard_policies::BodyLimits,
+    reenable_tools: Vec<String>,
+    max_data_url_bytes: usize,
+}
+
+impl HttpPolicy {
+    /// Compiles `[http]` (and the listeners, whose origins are clawguard's own).
+    pub fn new(policy: &clawguard_policies::Policy) -> Self {
+        let http = &policy.http;
+        HttpPolicy {
+            routes: RouteTable::new(http),
+            origins: origin::Origins::new(&policy.server.listen, &policy.tls.listen, &http.allowed_origins),
+            headers: HeaderRules::new(http),
+            limits: http.max_body_bytes.clone(),
+            reenable_tools: http.reenable_tools.clone(),
+            max_data_url_bytes: http.max_data_url_bytes,
+        }
+    }
+
+    /// The body limit of a route class.
+    pub fn body_limit(&self, class: RouteClass) -> usize {
+        match class {
+            RouteClass::ToolsInvoke => self.limits.tools_invoke,
+            RouteClass::ChatCompletions | RouteClass::Responses => self.limits.inference,
+            RouteClass::Embeddings => self.limits.embeddings,
+            RouteClass::Hooks => self.limits.hooks,
+            _ => self.limits.other,
+        }
+    }
+}
+
+/// Request headers, as the proxy has them.
+pub trait Headers {
+    /// Every value of header `name` (lowercase).
+    fn values(&self, name: &str) -> Vec<&str>;
+}
+
+impl Headers for [(String, String)] {
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// One HTTP request head.
+pub struct HttpRequest<'a> {
+    /// The method (`GET`, `POST`, …).
+    pub method: &'a str,
+    /// The path as sent (before canonicalisation).
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a dyn Headers,
+    /// Whether it asks for a WebSocket upgrade.
+    pub upgrade: bool,
+}
+
+impl HttpRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.values(name).first().copied()
+    }
+}
+
+/// clawguard's refusal of an HTTP request, in the gateway's error shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRefusal {
+    /// The status.
+    pub status: u16,
+    /// `error.type`.
+    pub kind: &'static str,
+    /// The rule responsible.
+    pub rule: String,
+    /// Why, in words.
+    pub reason: String,
+    /// `error.details` (`code`, the rule's specifics).
+    pub details: Value,
+    /// Enforced, or only recorded (dry-run).
+    pub enforce: bool,
+    /// `Retry-After`, seconds (rate limits).
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl HttpRefusal {
+    fn new(status: u16, kind: &'static str, rule: &str, reason: String, details: Value) -> Self {
+        HttpRefusal { status, kind, rule: rule.into(), reason, details, enforce: true, retry_after_seconds: None }
+    }
+
+    /// The answer body: `{"error":{"message","type","details","source":"clawguard"}}`.
+    pub fn body(&self) -> Vec<u8> {
+        let v = json!({ "error": { "message": format!("clawguard: {}", self.reason), "type": self.kind, "details": self.details, "rule": self.rule, "source": "clawguard" } });
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+}
+
+/// What the proxy does with a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BodyPlan {
+    /// Forward it as it comes, refusing it (413) past `limit` bytes.
+    Stream {
+        /// Bytes.
+        limit: usize,
+    },
+    /// Hold it whole (at most `limit` bytes, else 413) and call [`judge_body`].
+    Judge {
+        /// Bytes.
+        limit: usize,
+    },
+}
+
+/// A request head clawguard admits.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The route.
+    pub route: Route,
+    /// The canonical path.
+    pub path: String,
+    /// The identity and how it was chosen.
+    pub resolution: Resolution,
+    /// What to do with the body.
+    pub body: BodyPlan,
+    /// Request headers to remove before forwarding (an override the identity may not set).
+    pub remove: Vec<&'static str>,
+    /// Refusals recorded but not enforced (dry-run).
+    pub recorded: Vec<HttpRefusal>,
+}
+
+impl Admitted {
+    /// The identity.
+    pub fn identity(&self) -> &Arc<CompiledIdentity> {
+        &self.resolution.identity
+    }
+
+    /// An enforced refusal ends the request; a dry-run one is recorded.
+    fn check(&mut self, r: Option<HttpRefusal>) -> Result<(), HttpRefusal> {
+        match r {
+            Some(r) if r.enforce => Err(r),
+            Some(r) => {
+                self.recorded.push(r);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The identity an HTTP request's evidence resolves to: certificate, address, and the bearer
+/// credential (`Authorization: Bearer`, or the hooks' `X-OpenClaw-Token`).
+pub fn resolve(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Resolution {
+    let bearer = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).or_else(|| req.header("x-openclaw-token"));
+    let token_sha256 = bearer.map(|t| credential_sha256(t.trim()));
+    env.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() })
+}
+
+fn bad_request(rule: &str, reason: String, code: &str) -> HttpRefusal {
+    HttpRefusal::new(400, "invalid_request", rule, reason, json!({ "code": code }))
+}
+
+/// Whether the query names `token` (as `URLSearchParams` decodes names).
+fn query_has_token(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        // A malformed escape stays as it is, as URLSearchParams leaves it.
+        let decoded = name.replace('+', " ");
+        percent_decode(&decoded).unwrap_or(decoded) == "token"
+    })
+}
+
+/// Percent-decodes `s` as `decodeURIComponent` does (`None`: a malformed escape or not UTF-8).
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The checks of a request head, in order: path, duplicate headers, identity, route, origin,
+/// query credentials, rate limit, declared body size, and the operator checks of routes whose
+/// decision needs no body.
+pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitted, HttpRefusal> {
+    let path = path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
+    for name in SINGLE_HEADERS {
+        if req.headers.values(name).len() > 1 {
+            return Err(bad_request("unreadable-input", format!("the request carries {name} more than once, which clawguard and the gateway could read differently"), "DUPLICATE_HEADER"));
+        }
+    }
+    let http = &env.guard.http;
+    if let Some(origin) = req.header("origin") {
+        let state_changing = !matches!(req.method, "GET" | "HEAD" | "OPTIONS");
+        if req.upgrade || state_changing {
+            if let Some(why) = http.origins.refusal(origin) {
+                return Err(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin })));
+            }
+        }
+    }
+    let resolution = resolve(env, peer, req);
+    let enforce = resolution.identity.mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
+    let route = match http.routes.route(req.method, &path) {
+        Ok(r) => r,
+        Err(NoRoute::Unlisted) => {
+            let reason = format!("no route of the gateway's serves {} {path}, and http.allow_paths does not list it", req.method);
+            return Err(HttpRefusal::new(404, "not_found", "http-route", reason, json!({ "code": "ROUTE_NOT_LISTED", "path": path })));
+        }
+        Err(NoRoute::Method(methods)) => {
+            let reason = format!("{path} is served for {} only", methods.join(", "));
+            return Err(HttpRefusal::new(405, "method_not_allowed", "http-route", reason, json!({ "code": "METHOD_NOT_ALLOWED", "allow": methods })));
+        }
+    };
+    let class = route.class;
+    let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit: http.body_limit(class) }, remove: Vec::new(), recorded: Vec::new() };
+    if class == RouteClass::Hooks && req.query.is_some_and(query_has_token) {
+        return Err(bad_request("hooks-token", "a hook token in the query string is refused (it ends up in logs and history): send Authorization: Bearer or X-OpenClaw-Token".into(), "QUERY_TOKEN"));
+    }
+    if let Some(r) = crate::limits::HttpRoute::of(&admitted.path) {
+        if let Err(limited) = env.guard.clients.http(r, &admitted.identity().name, peer.ip) {
+            let key = if r == crate::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };
+            let retry_ms = limited.retry_after.as_millis().max(1);
+            let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
+            let mut refusal = HttpRefusal::new(429, "rate_limited", &format!("rate-limit:{}", limited.limit), reason, json!({ "code": "RATE_LIMITED", "limit": limited.limit }));
+            refusal.retry_after_seconds = Some(u64::try_from(retry_ms.div_ceil(1000)).unwrap_or(u64::MAX).max(1));
+            refusal.enforce = !limited.shadow;
+            admitted.check(Some(refusal))?;
+        }
+    }
+    let limit = http.body_limit(class);
+    if let Some(declared) = req.header("content-length") {
+        match declared.trim().parse::<u64>() {
+            Ok(n) if n > limit as u64 => return Err(too_large(&admitted.path, limit)),
+            Ok(_) => {}
+            Err(_) => return Err(bad_request("unreadable-input", format!("Content-Length {declared:?} is not a number"), "BAD_CONTENT_LENGTH")),
+        }
+    }
+    let operator = |admitted: &Admitted, method: &str, params: &Value| operator_check(env, peer, admitted, method, params, enforce);
+    match class {
+        RouteClass::ToolsInvoke | RouteClass::ChatCompletions | RouteClass::Responses | RouteClass::Hooks => {
+            admitted.body = BodyPlan::Judge { limit };
+            if matches!(class, RouteClass::ChatCompletions | RouteClass::Responses) && req.header("x-openclaw-session-key").is_some() && !admitted.identity().session_key_header {
+                admitted.remove.push("x-openclaw-session-key");
+            }
+        }
+        RouteClass::SessionHistory | RouteClass::SessionKill => {
+            let segment = admitted.route.session_segment.clone().unwrap_or_default();
+            let Some(key) = percent_decode(&segment) else {
+                return Err(bad_request("unreadable-input", format!("the session key {segment:?} is not percent-encoded UTF-8"), "UNREADABLE_SESSION_KEY"));
+            };
+            let (method, field) = if class == RouteClass::SessionHistory { ("chat.history", "sessionKey") } else { ("sessions.abort", "key") };
+            let r = operator(&admitted, method, &json!({ field: crate::js::trim(&key) }));
+            admitted.check(r)?;
+        }
+        RouteClass::Models | RouteClass::Embeddings => {
+            let method = class.operator_method().unwrap_or("models.list");
+            let r = operator(&admitted, method, &json!({}));
+            admitted.check(r)?;
+        }
+        RouteClass::Mcp => {
+            let reason = "/mcp is a tool surface clawguard cannot judge yet (its tool calls are not checked against allow_tools, the exec policy or session ownership): use /tools/invoke, or list /mcp in http.allow_paths".to_string();
+            let mut r = HttpRefusal::new(403, "forbidden", "http-route", reason, json!({ "code": "ROUTE_NOT_JUDGEABLE", "path": admitted.path }));
+            r.enforce = enforce;
+            admitted.check(Some(r))?;
+        }
+        _ => {}
+    }
+    if let Some(scope) = class.extra_scope() {
+        if !crate::scopes::satisfies(admitted.identity().ceiling, scope) {
+            let reason = format!("{} needs {}, which identity {:?} does not hold", admitted.path, scope.name(), admitted.identity().name);
+            let mut r = HttpRefusal::new(403, "forbidden", "scope", reason, json!({ "code": "MISSING_SCOPE", "missingScope": scope.name(), "identity": admitted.identity().name }));
+            r.enforce = enforce;
+            admitted.check(Some(r))?;
+        }
+    }
+    Ok(admitted)
+}
+
+/// A WebSocket upgrade's checks before the engine takes over: the path and the origin.
+pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), HttpRefusal> {
+    path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
+    if req.headers.values("origin").len() > 1 {
+        return Err(bad_request("unreadable-input", "the upgrade carries Origin more than once".into(), "DUPLICATE_HEADER"));
+    }
+    match req.header("origin").and_then(|o| env.guard.http.origins.refusal(o).map(|why| (o, why))) {
+        Some((origin, why)) => Err(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin }))),
+        None => Ok(()),
+    }
+}
+
+/// A body over the route's limit.
+pub fn too_large(path: &str, limit: usize) -> HttpRefusal {
+    HttpRefusal::new(413, "payload_too_large", "body-limit", format!("the body of {path} is over {limit} bytes"), json!({ "code": "PAYLOAD_TOO_LARGE", "limit": limit }))
+}
+
+/// The operator checks of a WebSocket request, applied to the method the route is authorised as.
+fn operator_check(env: &Env<'_>, peer: &Peer, admitted: &Admitted, method: &str, params: &Value, enforce: bool) -> Option<HttpRefusal> {
+    let (judgement, lists_sessions) = crate::access::Access::judge_operator_request(env, peer.clone(), admitted.resolution.clone(), method, params);
+    if let Some(r) = refusal_of(&judgement) {
+        return Some(r);
+    }
+    if lists_sessions {
+        let reason = format!("identity {:?} sees only its own sessions, and a session listing over HTTP cannot be filtered: list sessions over the WebSocket", admitted.identity().name);
+        let mut r = HttpRefusal::new(403, "forbidden", "session-owner", reason, json!({ "code": "SESSION_LISTING_UNFILTERABLE", "identity": admitted.identity().name }));
+        r.enforce = enforce;
+        return Some(r);
+    }
+    None
+}
+
+/// An HTTP refusal for a WebSocket judgement that refuses, with the same rule and reason.
+fn refusal_of(j: &Judgement) -> Option<HttpRefusal> {
+    let (reply, rule, reason) = match &j.action {
+        Action::Forward | Action::Rewrite { .. } | Action::Answer { .. } => return None,
+        Action::Refuse { reply, rule, reason, .. } => (Some(reply), rule, reason),
+        Action::Drop { rule, reason } | Action::Close { rule, reason, .. } => (None, rule, reason),
+    };
+    let error = reply.and_then(|r| serde_json::from_slice::<Value>(r).ok()).map(|v| v["error"].clone()).unwrap_or(Value::Null);
+    let details = error.get("details").cloned().unwrap_or_else(|| json!({ "code": "POLICY_DENIED" }));
+    let (status, kind) = match error["code"].as_str() {
+        Some("INVALID_REQUEST") => (400, "invalid_request"),
+        Some("UNAVAILABLE") if details["code"] == "RATE_LIMITED" => (429, "rate_limited"),
+        Some("UNAVAILABLE") => (503, "unavailable"),
+        _ => (403, "forbidden"),
+    };
+    let mut r = HttpRefusal::new(status, kind, rule, reason.clone(), details);
+    r.enforce = j.enforce;
+    r.retry_after_seconds = error["retryAfterMs"].as_u64().map(|ms| ms.div_ceil(1000).max(1));
+    Some(r)
+}
+
+/// Reads a body as the gateway does: a UTF-8 BOM stripped, then `JSON.parse`.
+fn read_body(path: &str, body: &[u8]) -> Result<Value, HttpRefusal> {
+    let text = std::str::from_utf8(body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body))
+        .map_err(|_| bad_request("unreadable-input", format!("the body of {path} is not UTF-8 text, so clawguard cannot judge it"), "UNREADABLE_BODY"))?;
+    if text.trim().is_empty() {
+        // The handlers read an empty body as `{}`.
+        return Ok(json!({}));
+    }
+    crate::js::read_json(&format!("the body of {path}"), text).map_err(|e| bad_request("unreadable-input", e.to_string(), "UNREADABLE_BODY"))
+}
+
+/// The agent an OpenAI-compatible request addresses: the agent header, else the `model`
+/// (`openclaw/<id>`, `openclaw:<id>`, `agent:<id>`); `None`: the default agent.
+fn compat_agent(req: &HttpRequest<'_>, body: &Value) -> Option<String> {
+    let header = req.header("x-openclaw-agent-id").or_else(|| req.header("x-openclaw-agent")).map(crate::js::trim).filter(|a| !a.is_empty());
+    if let Some(a) = header {
+        return Some(a.to_ascii_lowercase());
+    }
+    let model = crate::js::trim(body["model"].as_str().unwrap_or("")).to_ascii_lowercase();
+    ["openclaw/", "openclaw:", "agent:"].iter().find_map(|p| model.strip_prefix(p)).filter(|id| *id != "default" && !id.is_empty()).map(str::to_string)
+}
+
+/// The checks of a whole body the route needs ([`BodyPlan::Judge`]).
+pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &HttpRequest<'_>, body: &[u8]) -> Result<(), HttpRefusal> {
+    let class = admitted.route.class;
+    let enforce = admitted.identity().mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
+    let value = read_body(&admitted.path, body)?;
+    if !value.is_object() {
+        return Err(bad_request("unreadable-input", format!("the body of {} is not a JSON object", admitted.path), "UNREADABLE_BODY"));
+    }
+    let http = &env.guard.http;
+    match class {
+        RouteClass::ToolsInvoke => {
+            let tool = crate::js::string_field(&value, &["name", "tool"]).unwrap_or("");
+            if GATEWAY_HTTP_TOOL_DENY.contains(&tool) && !http.reenable_tools.iter().any(|t| t == tool) {
+                let reason = format!("tool {tool:?} is on the gateway's HTTP deny list, which clawguard always applies (http.reenable_tools does not name it)");
+                return Err(HttpRefusal::new(403, "forbidden", "http-tool-deny", reason, json!({ "code": "TOOL_DENIED_ON_HTTP", "tool": tool })));
+            }
+            let r = operator_check(env, peer, admitted, "tools.invoke", &value, enforce);
+            admitted.check(r)
+        }
+        RouteClass::ChatCompletions | RouteClass::Responses => {
+            let identity = admitted.identity().clone();
+            for fetch in ingest::urls(&value) {
+                if let Some(reason) = ingest::refusal(&fetch, http.max_data_url_bytes, |h| identity.may_fetch(h)) {
+                    let mut r = HttpRefusal::new(403, "forbidden", "url-ingestion", reason, json!({ "code": "URL_NOT_ALLOWED", "path": fetch.path, "identity": identity.name }));
+                    r.enforce = enforce;
+                    admitted.check(Some(r))?;
+                }
+            }
+            let agent = compat_agent(req, &value);
+            let header = req.header("x-openclaw-session-key").filter(|_| !admitted.remove.contains(&"x-openclaw-session-key")).map(crate::js::trim).filter(|k| !k.is_empty());
+            let prefix = if class == RouteClass::ChatCompletions { "openai" } else { "openresponses" };
+            let user = value["user"].as_str().map(crate::js::trim).filter(|u| !u.is_empty());
+            let agent_name = agent.clone().unwrap_or_else(|| SessionDefaults::default().default_agent_id);
+            // Without a key or a user the gateway starts a fresh session of its own (a random id).
+            let key = header.map(str::to_string).or_else(|| user.map(|u| format!("agent:{agent_name}:{prefix}-user:{u}")));
+            let mut params = json!({});
+            if let Some(k) = key {
+                params["sessionKey"] = Value::String(k);
+            }
+            if let Some(a) = agent {
+                params["agentId"] = Value::String(a);
+            }
+            let r = operator_check(env, peer, admitted, "chat.send", &params, enforce);
+            admitted.check(r)
+        }
+        RouteClass::Hooks => {
+            let Some(key) = crate::js::string_field(&value, &["sessionKey"]) else { return Ok(()) };
+            let agent = crate::js::string_field(&value, &["agentId"]);
+            let identity = admitted.identity().clone();
+            let canonical = SessionDefaults::default().canonical(key, agent);
+            if identity.sessions.allows(&canonical) {
+                return Ok(());
+            }
+            let reason = format!("session {key:?} ({canonical}) belongs to another identity: {:?} may only use sessions matching {}", identity.name, identity.sessions.describe());
+            let mut r = HttpRefusal::new(403, "forbidden", "session-owner", reason, json!({ "code": "SESSION_NOT_OWNED", "sessionKey": canonical, "identity": identity.name }));
+            r.enforce = enforce;
+            admitted.check(Some(r))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A whole HTTP decision, for `clawguard decide` and the case corpus.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpDecision {
+    /// `allow`, `would-deny` (dry-run) or `deny`.
+    pub decision: &'static str,
+    /// The canonical path, when it could be read.
+    pub path: Option<String>,
+    /// The route class.
+    pub route: Option<&'static str>,
+    /// The identity.
+    pub identity: Option<String>,
+    /// How it was chosen.
+    pub identity_reason: Option<String>,
+    /// The refusal (enforced, or the first recorded one).
+    pub refusal: Option<HttpRefusal>,
+    /// Request headers removed before forwarding.
+    pub removed_headers: Vec<&'static str>,
+    /// What would happen with the body.
+    pub body: Option<BodyPlan>,
+}
+
+/// Judges a request and its body, as the proxy would.
+pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) -> HttpDecision {
+    if req.upgrade {
+        let refusal = admit_upgrade(env, req).err();
+        return HttpDecision { decision: if refusal.is_some() { "deny" } else { "allow" }, path: path::canonical_path(req.path).ok(), route: Some("websocket"), identity: None, identity_reason: None, refusal, removed_headers: vec![], body: None };
+    }
+    let mut admitted = match admit(env, peer, req) {
+        Ok(a) => a,
+        Err(refusal) => {
+            let resolution = resolve(env, peer, req);
+            return HttpDecision {
+                decision: "deny",
+                path: path::canonical_path(req.path).ok(),
+                route: None,
+                identity: Some(resolution.identity.name.clone()),
+                identity_reason: Some(resolution.why),
+                refusal: Some(refusal),
+                removed_headers: vec![],
+                body: None,
+            };
+        }
+    };
+    let mut refusal = None;
+    match admitted.body {
+        BodyPlan::Judge { limit } | BodyPlan::Stream { limit } if body.len() > limit => refusal = Some(too_large(&admitted.path, limit)),
+        BodyPlan::Judge { .. } => refusal = judge_body(env, peer, &mut admitted, req, body).err(),
+        BodyPlan::Stream { .. } => {}
+    }
+    let decision = match (&refusal, admitted.recorded.is_empty()) {
+        (Some(_), _) => "deny",
+        (None, false) => "would-deny",
+        (None, true) => "allow",
+    };
+    HttpDecision {
+        decision,
+        path: Some(admitted.path.clone()),
+        route: Some(admitted.route.class.label()),
+        identity: Some(admitted.identity().name.clone()),
+        identity_reason: Some(admitted.resolution.why.clone()),
+        refusal: refusal.or_else(|| admitted.recorded.first().cloned()),
+        removed_headers: admitted.remove.clone(),
+        body: Some(admitted.body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_found_however_they_are_spelled() {
+        for q in ["token=abc", "a=1&token=abc", "%74oken=abc", "token"] {
+            assert!(query_has_token(q), "{q}");
+        }
+        for q in ["tokens=1", "a=token", "xtoken=1", ""] {
+            assert!(!query_has_token(q), "{q}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_as_decode_uri_component() {
+        assert_eq!(percent_decode("agent%3Amain%3amain").as_deref(), Some("agent:main:main"));
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"), "+ is not a space in a path");
+    }
+}
