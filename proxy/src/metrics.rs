@@ -71,6 +71,13 @@ pub static PIN_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// HTTP requests clawguard refused (or, in dry-run, would have), by route class, verdict
+/// (`refuse`, `would_refuse`) and rule.
+pub static HTTP_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_http_decisions_total", "HTTP requests refused or (dry-run) recorded, by route, verdict and rule", &["route", "verdict", "rule"])
+        .expect("metric registers once")
+});
+
 /// Messages, requests and connections refused by a rate limit, by limit name.
 pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("clawguard_rate_limited_total", "Messages, requests and connections refused by a rate limit, by limit", &["limit"]).expect("metric registers once")

@@ -8,8 +8,8 @@ use crate::websocket;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
-use clawguard_filters::identity::{credential_sha256, Evidence, Resolution};
-use clawguard_filters::limits::{HttpRoute, Limited};
+use clawguard_filters::access::Env;
+use clawguard_filters::http::{Admitted, BodyPlan, HeaderOp, HttpRefusal, HttpRequest};
 use clawguard_filters::peer::{ClientCert, Peer};
 use clawguard_filters::access::Guard;
 use clawguard_filters::conn_limits::ConnectionCounts;
@@ -108,34 +108,31 @@ pub struct Ctx {
     peer: Option<Peer>,
     /// Set when clawguard answered the request itself.
     answered: bool,
-    /// A `POST /tools/invoke` body, held until it is whole and judged by the exec policy.
-    tool_body: Option<BytesMut>,
-    /// clawguard's own refusal of the request (status, kind, message), for `fail_to_proxy`.
-    refusal: Option<(u16, &'static str, String)>,
+    /// The admitted request: route, identity, body plan.
+    admitted: Option<Admitted>,
+    /// A body held until it is whole and judged (`BodyPlan::Judge`).
+    held: Option<BytesMut>,
+    /// Body bytes seen so far (`BodyPlan::Stream`).
+    body_seen: usize,
+    /// clawguard's own refusal of the request, for `fail_to_proxy`.
+    refusal: Option<HttpRefusal>,
     /// The scope ceiling of a plain HTTP request's identity, resolved once in `request_filter`.
     http_ceiling: Option<String>,
 }
 
-/// The largest `/tools/invoke` body clawguard holds for judging (the gateway's own limit).
-const MAX_TOOL_BODY: usize = 2 * 1024 * 1024;
+/// Request headers as the sans-IO core reads them; a value that is not visible ASCII reads as
+/// U+FFFD, which matches no credential and no origin (so it resolves to `default` or is refused).
+struct HeadView<'a>(&'a RequestHeader);
 
-/// The exec policy's refusal of a `/tools/invoke` body, if it runs the `exec` tool with a
-/// command the policy does not allow.
-fn tool_invoke_refusal(shared: &Shared, body: &[u8]) -> Option<String> {
-    // The gateway strips a UTF-8 BOM and parses with JSON.parse; what clawguard cannot read is
-    // refused, naming where.
-    let Ok(text) = std::str::from_utf8(body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body)) else {
-        return Some("the /tools/invoke body is not UTF-8 text, so clawguard cannot judge it".into());
-    };
-    let value = match clawguard_filters::js::read_json("the /tools/invoke body", text) {
-        Ok(v) => v,
-        Err(e) => return Some(e.to_string()),
-    };
-    if clawguard_filters::js::string_field(&value, &["name", "tool"]) != Some("exec") {
-        return None;
+impl clawguard_filters::http::Headers for HeadView<'_> {
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.0.headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect()
     }
-    let r = clawguard_filters::exec_guard::shell_refusal(shared.guard.exec(), value["args"]["command"].as_str(), false, "the exec tool")?;
-    r.enforce.then_some(r.reason)
+}
+
+/// The sans-IO model of a request head.
+fn http_request<'a>(req: &'a RequestHeader, headers: &'a HeadView<'a>, upgrade: bool) -> HttpRequest<'a> {
+    HttpRequest { method: req.method.as_str(), path: req.uri.path(), query: req.uri.query(), headers, upgrade }
 }
 
 /// What the session tells about the client: address, TLS, and the verified client certificate.
@@ -168,36 +165,86 @@ fn upgrade_kind(req: &RequestHeader) -> Upgrade {
 
 /// Answers a request with a JSON error in the gateway's HTTP error shape.
 pub async fn respond_error(session: &mut Session, status: u16, kind: &str, message: &str) -> Result<()> {
-    respond_error_with(session, status, kind, message, None).await
+    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": kind, "source": "clawguard" } }))
+        .expect("a JSON value always serialises");
+    respond_json(session, status, body, None, None).await
 }
 
 /// A 429 in the gateway's error shape (`rate_limited`) with `Retry-After` in whole seconds
 /// (rounded up) from the limiter's own hint.
-pub async fn respond_rate_limited(session: &mut Session, limited: &Limited, message: &str) -> Result<()> {
-    let seconds = limited.retry_after.as_millis().div_ceil(1000).max(1);
-    respond_error_with(session, 429, "rate_limited", message, Some(seconds.to_string())).await
+pub async fn respond_rate_limited(session: &mut Session, limited: &clawguard_filters::limits::Limited, message: &str) -> Result<()> {
+    let seconds = u64::try_from(limited.retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1);
+    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": "rate_limited", "source": "clawguard" } }))
+        .expect("a JSON value always serialises");
+    respond_json(session, 429, body, Some(seconds), None).await
 }
 
-async fn respond_error_with(session: &mut Session, status: u16, kind: &str, message: &str, retry_after: Option<String>) -> Result<()> {
-    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": kind, "source": "clawguard" } }))
-        .expect("a JSON value always serialises");
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+/// Answers with clawguard's refusal of a request.
+async fn respond_refusal(session: &mut Session, shared: &Shared, refusal: &HttpRefusal) -> Result<()> {
+    respond_json(session, refusal.status, refusal.body(), refusal.retry_after_seconds, Some(shared)).await
+}
+
+async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_after: Option<u64>, shared: Option<&Shared>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(8))?;
     if let Some(seconds) = retry_after {
-        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
+        resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
     }
     resp.insert_header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CONNECTION, "close")?;
+    if let Some(shared) = shared {
+        // clawguard's own answers get the API headers.
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+        let path = session.req_header().uri.path().to_string();
+        let ops = shared.guard.http.headers.plan(None, &path, tls, |_| None);
+        apply_header_ops(&mut resp, &ops)?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
-/// The identity of an HTTP request: certificate, address, bearer token.
-fn http_resolution(shared: &Shared, peer: &Peer, req: &RequestHeader) -> Resolution {
-    let bearer = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let token_sha256 = bearer.map(|t| credential_sha256(t.trim()));
-    shared.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() })
+fn apply_header_ops(resp: &mut ResponseHeader, ops: &[HeaderOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            HeaderOp::Set(name, value) => {
+                resp.insert_header(name.clone(), value.as_str())?;
+            }
+            HeaderOp::Append(name, value) => {
+                resp.append_header(name.clone(), value.as_str())?;
+            }
+            HeaderOp::Remove(name) => {
+                resp.remove_header(name.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts and logs a refusal; a dry-run one only recorded.
+fn note_refusal(route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAddr>, path: &str) {
+    let verdict = if refusal.enforce { "refuse" } else { "would_refuse" };
+    metrics::HTTP_DECISIONS.with_label_values(&[route, verdict, &refusal.rule]).inc();
+    if refusal.rule.starts_with("rate-limit:") {
+        let limit = &refusal.rule["rate-limit:".len()..];
+        if refusal.enforce {
+            metrics::RATE_LIMITED.with_label_values(&[limit]).inc();
+        } else {
+            metrics::RATE_LIMIT_SHADOW.with_label_values(&[limit]).inc();
+        }
+    }
+    if refusal.enforce {
+        tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, status = refusal.status, reason = %refusal.reason, "http request refused");
+    } else {
+        tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, reason = %refusal.reason, "http request would be refused (dry-run)");
+    }
+}
+
+impl Shared {
+    /// The decision environment: the policy, the clock, the shared state.
+    pub fn env(&self) -> Env<'_> {
+        Env { guard: &self.guard, now_ms: crate::websocket::now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals }
+    }
 }
 
 #[async_trait]
@@ -222,85 +269,107 @@ impl ProxyHttp for Clawguard {
             respond_error(session, 403, "tls_required", "clawguard: plaintext is only accepted from loopback; connect with TLS").await?;
             return Ok(true);
         }
-        // Every HTTP decision is taken on the path the gateway routes to (WHATWG URL pathname);
-        // a path whose meaning could differ is refused.
-        let path = match clawguard_filters::http_path::canonical_path(session.req_header().uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                ctx.answered = true;
-                metrics::REFUSALS.with_label_values(&["bad_path"]).inc();
-                tracing::warn!(peer = ?ip, %e, "refused an ambiguous request path");
-                respond_error(session, 400, "bad_path", &format!("clawguard: {e}")).await?;
+        let upgrade = upgrade_kind(session.req_header());
+        if matches!(upgrade, Upgrade::Other) {
+            ctx.answered = true;
+            metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
+            respond_error(session, 400, "bad_upgrade", "clawguard: only WebSocket upgrades (GET, no body) are proxied").await?;
+            return Ok(true);
+        }
+        let Some(peer) = ctx.peer.clone() else {
+            ctx.answered = true;
+            respond_error(session, 400, "bad_peer", "clawguard: the peer has no IP address").await?;
+            return Ok(true);
+        };
+        let raw_path = session.req_header().uri.path().to_string();
+        if matches!(upgrade, Upgrade::WebSocket) {
+            // The path must be readable and a browser's origin one of clawguard's own or listed.
+            let checked = {
+                let view = HeadView(session.req_header());
+                clawguard_filters::http::admit_upgrade(&self.shared.env(), &http_request(session.req_header(), &view, true))
+            };
+            ctx.answered = true;
+            if let Err(refusal) = checked {
+                note_refusal("websocket", &refusal, ip, &raw_path);
+                respond_refusal(session, &self.shared, &refusal).await?;
                 return Ok(true);
             }
+            websocket::take_over(&self.shared, session, &peer).await?;
+            return Ok(true);
+        }
+        // Every HTTP decision is taken on the path the gateway routes to (WHATWG URL pathname),
+        // by the route table, with the WebSocket's checks.
+        let admitted = {
+            let view = HeadView(session.req_header());
+            clawguard_filters::http::admit(&self.shared.env(), &peer, &http_request(session.req_header(), &view, false))
         };
-        match upgrade_kind(session.req_header()) {
-            Upgrade::None => {
-                if let Some(peer) = &ctx.peer {
-                    // The identity of an HTTP request is known at once (certificate, address,
-                    // bearer): its ceiling goes to the gateway, its name keys the route's limit.
-                    let resolution = http_resolution(&self.shared, peer, session.req_header());
-                    let (ip, identity) = (peer.ip, resolution.identity.name.clone());
-                    ctx.http_ceiling = Some(resolution.identity.ceiling.names().join(","));
-                    let route = HttpRoute::of(&path);
-                    if let Some(Err(limited)) = route.map(|r| self.shared.guard.clients.http(r, &identity, ip)) {
-                        if limited.shadow {
-                            metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
-                        } else {
-                            ctx.answered = true;
-                            metrics::RATE_LIMITED.with_label_values(&[limited.limit]).inc();
-                            let key = if route == Some(HttpRoute::Hooks) { ip.to_string() } else { format!("identity {identity:?}") };
-                            let message = format!("clawguard: rate limit {} exceeded for {key}: retry in {} ms", limited.limit, limited.retry_after.as_millis().max(1));
-                            tracing::warn!(peer = %ip, path = %session.req_header().uri.path(), limit = limited.limit, "http request rate limited");
-                            respond_rate_limited(session, &limited, &message).await?;
-                            return Ok(true);
-                        }
-                    }
+        match admitted {
+            Ok(admitted) => {
+                for recorded in &admitted.recorded {
+                    note_refusal(admitted.route.class.label(), recorded, ip, &admitted.path);
                 }
-                let req = session.req_header();
-                if req.method == http::Method::POST && path == "/tools/invoke" {
-                    ctx.tool_body = Some(BytesMut::new());
+                // The gateway honours the identity's ceiling where its auth mode allows.
+                ctx.http_ceiling = Some(admitted.identity().ceiling.names().join(","));
+                if matches!(admitted.body, BodyPlan::Judge { .. }) {
+                    ctx.held = Some(BytesMut::new());
                 }
+                ctx.admitted = Some(admitted);
                 Ok(false)
             }
-            Upgrade::Other => {
+            Err(refusal) => {
                 ctx.answered = true;
-                metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
-                respond_error(session, 400, "bad_upgrade", "clawguard: only WebSocket upgrades (GET, no body) are proxied").await?;
-                Ok(true)
-            }
-            Upgrade::WebSocket => {
-                ctx.answered = true;
-                let Some(peer) = ctx.peer.clone() else {
-                    respond_error(session, 400, "bad_peer", "clawguard: the peer has no IP address").await?;
-                    return Ok(true);
-                };
-                websocket::take_over(&self.shared, session, &peer).await?;
+                note_refusal("none", &refusal, ip, &raw_path);
+                respond_refusal(session, &self.shared, &refusal).await?;
                 Ok(true)
             }
         }
     }
 
-    async fn request_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<()> {
-        let Some(held) = ctx.tool_body.as_mut() else { return Ok(()) };
+    async fn request_body_filter(&self, session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<()> {
+        let Some(admitted) = ctx.admitted.as_mut() else { return Ok(()) };
+        let limit = match admitted.body {
+            BodyPlan::Judge { limit } | BodyPlan::Stream { limit } => limit,
+        };
+        let Some(held) = ctx.held.as_mut() else {
+            ctx.body_seen += body.as_ref().map_or(0, Bytes::len);
+            if ctx.body_seen > limit {
+                let refusal = clawguard_filters::http::too_large(&admitted.path, limit);
+                note_refusal(admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path);
+                ctx.refusal = Some(refusal);
+                return Err(Error::explain(ErrorType::HTTPStatus(413), "request body over the route's limit"));
+            }
+            return Ok(());
+        };
         if let Some(chunk) = body.take() {
             held.extend_from_slice(&chunk);
         }
-        if held.len() > MAX_TOOL_BODY {
-            ctx.tool_body = None;
-            ctx.refusal = Some((413, "too_large", format!("clawguard: a /tools/invoke body over {MAX_TOOL_BODY} bytes cannot be judged")));
-            return Err(Error::explain(ErrorType::HTTPStatus(413), "tools/invoke body too large to judge"));
+        if held.len() > limit {
+            ctx.held = None;
+            let refusal = clawguard_filters::http::too_large(&admitted.path, limit);
+            note_refusal(admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path);
+            ctx.refusal = Some(refusal);
+            return Err(Error::explain(ErrorType::HTTPStatus(413), "request body too large to judge"));
         }
         if !end_of_stream {
+            // Nothing goes upstream until the body is judged; an empty chunk is not written (a
+            // `None` here would tell pingora the body has ended).
+            *body = Some(Bytes::new());
             return Ok(());
         }
         let whole = held.split().freeze();
-        ctx.tool_body = None;
-        if let Some(reason) = tool_invoke_refusal(&self.shared, &whole) {
-            metrics::REFUSALS.with_label_values(&["exec_policy"]).inc();
-            tracing::warn!(path = "/tools/invoke", %reason, "exec tool refused");
-            ctx.refusal = Some((403, "exec_denied", format!("clawguard: {reason}")));
-            return Err(Error::explain(ErrorType::HTTPStatus(403), "exec tool refused by the exec policy"));
+        ctx.held = None;
+        let Some(peer) = ctx.peer.clone() else { return Ok(()) };
+        let judged = {
+            let view = HeadView(session.req_header());
+            clawguard_filters::http::judge_body(&self.shared.env(), &peer, admitted, &http_request(session.req_header(), &view, false), &whole)
+        };
+        if let Err(refusal) = judged {
+            note_refusal(admitted.route.class.label(), &refusal, Some(peer.ip), &admitted.path);
+            ctx.refusal = Some(refusal);
+            return Err(Error::explain(ErrorType::HTTPStatus(403), "request refused by clawguard"));
+        }
+        for recorded in admitted.recorded.drain(..) {
+            note_refusal(admitted.route.class.label(), &recorded, Some(peer.ip), &admitted.path);
         }
         *body = Some(whole);
         Ok(())
@@ -317,6 +386,9 @@ impl ProxyHttp for Clawguard {
         for name in CLIENT_HEADERS_REMOVED {
             req.remove_header(*name);
         }
+        for name in ctx.admitted.as_ref().map(|a| a.remove.as_slice()).unwrap_or_default() {
+            req.remove_header(*name);
+        }
         if let Some(peer) = &ctx.peer {
             for (name, value) in forwarding_headers(peer.ip, peer.tls, &self.shared.policy.policy.attribution) {
                 req.insert_header(name, value)?;
@@ -329,14 +401,27 @@ impl ProxyHttp for Clawguard {
         Ok(())
     }
 
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let (class, path) = match &ctx.admitted {
+            Some(a) => (Some(a.route.class), a.path.as_str()),
+            None => (None, "/"),
+        };
+        let tls = ctx.peer.as_ref().is_some_and(|p| p.tls);
+        let ops = {
+            let headers = &resp.headers;
+            self.shared.guard.http.headers.plan(class, path, tls, |name| headers.get(name).and_then(|v| v.to_str().ok()))
+        };
+        apply_header_ops(resp, &ops)
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        if let Some((code, kind, message)) = ctx.refusal.take() {
+        if let Some(refusal) = ctx.refusal.take() {
             if session.as_downstream().response_written().is_none() {
-                if let Err(write) = respond_error(session, code, kind, &message).await {
+                if let Err(write) = respond_refusal(session, &self.shared, &refusal).await {
                     tracing::debug!(error = %write, "cannot send the refusal");
                 }
             }
-            return FailToProxy { error_code: code, can_reuse_downstream: false };
+            return FailToProxy { error_code: refusal.status, can_reuse_downstream: false };
         }
         let (code, kind) = match (e.etype(), e.esource()) {
             (ErrorType::HTTPStatus(code), _) => (*code, "error"),

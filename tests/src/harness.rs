@@ -32,6 +32,10 @@ pub fn raise_fd_limit() {
 /// Identities giving loopback clients every scope (admin by name).
 pub const LOOPBACK_ADMIN: &str = "[[identity]]\nname = \"loopback-admin\"\nroles = [\"operator\", \"node\"]\nscopes = [\"operator.admin\"]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n\n[[identity]]\nname = \"default\"\nscopes = []\n";
 
+/// The fake gateway's own test endpoints, which are no routes of the real gateway's: allowed
+/// unless a test brings its own `[http]` section.
+pub const FAKE_GATEWAY_PATHS: &str = "[http]\nallow_paths = [\"/status/*\", \"/headers\", \"/sha256\", \"/bytes\", \"/sse\"]\n";
+
 /// A running clawguard.
 pub struct Clawguard {
     /// The plaintext listener.
@@ -79,8 +83,9 @@ impl Clawguard {
         // Transport tests want plain forwarding: loopback clients get every scope, unless the
         // test brings its own identities.
         let identities = if extra.contains("[[identity]]") { "" } else { LOOPBACK_ADMIN };
+        let http = if extra.contains("[http]") { "" } else { FAKE_GATEWAY_PATHS };
         let policy = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nshutdown_grace_seconds = 3\n{server_extra}\n[upstream]\naddress = \"{upstream}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn,clawguard=debug\"\n{extra}\n{identities}\n"
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nshutdown_grace_seconds = 3\n{server_extra}\n[upstream]\naddress = \"{upstream}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn,clawguard=debug\"\n{extra}\n{http}\n{identities}\n"
         );
         let policy_path = dir.join("policy.toml");
         std::fs::File::create(&policy_path).and_then(|mut f| f.write_all(policy.as_bytes())).expect("write policy");
