@@ -1,4 +1,5 @@
-//! `clawguard decide`: the proxy's own decision function on one frame, printed as JSON.
+//! `clawguard decide`: the proxy's own decision function on one frame or one HTTP request,
+//! printed as JSON.
 
 use crate::config;
 use clawguard_filters::access::{Guard, InMemory};
@@ -23,8 +24,23 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     peer: IpAddr,
     /// The client frame to judge (JSON).
+    #[arg(long, required_unless_present = "http", conflicts_with = "http")]
+    frame: Option<String>,
+    /// An HTTP request to judge instead: `METHOD target`, e.g. `"POST /tools/invoke"`.
     #[arg(long)]
-    frame: String,
+    http: Option<String>,
+    /// A request header for `--http`, `name: value` (repeatable).
+    #[arg(long = "header", requires = "http")]
+    headers: Vec<String>,
+    /// The request body for `--http`.
+    #[arg(long, requires = "http", default_value = "")]
+    body: String,
+    /// `--http` arrives over TLS.
+    #[arg(long, requires = "http")]
+    tls: bool,
+    /// `--http` asks for a WebSocket upgrade.
+    #[arg(long, requires = "http")]
+    upgrade: bool,
     /// Frames before it: JSON lines `{"from":"gateway"|"client","frame":{…}}`. Without it, a
     /// completed handshake granting the identity's whole ceiling is assumed (for a `connect`
     /// frame: only the gateway's challenge, with the connect's own device nonce).
@@ -67,6 +83,10 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let guard = Guard::new(&cfg.policy.policy);
+    if let Some(line) = &args.http {
+        return decide_http(&guard, &args, line);
+    }
+    let frame = args.frame.clone().unwrap_or_default();
     let peer = Peer { ip: args.peer, tls: false, client_cert: None };
     let after = match &args.after {
         Some(path) => match read_after(path) {
@@ -75,10 +95,10 @@ pub fn run(args: Args) -> ExitCode {
         },
         None => None,
     };
-    if let Err(e) = serde_json::from_str::<Value>(&args.frame) {
+    if let Err(e) = serde_json::from_str::<Value>(&frame) {
         return fail(format!("--frame is not JSON: {e}"));
     }
-    let scenario = match Scenario::new(&guard, peer, args.identity.clone(), after, args.frame.clone()) {
+    let scenario = match Scenario::new(&guard, peer, args.identity.clone(), after, frame) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
@@ -99,4 +119,35 @@ pub fn run(args: Args) -> ExitCode {
         }
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// `--http`: one HTTP request through the HTTP decision (`filters::http::decide`).
+fn decide_http(guard: &Guard, args: &Args, line: &str) -> ExitCode {
+    let Some((method, target)) = line.trim().split_once(' ') else {
+        return fail(format!("--http {line:?}: expected \"METHOD target\", such as \"POST /tools/invoke\""));
+    };
+    if args.identity.is_some() || args.after.is_some() {
+        return fail("--identity and --after apply to --frame; an HTTP request's identity comes from its peer and headers".into());
+    }
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            return fail(format!("--header {h:?}: expected \"name: value\""));
+        };
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    if !args.body.is_empty() && !headers.iter().any(|(k, _)| k == "content-length" || k == "transfer-encoding") {
+        headers.push(("content-length".into(), args.body.len().to_string()));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let req = clawguard_filters::http::HttpRequest { method, path, query, headers: &headers, upgrade: args.upgrade };
+    let peer = Peer { ip: args.peer, tls: args.tls, client_cert: None };
+    let state = InMemory::default();
+    let now_ms = args.now_ms.unwrap_or_else(crate::websocket::now_ms);
+    let d = clawguard_filters::http::decide(&state.env(guard, now_ms), &peer, &req, args.body.as_bytes());
+    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d).expect("a decision serialises"));
+    if d.decision == "deny" { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

@@ -230,7 +230,7 @@ async fn http(stream: &mut TcpStream, req: &Request, ctx: &Ctx) -> anyhow::Resul
             let code: u16 = path["/status/".len()..].parse().unwrap_or(500);
             respond(stream, code, "text/plain", "X-Custom: kept\r\n", b"status").await?
         }
-        _ => respond(stream, 200, "text/html", "", b"<html>fake control ui</html>").await?,
+        _ => respond(stream, 200, "text/html", "Server: fake-node\r\nX-Powered-By: Express\r\n", b"<html>fake control ui</html>").await?,
     }
     Ok(())
 }

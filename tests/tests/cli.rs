@@ -152,3 +152,26 @@ fn issue5_exec_check_prints_the_decision_segments_and_reason() {
     let (code, text) = run(&[]);
     assert_eq!(code, Some(2), "{text}");
 }
+
+#[test]
+fn issue12_decide_judges_an_http_request() {
+    let run = |args: &[&str]| {
+        let out = Command::new(clawguard_bin()).arg("decide").args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("panicked"), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["--http", "POST /tools/%2e/invoke", "--peer", "203.0.113.9", "--tls", "--body", r#"{"tool":"web_search"}"#]);
+    assert_eq!(code, Some(1), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["path"].as_str(), v["identity"].as_str(), v["refusal"]["rule"].as_str()), (Some("/tools/invoke"), Some("default"), Some("identity-tools")), "{v}");
+    let (code, text) = run(&["--http", "GET /healthz"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["--http", "GET /", "--upgrade", "--header", "Origin: https://evil.example"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("ORIGIN_NOT_ALLOWED"), "{text}");
+    let (code, text) = run(&["--http", "POST"]);
+    assert_eq!(code, Some(2), "a request line without a target is a usage error: {text}");
+    let (code, text) = run(&["--http", "GET /", "--header", "no colon"]);
+    assert_eq!((code, text.contains("name: value")), (Some(2), true), "{text}");
+}

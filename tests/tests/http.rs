@@ -298,3 +298,68 @@ async fn issue12_path_variants_are_judged_as_the_route_the_gateway_reaches() {
         assert_eq!((status, &v["error"]["details"]["code"]), (400, &Value::from("BAD_PATH")), "{path}: {v}");
     }
 }
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue12_a_chunked_tools_invoke_body_reaches_the_gateway_whole() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let body = format!(r#"{{"tool":"web_search","args":{{"query":"{}"}}}}"#, "x".repeat(200_000));
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"POST /tools/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    for part in body.as_bytes().chunks(7_000) {
+        s.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+        s.write_all(part).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+        s.flush().await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (status, _, resp) = read_response(&mut s).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["length"].as_u64(), v["sha256"].as_str()), (Some(body.len() as u64), Some(hex::encode(Sha256::digest(body.as_bytes())).as_str())), "judged, then forwarded intact");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue12_routes_origins_limits_and_security_headers_through_the_binary() {
+    let gw = FakeGateway::start().await;
+    let policy = "[http]\nallow_paths = [\"/sha256\"]\n[http.max_body_bytes]\nother = 1000\n";
+    let cg = Clawguard::start(gw.addr, policy);
+    let send = |raw: String| async move {
+        let mut s = TcpStream::connect(cg.addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        read_response(&mut s).await
+    };
+    // The Control UI: the gateway's HTML, with Server and X-Powered-By removed and a CSP added.
+    let (status, headers, _) = send("GET /chat HTTP/1.1\r\nHost: x\r\n\r\n".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!((header(&headers, "server"), header(&headers, "x-powered-by")), (None, None), "{headers:?}");
+    assert!(header(&headers, "content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")), "{headers:?}");
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&headers, "strict-transport-security"), None, "no HSTS on a plaintext listener");
+    // An API answer.
+    let body = r#"{"tool":"web_search"}"#;
+    let (status, headers, _) = send(format!("POST /tools/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len())).await;
+    assert_eq!(status, 200);
+    assert_eq!((header(&headers, "cache-control"), header(&headers, "cross-origin-resource-policy")), (Some("no-store"), Some("same-origin")), "{headers:?}");
+    // Unlisted, and a streamed body over its route's limit: JSON errors with the API headers.
+    let (status, headers, resp) = send("POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".into()).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!((status, v["error"]["details"]["code"].as_str()), (404, Some("ROUTE_NOT_LISTED")), "{v}");
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    let big = "y".repeat(5000);
+    let (status, _, resp) = send(format!("POST /sha256 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n", big.len())).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!((status, v["error"]["type"].as_str()), (413, Some("payload_too_large")), "{v}");
+    let (status, _, _) = send(format!("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{}", 500, "z".repeat(500))).await;
+    assert_eq!(status, 200, "under the limit");
+    // A WebSocket upgrade from a foreign origin.
+    let (status, _, resp) = send("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://evil.example\r\n\r\n".into()).await;
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!((status, v["error"]["details"]["code"].as_str()), (403, Some("ORIGIN_NOT_ALLOWED")), "{v}");
+    let (_, metrics) = clawguard_tests::client::http_get(cg.admin, "/metrics").unwrap();
+    assert!(metrics.contains("clawguard_http_decisions_total{route=\"none\",rule=\"http-route\",verdict=\"refuse\"} 1"), "{metrics}");
+}

@@ -85,7 +85,7 @@ pub trait Headers {
     fn values(&self, name: &str) -> Vec<&str>;
 }
 
-impl Headers for [(String, String)] {
+impl Headers for Vec<(String, String)> {
     fn values(&self, name: &str) -> Vec<&str> {
         self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
@@ -144,6 +144,7 @@ impl HttpRefusal {
 
 /// What the proxy does with a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "plan", rename_all = "snake_case")]
 pub enum BodyPlan {
     /// Forward it as it comes, refusing it (413) past `limit` bytes.
     Stream {
