@@ -57,6 +57,7 @@ start() {
     "bind": "loopback",
     "auth": { "mode": "token", "token": "$token" },
     "trustedProxies": ["127.0.0.1"],
+    "http": { "endpoints": { "responses": { "enabled": true }, "chatCompletions": { "enabled": true } } },
     "nodes": { "pairing": { "autoApproveLocal": true, "sshVerify": false } }
   },
   "agents": { "defaults": { "heartbeat": { "every": "0m" } } },

@@ -5,7 +5,7 @@
 //   node ws-connect.cjs URL TOKEN SCOPES [LOCAL_ADDRESS]
 // Environment: WS_CA=ca.pem for wss:// URLs; WS_SCOPES_HEADER=list sends x-openclaw-scopes on the
 // upgrade; WS_FRAME_FILE=file sends that frame (a captured connect) instead of building one,
-// and also prints the close code and reason.
+// and also prints the close code and reason; WS_ORIGIN=origin sends an Origin header (as a browser).
 const fs = require("fs");
 const WebSocket = require("ws");
 const [url, token, scopes, localAddress] = process.argv.slice(2);
@@ -13,6 +13,7 @@ const options = {};
 if (localAddress) options.localAddress = localAddress;
 if (process.env.WS_CA) options.ca = fs.readFileSync(process.env.WS_CA);
 if (process.env.WS_SCOPES_HEADER !== undefined) options.headers = { "x-openclaw-scopes": process.env.WS_SCOPES_HEADER };
+if (process.env.WS_ORIGIN) options.origin = process.env.WS_ORIGIN;
 const captured = process.env.WS_FRAME_FILE ? fs.readFileSync(process.env.WS_FRAME_FILE, "utf8") : null;
 let answer = null;
 const ws = new WebSocket(url, options);
