@@ -408,7 +408,7 @@ fi
 # by its scripts) with no CSP violation in the console. The same check against a policy that
 # forbids scripts shows the detector sees violations.
 chromium_load() {
-  timeout 90 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 --virtual-time-budget=8000 \
+  timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-crash-reporter --no-first-run --enable-logging=stderr --v=0 --virtual-time-budget=8000 \
     --user-data-dir="$WORK/chromium-$2" --dump-dom "$1" > "$WORK/chromium-$2.html" 2> "$WORK/chromium-$2.err"
 }
 if command -v chromium > /dev/null; then
