@@ -127,3 +127,102 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     drop(cg);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The response headers of a raw HTTP/1.1 response, names lowercased.
+fn response_headers(resp: &str) -> Vec<(String, String)> {
+    let head = resp.split("\r\n\r\n").next().unwrap_or("");
+    head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect()
+}
+
+/// A response's score on Mozilla's HTTP Observatory scoring table (its published per-test
+/// modifiers, base 100; the tests that apply to one response: CSP, Referrer-Policy, HSTS,
+/// X-Content-Type-Options, X-Frame-Options, CORP; cookies, CORS and SRI score 0 here: no cookies,
+/// no Access-Control-Allow-Origin, same-origin scripts). Returns the score and what was counted.
+fn observatory_score(headers: &[(String, String)], https: bool) -> (i32, Vec<String>) {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_lowercase());
+    let mut score = 100;
+    let mut why = Vec::new();
+    let mut note = |points: i32, test: &str| {
+        score += points;
+        why.push(format!("{test} {points:+}"));
+    };
+    let csp = get("content-security-policy");
+    let directive = |name: &str| csp.as_deref().and_then(|c| c.split(';').map(str::trim).find(|d| d.split_whitespace().next() == Some(name)).map(str::to_string));
+    match &csp {
+        None => note(-25, "csp-not-implemented"),
+        Some(_) => {
+            let script = directive("script-src").or_else(|| directive("default-src")).unwrap_or_default();
+            let style = directive("style-src").or_else(|| directive("default-src")).unwrap_or_default();
+            let default_none = directive("default-src").is_some_and(|d| d.contains("'none'"));
+            if script.contains("'unsafe-inline'") || script.contains("'unsafe-eval'") {
+                note(-20, "csp-implemented-with-unsafe-inline");
+            } else if script.split_whitespace().any(|s| matches!(s, "http:" | "https:" | "*")) {
+                note(-20, "csp-implemented-with-insecure-scheme");
+            } else if style.contains("'unsafe-inline'") {
+                note(0, "csp-implemented-with-unsafe-inline-in-style-src-only");
+            } else if default_none {
+                note(5, "csp-implemented-with-no-unsafe-default-src-none");
+            } else {
+                note(0, "csp-implemented-with-no-unsafe");
+            }
+        }
+    }
+    match get("referrer-policy").as_deref() {
+        Some("no-referrer" | "same-origin" | "strict-origin" | "strict-origin-when-cross-origin") => note(5, "referrer-policy-private"),
+        Some("unsafe-url" | "origin" | "origin-when-cross-origin" | "no-referrer-when-downgrade") => note(-5, "referrer-policy-unsafe"),
+        _ => note(0, "referrer-policy-not-implemented"),
+    }
+    if https {
+        let max_age = get("strict-transport-security").and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok())));
+        match max_age {
+            None => note(-20, "hsts-not-implemented"),
+            Some(n) if n < 15_768_000 => note(-10, "hsts-implemented-max-age-less-than-six-months"),
+            Some(_) => note(0, "hsts-implemented-max-age-at-least-six-months"),
+        }
+    }
+    match get("x-content-type-options").as_deref() {
+        Some("nosniff") => note(0, "x-content-type-options-nosniff"),
+        _ => note(-5, "x-content-type-options-not-implemented"),
+    }
+    if directive("frame-ancestors").is_some() {
+        note(5, "x-frame-options-implemented-via-csp");
+    } else {
+        match get("x-frame-options").as_deref() {
+            Some("deny" | "sameorigin") => note(0, "x-frame-options-sameorigin-or-deny"),
+            _ => note(-20, "x-frame-options-not-implemented"),
+        }
+    }
+    match get("cross-origin-resource-policy").as_deref() {
+        Some("same-origin" | "same-site") => note(0, "corp-implemented-with-same-origin"),
+        Some("cross-origin") => note(0, "corp-implemented-with-cross-origin"),
+        _ => note(0, "corp-not-implemented"),
+    }
+    (score, why)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue12_security_headers_score_a_plus_on_the_observatory_table_through_tls() {
+    let dir = temp_dir("observatory");
+    let pki = make_pki(&dir);
+    let gw = FakeGateway::start().await;
+    let port = free_port();
+    let cg = Clawguard::start(gw.addr, &tls_policy(&dir, port, false));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The fake gateway sends bare answers (no security headers at all): what it scores directly.
+    let mut direct = TcpStream::connect(gw.addr).await.unwrap();
+    direct.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut raw = Vec::new();
+    direct.read_to_end(&mut raw).await.unwrap();
+    let (direct_score, direct_why) = observatory_score(&response_headers(&String::from_utf8_lossy(&raw)), true);
+    assert!(direct_score < 50, "the oracle is not lenient: the bare gateway scores {direct_score} ({direct_why:?})");
+    for (path, what) in [("/", "the Control UI"), ("/v1/models", "an API route")] {
+        let resp = https_get(client_config(&pki, false), addr, path).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{what}: {resp}");
+        let headers = response_headers(&resp);
+        let (score, why) = observatory_score(&headers, true);
+        assert!(score >= 100, "{what} scores {score} (grade below A+): {why:?}\n{headers:?}");
+        assert!(headers.iter().all(|(k, _)| k != "server" && k != "x-powered-by"), "{what}: {headers:?}");
+    }
+    drop(cg);
+    let _ = std::fs::remove_dir_all(dir);
+}
