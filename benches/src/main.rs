@@ -77,13 +77,20 @@ async fn serve(mut stream: TcpStream) -> anyhow::Result<()> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     loop {
-        let (len, upgrade_key) = loop {
+        let (len, upgrade_key, body_len) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
             if let httparse::Status::Complete(len) = req.parse(&buf)? {
                 let is_ws = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
                 let key = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key")).map(|h| h.value.to_vec());
-                break (len, if is_ws { key } else { None });
+                // A request body (Content-Length) is read and discarded before the answer.
+                let body_len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                break (len, if is_ws { key } else { None }, body_len);
             }
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
@@ -91,7 +98,14 @@ async fn serve(mut stream: TcpStream) -> anyhow::Result<()> {
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        buf.drain(..len);
+        while buf.len() < len + body_len {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..len + body_len);
         if let Some(key) = upgrade_key {
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",

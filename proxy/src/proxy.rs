@@ -58,6 +58,9 @@ pub struct Shared {
     pub ledger: SessionLedger,
     /// Approval ids seen and the exec policy's verdict on their commands.
     pub approvals: ApprovalMemory,
+    /// HTTP route decisions and response header rules apply (off only for the benchmark's
+    /// baseline: `CLAWGUARD_BENCH_NO_HTTP_DECISIONS`, see docs/benchmarks.md).
+    pub http_decisions: bool,
 }
 
 impl Shared {
@@ -80,6 +83,7 @@ impl Shared {
             loaded_at: cfg.loaded_at,
             shutdown,
             ready: AtomicBool::new(false),
+            http_decisions: std::env::var_os("CLAWGUARD_BENCH_NO_HTTP_DECISIONS").is_none(),
         })
     }
 
@@ -297,6 +301,9 @@ impl ProxyHttp for Clawguard {
             websocket::take_over(&self.shared, session, &peer).await?;
             return Ok(true);
         }
+        if !self.shared.http_decisions {
+            return Ok(false);
+        }
         // Every HTTP decision is taken on the path the gateway routes to (WHATWG URL pathname),
         // by the route table, with the WebSocket's checks.
         let admitted = {
@@ -402,6 +409,9 @@ impl ProxyHttp for Clawguard {
     }
 
     async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if !self.shared.http_decisions {
+            return Ok(());
+        }
         let (class, path) = match &ctx.admitted {
             Some(a) => (Some(a.route.class), a.path.as_str()),
             None => (None, "/"),

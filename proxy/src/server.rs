@@ -39,6 +39,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(&cfg, shutdown_rx)?);
+    if !shared.http_decisions {
+        tracing::error!("CLAWGUARD_BENCH_NO_HTTP_DECISIONS is set: HTTP requests are forwarded WITHOUT route decisions or security headers (a benchmark baseline; never in production)");
+    }
     let readiness = Arc::new(Mutex::new(Readiness::default()));
     // Rate-limit keys that have fully refilled carry no information: drop them on a timer.
     let pruned = Arc::downgrade(&shared);
