@@ -458,6 +458,10 @@ impl Access {
     /// A new connection from `peer`, identified as far as the transport allows.
     pub fn new(env: &Env<'_>, peer: Peer) -> Self {
         let resolution = env.guard.identities.resolve(Evidence { peer: &peer, device_id: None, token_sha256: None });
+        Access::with_resolution(peer, resolution)
+    }
+
+    fn with_resolution(peer: Peer, resolution: Resolution) -> Self {
         Access {
             peer,
             resolution,
@@ -1038,8 +1042,7 @@ impl Access {
     /// whether the request lists sessions, an answer that would have to be filtered for the identity.
     pub fn judge_operator_request(env: &Env<'_>, peer: Peer, resolution: Resolution, method: &str, params: &Value) -> (Judgement, bool) {
         let ceiling = resolution.identity.ceiling;
-        let mut access = Access::new(env, peer);
-        access.resolution = resolution;
+        let mut access = Access::with_resolution(peer, resolution);
         access.pinned = true;
         access.phase = Phase::Established;
         access.role = Role::Operator;

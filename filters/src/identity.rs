@@ -16,6 +16,8 @@ pub struct CompiledIdentity {
     pub name: String,
     /// Its scope ceiling, with everything the named scopes imply (admin: every scope).
     pub ceiling: ScopeSet,
+    /// The ceiling as the gateway's `x-openclaw-scopes` header value (comma-separated names).
+    pub ceiling_header: String,
     /// Whether it overrides the global mode.
     pub mode: Option<Mode>,
     /// The limits profile.
@@ -52,6 +54,7 @@ impl CompiledIdentity {
         };
         CompiledIdentity {
             name: id.name.clone(),
+            ceiling_header: ceiling.names().join(","),
             ceiling,
             session_key_header: id.session_key_header.unwrap_or(sessions.is_unrestricted()),
             sessions,

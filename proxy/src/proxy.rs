@@ -129,8 +129,16 @@ pub struct Ctx {
 struct HeadView<'a>(&'a RequestHeader);
 
 impl clawguard_filters::http::Headers for HeadView<'_> {
-    fn values(&self, name: &str) -> Vec<&str> {
-        self.0.headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect()
+    fn first(&self, name: &str) -> Option<&str> {
+        self.0.headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.0.headers.get_all(name).iter().count()
+    }
+
+    fn any_repeated(&self) -> bool {
+        self.0.headers.len() != self.0.headers.keys_len()
     }
 }
 
@@ -201,24 +209,31 @@ async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_a
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let path = session.req_header().uri.path().to_string();
         let ops = shared.guard.http.headers.plan(None, &path, tls, |_| None);
-        apply_header_ops(&mut resp, &ops)?;
+        apply_header_ops(&mut resp, ops)?;
     }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
-fn apply_header_ops(resp: &mut ResponseHeader, ops: &[HeaderOp]) -> Result<()> {
+fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
+    use std::borrow::Cow;
     for op in ops {
         match op {
-            HeaderOp::Set(name, value) => {
-                resp.insert_header(name.clone(), value.as_str())?;
+            HeaderOp::Set(Cow::Borrowed(name), value) => {
+                resp.insert_header(name, value.as_ref())?;
             }
-            HeaderOp::Append(name, value) => {
-                resp.append_header(name.clone(), value.as_str())?;
+            HeaderOp::Set(Cow::Owned(name), value) => {
+                resp.insert_header(name, value.as_ref())?;
+            }
+            HeaderOp::Append(Cow::Borrowed(name), value) => {
+                resp.append_header(name, value.as_ref())?;
+            }
+            HeaderOp::Append(Cow::Owned(name), value) => {
+                resp.append_header(name, value.as_ref())?;
             }
             HeaderOp::Remove(name) => {
-                resp.remove_header(name.as_str());
+                resp.remove_header(name.as_ref());
             }
         }
     }
@@ -316,7 +331,7 @@ impl ProxyHttp for Clawguard {
                     note_refusal(admitted.route.class.label(), recorded, ip, &admitted.path);
                 }
                 // The gateway honours the identity's ceiling where its auth mode allows.
-                ctx.http_ceiling = Some(admitted.identity().ceiling.names().join(","));
+                ctx.http_ceiling = Some(admitted.identity().ceiling_header.clone());
                 if matches!(admitted.body, BodyPlan::Judge { .. }) {
                     ctx.held = Some(BytesMut::new());
                 }
@@ -421,7 +436,7 @@ impl ProxyHttp for Clawguard {
             let headers = &resp.headers;
             self.shared.guard.http.headers.plan(class, path, tls, |name| headers.get(name).and_then(|v| v.to_str().ok()))
         };
-        apply_header_ops(resp, &ops)
+        apply_header_ops(resp, ops)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -15,16 +15,20 @@
 
 use super::routes::RouteClass;
 use clawguard_policies::HeaderRule;
+use std::borrow::Cow;
+
+/// A header name or value: the built-in ones are static, the policy's owned.
+pub type Text = Cow<'static, str>;
 
 /// A change to a response's headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     /// Set (replace) the header.
-    Set(String, String),
+    Set(Text, Text),
     /// Append a value.
-    Append(String, String),
+    Append(Text, Text),
     /// Remove every value.
-    Remove(String),
+    Remove(Text),
 }
 
 /// The Control UI CSP of the gateway 2026.9.6 (`buildControlUiCspHeader`, without inline-script
@@ -45,54 +49,67 @@ impl HeaderRules {
     /// The rules of `[http]`.
     pub fn new(http: &clawguard_policies::Http) -> Self {
         let hsts = (http.hsts_max_age_seconds > 0).then(|| format!("max-age={}", http.hsts_max_age_seconds));
-        HeaderRules { hsts, rules: http.headers.clone() }
+        // Names lowercased once, here.
+        let rules = http
+            .headers
+            .iter()
+            .map(|r| HeaderRule {
+                prefix: r.prefix.clone(),
+                set: r.set.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+                add: r.add.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+                remove: r.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+                replace: r.replace,
+            })
+            .collect();
+        HeaderRules { hsts, rules }
     }
 
     /// The changes to make to an answer for `path` (route `class`; `None`: clawguard's own
     /// answer). `upstream` tells a header's value as the gateway sent it (lowercase names).
     pub fn plan<'a>(&self, class: Option<RouteClass>, path: &str, tls: bool, upstream: impl Fn(&str) -> Option<&'a str>) -> Vec<HeaderOp> {
-        let mut ops = vec![HeaderOp::Remove("server".into()), HeaderOp::Remove("x-powered-by".into())];
-        let set_absent = |ops: &mut Vec<HeaderOp>, name: &str, value: &str| {
+        let mut ops = Vec::with_capacity(12);
+        ops.push(HeaderOp::Remove("server".into()));
+        ops.push(HeaderOp::Remove("x-powered-by".into()));
+        let set_absent = |ops: &mut Vec<HeaderOp>, name: &'static str, value: Text| {
             if upstream(name).is_none() {
-                ops.push(HeaderOp::Set(name.into(), value.into()));
+                ops.push(HeaderOp::Set(name.into(), value));
             }
         };
-        set_absent(&mut ops, "x-content-type-options", "nosniff");
-        set_absent(&mut ops, "referrer-policy", "no-referrer");
+        set_absent(&mut ops, "x-content-type-options", "nosniff".into());
+        set_absent(&mut ops, "referrer-policy", "no-referrer".into());
         if tls {
             if let Some(hsts) = &self.hsts {
-                set_absent(&mut ops, "strict-transport-security", hsts);
+                set_absent(&mut ops, "strict-transport-security", hsts.clone().into());
             }
         }
-        let html = upstream("content-type").is_some_and(|t| t.to_ascii_lowercase().starts_with("text/html"));
+        let html = upstream("content-type").is_some_and(|t| t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("text/html")));
         match class {
             None => api_headers(&mut ops, &upstream),
             Some(c) if c.is_api() => api_headers(&mut ops, &upstream),
             Some(RouteClass::ControlUi | RouteClass::Internal) => {
-                set_absent(&mut ops, "cross-origin-resource-policy", "same-origin");
+                set_absent(&mut ops, "cross-origin-resource-policy", "same-origin".into());
                 if html {
-                    set_absent(&mut ops, "x-frame-options", "DENY");
-                    set_absent(&mut ops, "content-security-policy", CONTROL_UI_CSP);
-                    set_absent(&mut ops, "cross-origin-opener-policy", "same-origin");
+                    set_absent(&mut ops, "x-frame-options", "DENY".into());
+                    set_absent(&mut ops, "content-security-policy", CONTROL_UI_CSP.into());
+                    set_absent(&mut ops, "cross-origin-opener-policy", "same-origin".into());
                 }
             }
             Some(_) => {}
         }
         for rule in self.rules.iter().filter(|r| path_under(path, &r.prefix)) {
             for name in &rule.remove {
-                ops.push(HeaderOp::Remove(name.to_ascii_lowercase()));
+                ops.push(HeaderOp::Remove(name.clone().into()));
             }
             for (name, value) in &rule.set {
-                let name = name.to_ascii_lowercase();
                 // A value the gateway sent stays unless the rule replaces it; an earlier rule's
                 // value is replaced by a later rule's.
-                if rule.replace || upstream(&name).is_none() {
-                    ops.retain(|op| !matches!(op, HeaderOp::Set(n, _) if *n == name));
-                    ops.push(HeaderOp::Set(name, value.clone()));
+                if rule.replace || upstream(name).is_none() {
+                    ops.retain(|op| !matches!(op, HeaderOp::Set(n, _) if n == name));
+                    ops.push(HeaderOp::Set(name.clone().into(), value.clone().into()));
                 }
             }
             for (name, value) in &rule.add {
-                ops.push(HeaderOp::Append(name.to_ascii_lowercase(), value.clone()));
+                ops.push(HeaderOp::Append(name.clone().into(), value.clone().into()));
             }
         }
         ops
@@ -100,7 +117,7 @@ impl HeaderRules {
 }
 
 fn api_headers<'a>(ops: &mut Vec<HeaderOp>, upstream: &impl Fn(&str) -> Option<&'a str>) {
-    let stored = upstream("cache-control").is_some_and(|v| v.to_ascii_lowercase().contains("no-store"));
+    let stored = upstream("cache-control").is_some_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store")));
     if !stored {
         ops.push(HeaderOp::Set("cache-control".into(), "no-store".into()));
     }
@@ -130,9 +147,9 @@ mod tests {
             match op {
                 HeaderOp::Set(n, v) => {
                     headers.retain(|(k, _)| k != n);
-                    headers.push((n.clone(), v.clone()));
+                    headers.push((n.to_string(), v.to_string()));
                 }
-                HeaderOp::Append(n, v) => headers.push((n.clone(), v.clone())),
+                HeaderOp::Append(n, v) => headers.push((n.to_string(), v.to_string())),
                 HeaderOp::Remove(n) => headers.retain(|(k, _)| k != n),
             }
         }

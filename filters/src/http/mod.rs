@@ -81,13 +81,25 @@ impl HttpPolicy {
 
 /// Request headers, as the proxy has them.
 pub trait Headers {
-    /// Every value of header `name` (lowercase).
-    fn values(&self, name: &str) -> Vec<&str>;
+    /// The first value of header `name` (lowercase).
+    fn first(&self, name: &str) -> Option<&str>;
+    /// How many times header `name` appears.
+    fn count(&self, name: &str) -> usize;
+    /// Whether any header name appears more than once (a cheap screen before [`Headers::count`]).
+    fn any_repeated(&self) -> bool;
 }
 
 impl Headers for Vec<(String, String)> {
-    fn values(&self, name: &str) -> Vec<&str> {
-        self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    fn first(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
+    }
+
+    fn any_repeated(&self) -> bool {
+        self.iter().enumerate().any(|(i, (k, _))| self[..i].iter().any(|(j, _)| j.eq_ignore_ascii_case(k)))
     }
 }
 
@@ -107,7 +119,7 @@ pub struct HttpRequest<'a> {
 
 impl HttpRequest<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.values(name).first().copied()
+        self.headers.first(name)
     }
 }
 
@@ -239,8 +251,8 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// decision needs no body.
 pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitted, HttpRefusal> {
     let path = path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
-    for name in SINGLE_HEADERS {
-        if req.headers.values(name).len() > 1 {
+    if req.headers.any_repeated() {
+        if let Some(name) = SINGLE_HEADERS.iter().find(|n| req.headers.count(n) > 1) {
             return Err(bad_request("unreadable-input", format!("the request carries {name} more than once, which clawguard and the gateway could read differently"), "DUPLICATE_HEADER"));
         }
     }
@@ -334,7 +346,7 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
 /// A WebSocket upgrade's checks before the engine takes over: the path and the origin.
 pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), HttpRefusal> {
     path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
-    if req.headers.values("origin").len() > 1 {
+    if req.headers.count("origin") > 1 {
         return Err(bad_request("unreadable-input", "the upgrade carries Origin more than once".into(), "DUPLICATE_HEADER"));
     }
     match req.header("origin").and_then(|o| env.guard.http.origins.refusal(o).map(|why| (o, why))) {

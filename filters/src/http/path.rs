@@ -38,6 +38,15 @@ fn double_dot(segment: &str) -> bool {
 
 /// The path the gateway routes `path` (a request target without its query) to.
 pub fn canonical_path(path: &str) -> Result<String, PathError> {
+    // Almost every path has nothing to resolve: no escape, backslash, control character or dot
+    // segment. It is its own canonical form.
+    let plain = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.bytes().any(|b| matches!(b, b'%' | b'\\') || b.is_ascii_control() || b >= 0x80)
+        && !path.contains("/.");
+    if plain {
+        return Ok(path.to_string());
+    }
     let ambiguous = |what| Err(PathError::Ambiguous { path: path.to_string(), what });
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") {
