@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the exec policy (issue 5): the shell parser and the whole check, and of
-# the request model (issue 11: unreadable params never forwarded), on
+# Bounded fuzzing of the exec policy (issue 5): the shell parser and the whole check, of
+# the request model (issue 11: unreadable params never forwarded), and of the HTTP surface
+# (issue 12: arbitrary requests through http::decide), on
 # stable Rust (RUSTC_BOOTSTRAP lets cargo-fuzz pass its flags; no sanitizer), seeded with the
 # bypass and benign corpora. Any crash fails the run and leaves its input in
 # filters/fuzz/artifacts/ (turn it into a regression case in tests/exec/bypass/).
@@ -12,7 +13,7 @@ SECONDS_PER_TARGET=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
-mkdir -p "$SEEDS/shell" "$SEEDS/argv" "$SEEDS/request"
+mkdir -p "$SEEDS/shell" "$SEEDS/argv" "$SEEDS/request" "$SEEDS/http"
 python3 - "$SEEDS" <<'PY'
 import json, os, sys, tomllib, glob, hashlib
 out = sys.argv[1]
@@ -31,6 +32,13 @@ for path in glob.glob("tests/cases/*.toml"):
         f = None
     if isinstance(f, dict) and f.get("method") in methods and "params" in f:
         put("request", bytes([methods.index(f["method"])]) + json.dumps(f["params"]).encode())
+for path in glob.glob("tests/cases/http/*.toml"):
+    case = tomllib.load(open(path, "rb"))
+    method, target = case["request"].split(" ", 1)
+    pick = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"].index(method) if method in ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"] else 0
+    pick |= 0x20 if case.get("upgrade") else 0
+    headers = "\n".join(f"{k}: {v}" for k, v in case.get("headers", {}).items())
+    put("http", bytes([pick]) + f"{target}\0{headers}\0{case.get('body', '')}".encode())
 for line in open("tests/exec/benign.txt"):
     line = line.rstrip("\n")
     if line and not line.startswith("#"):
@@ -40,7 +48,7 @@ PY
 # -max_len=20000 covers exec.max_command_bytes (16384) and past it. -timeout=5: a slow input
 # fails the run, as a crash does (tests/exec/bypass/parser-blowup.toml was found this way).
 cd filters
-for target in exec_shell exec_argv request; do
+for target in exec_shell exec_argv request http; do
   kind=${target#exec_}
   echo "fuzz: $target for ${SECONDS_PER_TARGET}s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$SEEDS/$kind" -- \

@@ -119,7 +119,7 @@ pub struct Ctx {
     /// Body bytes seen so far (`BodyPlan::Stream`).
     body_seen: usize,
     /// clawguard's own refusal of the request, for `fail_to_proxy`.
-    refusal: Option<HttpRefusal>,
+    refusal: Option<Box<HttpRefusal>>,
     /// The scope ceiling of a plain HTTP request's identity, resolved once in `request_filter`.
     http_ceiling: Option<String>,
 }

@@ -194,9 +194,9 @@ impl Admitted {
     }
 
     /// An enforced refusal ends the request; a dry-run one is recorded.
-    fn check(&mut self, r: Option<HttpRefusal>) -> Result<(), HttpRefusal> {
+    fn check(&mut self, r: Option<HttpRefusal>) -> Result<(), Box<HttpRefusal>> {
         match r {
-            Some(r) if r.enforce => Err(r),
+            Some(r) if r.enforce => Err(Box::new(r)),
             Some(r) => {
                 self.recorded.push(r);
                 Ok(())
@@ -214,8 +214,8 @@ pub fn resolve(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Resolution 
     env.guard.identities.resolve(Evidence { peer, device_id: None, token_sha256: token_sha256.as_deref() })
 }
 
-fn bad_request(rule: &str, reason: String, code: &str) -> HttpRefusal {
-    HttpRefusal::new(400, "invalid_request", rule, reason, json!({ "code": code }))
+fn bad_request(rule: &str, reason: String, code: &str) -> Box<HttpRefusal> {
+    Box::new(HttpRefusal::new(400, "invalid_request", rule, reason, json!({ "code": code })))
 }
 
 /// Whether the query names `token` (as `URLSearchParams` decodes names).
@@ -249,7 +249,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// The checks of a request head, in order: path, duplicate headers, identity, route, origin,
 /// query credentials, rate limit, declared body size, and the operator checks of routes whose
 /// decision needs no body.
-pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitted, HttpRefusal> {
+pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitted, Box<HttpRefusal>> {
     let path = path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
     if req.headers.any_repeated() {
         if let Some(name) = SINGLE_HEADERS.iter().find(|n| req.headers.count(n) > 1) {
@@ -261,7 +261,7 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         let state_changing = !matches!(req.method, "GET" | "HEAD" | "OPTIONS");
         if req.upgrade || state_changing {
             if let Some(why) = http.origins.refusal(origin) {
-                return Err(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin })));
+                return Err(Box::new(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin }))));
             }
         }
     }
@@ -271,11 +271,11 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         Ok(r) => r,
         Err(NoRoute::Unlisted) => {
             let reason = format!("no route of the gateway's serves {} {path}, and http.allow_paths does not list it", req.method);
-            return Err(HttpRefusal::new(404, "not_found", "http-route", reason, json!({ "code": "ROUTE_NOT_LISTED", "path": path })));
+            return Err(Box::new(HttpRefusal::new(404, "not_found", "http-route", reason, json!({ "code": "ROUTE_NOT_LISTED", "path": path }))));
         }
         Err(NoRoute::Method(methods)) => {
             let reason = format!("{path} is served for {} only", methods.join(", "));
-            return Err(HttpRefusal::new(405, "method_not_allowed", "http-route", reason, json!({ "code": "METHOD_NOT_ALLOWED", "allow": methods })));
+            return Err(Box::new(HttpRefusal::new(405, "method_not_allowed", "http-route", reason, json!({ "code": "METHOD_NOT_ALLOWED", "allow": methods }))));
         }
     };
     let class = route.class;
@@ -344,20 +344,20 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
 }
 
 /// A WebSocket upgrade's checks before the engine takes over: the path and the origin.
-pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), HttpRefusal> {
+pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), Box<HttpRefusal>> {
     path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
     if req.headers.count("origin") > 1 {
         return Err(bad_request("unreadable-input", "the upgrade carries Origin more than once".into(), "DUPLICATE_HEADER"));
     }
     match req.header("origin").and_then(|o| env.guard.http.origins.refusal(o).map(|why| (o, why))) {
-        Some((origin, why)) => Err(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin }))),
+        Some((origin, why)) => Err(Box::new(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin })))),
         None => Ok(()),
     }
 }
 
 /// A body over the route's limit.
-pub fn too_large(path: &str, limit: usize) -> HttpRefusal {
-    HttpRefusal::new(413, "payload_too_large", "body-limit", format!("the body of {path} is over {limit} bytes"), json!({ "code": "PAYLOAD_TOO_LARGE", "limit": limit }))
+pub fn too_large(path: &str, limit: usize) -> Box<HttpRefusal> {
+    Box::new(HttpRefusal::new(413, "payload_too_large", "body-limit", format!("the body of {path} is over {limit} bytes"), json!({ "code": "PAYLOAD_TOO_LARGE", "limit": limit })))
 }
 
 /// The operator checks of a WebSocket request, applied to the method the route is authorised as.
@@ -397,7 +397,7 @@ fn refusal_of(j: &Judgement) -> Option<HttpRefusal> {
 }
 
 /// Reads a body as the gateway does: a UTF-8 BOM stripped, then `JSON.parse`.
-fn read_body(path: &str, body: &[u8]) -> Result<Value, HttpRefusal> {
+fn read_body(path: &str, body: &[u8]) -> Result<Value, Box<HttpRefusal>> {
     let text = std::str::from_utf8(body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body))
         .map_err(|_| bad_request("unreadable-input", format!("the body of {path} is not UTF-8 text, so clawguard cannot judge it"), "UNREADABLE_BODY"))?;
     if text.trim().is_empty() {
@@ -419,7 +419,7 @@ fn compat_agent(req: &HttpRequest<'_>, body: &Value) -> Option<String> {
 }
 
 /// The checks of a whole body the route needs ([`BodyPlan::Judge`]).
-pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &HttpRequest<'_>, body: &[u8]) -> Result<(), HttpRefusal> {
+pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &HttpRequest<'_>, body: &[u8]) -> Result<(), Box<HttpRefusal>> {
     let class = admitted.route.class;
     let enforce = admitted.identity().mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
     let value = read_body(&admitted.path, body)?;
@@ -432,7 +432,7 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
             let tool = crate::js::string_field(&value, &["name", "tool"]).unwrap_or("");
             if GATEWAY_HTTP_TOOL_DENY.contains(&tool) && !http.reenable_tools.iter().any(|t| t == tool) {
                 let reason = format!("tool {tool:?} is on the gateway's HTTP deny list, which clawguard always applies (http.reenable_tools does not name it)");
-                return Err(HttpRefusal::new(403, "forbidden", "http-tool-deny", reason, json!({ "code": "TOOL_DENIED_ON_HTTP", "tool": tool })));
+                return Err(Box::new(HttpRefusal::new(403, "forbidden", "http-tool-deny", reason, json!({ "code": "TOOL_DENIED_ON_HTTP", "tool": tool }))));
             }
             let r = operator_check(env, peer, admitted, "tools.invoke", &value, enforce);
             admitted.check(r)
@@ -494,7 +494,7 @@ pub struct HttpDecision {
     /// How it was chosen.
     pub identity_reason: Option<String>,
     /// The refusal (enforced, or the first recorded one).
-    pub refusal: Option<HttpRefusal>,
+    pub refusal: Option<Box<HttpRefusal>>,
     /// Request headers removed before forwarding.
     pub removed_headers: Vec<&'static str>,
     /// What would happen with the body.
@@ -540,7 +540,7 @@ pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) ->
         route: Some(admitted.route.class.label()),
         identity: Some(admitted.identity().name.clone()),
         identity_reason: Some(admitted.resolution.why.clone()),
-        refusal: refusal.or_else(|| admitted.recorded.first().cloned()),
+        refusal: refusal.or_else(|| admitted.recorded.first().cloned().map(Box::new)),
         removed_headers: admitted.remove.clone(),
         body: Some(admitted.body),
     }
