@@ -12,20 +12,17 @@
 
 use crate::gateway::{encode_json, error_response, parse_frame, retryable_error_response, GatewayFrame};
 use crate::node_guard::{declared_surface, invocation_refusal, pair_outcome, strip_connect, NodeSide, PairDecision};
-use crate::nodes::{NodePolicy, Pins, Surface};
+use crate::nodes::Surface;
 use crate::session_guard::{Answer, SessionSide};
-use crate::sessions::SessionLedger;
-use crate::identity::{credential_sha256, Evidence, Identities, Resolution};
+pub use crate::context::{Env, Guard, InMemory, ReplayCheck};
+use crate::identity::{credential_sha256, Evidence, Resolution};
 use crate::peer::Peer;
-use crate::replay::ReplayCache;
-use crate::rules::{Decision, Rules};
+use crate::rules::Decision;
 use crate::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
 use bytes::Bytes;
-use crate::config_guard::ConfigGuard;
-use clawguard_policies::{Glob, Mode, Policy, RuleAction, WebSocket};
+use clawguard_policies::{Mode, RuleAction};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Mutex;
 
 /// A device signature may be this far from clawguard's clock (the gateway's own skew).
 pub const SIGNATURE_SKEW_MS: u64 = 120_000;
@@ -52,81 +49,6 @@ impl<'a> InvokeTarget<'a> {
 
 /// The gateway queues at most this many frames after `connect` before `hello-ok`.
 pub const MAX_PENDING_HANDSHAKE_FRAMES: u32 = 15;
-
-/// One policy version, compiled for decisions.
-#[derive(Debug)]
-pub struct Guard {
-    /// Frame rules.
-    pub rules: Rules,
-    /// Identities.
-    pub identities: Identities,
-    /// The global mode.
-    pub mode: Mode,
-    /// Protected config paths.
-    pub config_guard: ConfigGuard,
-    /// The gateway version the policy targets.
-    pub gateway_version: String,
-    /// Deepest nesting accepted in a client message.
-    pub max_json_depth: usize,
-    /// Request size limits by method glob, most specific first.
-    request_limits: Vec<(Glob, usize)>,
-    /// The limit for methods no glob matches.
-    default_request_limit: usize,
-    /// Node command-set pinning.
-    pub nodes: NodePolicy,
-    /// Session quotas and send serialisation.
-    pub sessions: clawguard_policies::Sessions,
-    /// The exec policy (an invalid one refuses every command, saying why).
-    pub exec: Result<crate::exec::ExecPolicy, String>,
-    /// Request-path rate limits (their state lives as long as this policy version).
-    pub limits: crate::limits::RateLimits<governor::clock::DefaultClock>,
-    /// Per source IP, per connection and HTTP limits (state as long as this policy version).
-    pub clients: crate::limits::ClientLimits<governor::clock::DefaultClock>,
-    /// Methods counted as inference.
-    inference_methods: Vec<Glob>,
-    /// The HTTP surface's routes, origins and headers.
-    pub http: crate::http::HttpPolicy,
-}
-
-impl Guard {
-    /// Compiles a policy.
-    pub fn new(policy: &Policy) -> Self {
-        Guard {
-            rules: Rules::new(policy),
-            identities: Identities::new(policy),
-            mode: policy.mode,
-            config_guard: ConfigGuard::new(&policy.config_guard.protected),
-            gateway_version: policy.gateway.version.clone(),
-            max_json_depth: policy.websocket.max_json_depth,
-            request_limits: compile_request_limits(&policy.websocket),
-            default_request_limit: policy.websocket.max_message_bytes,
-            nodes: NodePolicy::new(&policy.nodes),
-            sessions: policy.sessions.clone(),
-            exec: crate::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
-            limits: crate::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
-            clients: crate::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
-            inference_methods: policy.limits.inference_methods.clone(),
-            http: crate::http::HttpPolicy::new(policy),
-        }
-    }
-
-    /// The exec policy, or why it is unusable.
-    pub fn exec(&self) -> Result<&crate::exec::ExecPolicy, &str> {
-        self.exec.as_ref().map_err(String::as_str)
-    }
-
-    /// The request size limit for `method` (the most specific glob: exact, then longest).
-    pub fn request_limit(&self, method: &str) -> usize {
-        self.request_limits.iter().find(|(g, _)| g.matches(method)).map(|(_, n)| *n).unwrap_or(self.default_request_limit)
-    }
-}
-
-fn compile_request_limits(ws: &WebSocket) -> Vec<(Glob, usize)> {
-    // Globs were validated with the policy; an invalid one cannot match anything.
-    let mut limits: Vec<(Glob, usize)> = ws.max_request_bytes.iter().filter_map(|(g, n)| Glob::new(g).ok().map(|g| (g, *n))).collect();
-    limits.sort_by_key(|(g, _)| (std::cmp::Reverse(g.is_exact()), std::cmp::Reverse(g.as_str().len())));
-    limits
-}
 
 /// Whether a JSON text nests deeper than `max`. Counting opening brackets (a vectorised
 /// scan) settles almost every message; only a text with more brackets than `max` is walked.
@@ -159,62 +81,6 @@ pub fn json_depth(text: &[u8]) -> usize {
         }
     }
     max
-}
-
-/// Remembers device signatures across connections.
-pub trait ReplayCheck {
-    /// `true` if this (device id, signature) pair has not been seen within the window.
-    fn fresh(&self, device_id: &str, signature: &str, now_ms: u64) -> bool;
-}
-
-impl ReplayCheck for Mutex<ReplayCache> {
-    fn fresh(&self, device_id: &str, signature: &str, now_ms: u64) -> bool {
-        // A poisoned lock cannot vouch for freshness: refuse (fail closed).
-        self.lock().map(|mut c| c.fresh(device_id, signature, now_ms)).unwrap_or(false)
-    }
-}
-
-/// What a decision needs from outside: the policy, the time, and the state every connection
-/// shares (replay memory, node pins, session ledger).
-pub struct Env<'a> {
-    /// The compiled policy.
-    pub guard: &'a Guard,
-    /// Milliseconds since the Unix epoch.
-    pub now_ms: u64,
-    /// Replay memory shared by every connection.
-    pub replay: &'a dyn ReplayCheck,
-    /// The node pin store.
-    pub pins: &'a dyn Pins,
-    /// Sessions created and runs in flight.
-    pub ledger: &'a SessionLedger,
-    /// Approval ids seen and the exec policy's verdict on their commands.
-    pub approvals: &'a crate::exec_guard::ApprovalMemory,
-}
-
-/// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
-/// and a session ledger.
-pub struct InMemory {
-    /// Replay memory.
-    pub replay: Mutex<ReplayCache>,
-    /// Node pins.
-    pub pins: Mutex<crate::nodes::PinStore>,
-    /// Session ledger.
-    pub ledger: SessionLedger,
-    /// Approval memory.
-    pub approvals: crate::exec_guard::ApprovalMemory,
-}
-
-impl Default for InMemory {
-    fn default() -> Self {
-        InMemory { replay: Mutex::new(ReplayCache::new(600_000, 10_000)), pins: Mutex::default(), ledger: SessionLedger::default(), approvals: Default::default() }
-    }
-}
-
-impl InMemory {
-    /// The decision environment over this state.
-    pub fn env<'a>(&'a self, guard: &'a Guard, now_ms: u64) -> Env<'a> {
-        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals }
-    }
 }
 
 /// What to do with one message.
@@ -1009,7 +875,7 @@ impl Access {
         let identity = &self.resolution.identity;
         let profile = identity.limits.as_deref();
         let mut checks: Vec<(Limit, std::borrow::Cow<'_, str>)> = Vec::new();
-        if env.guard.inference_methods.iter().any(|g| g.matches(method)) {
+        if env.guard.is_inference(method) {
             // Unreadable session fields were refused by the ownership check or, for an
             // unrestricted identity, are counted against the identity.
             let (keys, agent) = crate::sessions::named_keys(method, params).unwrap_or_default();

@@ -4,9 +4,12 @@
 //! - [`gateway`]: the OpenClaw gateway's frame model (`req` / `res` / `event`) and
 //!   synthetic frames in the gateway's own shapes.
 //! - [`rules`]: the policy compiled into per-frame decisions.
-//! - [`scopes`]: operator scopes and the gateway's authorization rules, with the generated
-//!   [`method_table`].
-//! - [`access`]: the handshake state machine, identities and the judgement of every message.
+//! - [`scope_model`]: operator scopes, scope sets, requirements and roles; [`scopes`]: the
+//!   gateway's authorization rules over them, with the generated [`method_table`].
+//! - [`context`]: the policy compiled for decisions ([`context::Guard`]) and the state every
+//!   decision shares ([`context::Env`]).
+//! - [`access`]: the handshake state machine, identities and the judgement of every message,
+//!   from either surface.
 //! - [`engine`]: one WebSocket connection's state machine, driving all of the above.
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
 //! - [`nodes`]: node command-set pins (the store, with its integrity check); [`node_guard`]:
@@ -31,6 +34,7 @@ pub mod access;
 pub mod attribution;
 pub mod chat_commands;
 pub mod config_guard;
+pub mod context;
 pub mod conn_limits;
 pub mod decide;
 pub mod engine;
@@ -48,6 +52,7 @@ pub mod nodes;
 pub mod peer;
 pub mod replay;
 pub mod rules;
+pub mod scope_model;
 pub mod scopes;
 pub mod session_guard;
 pub mod sessions;

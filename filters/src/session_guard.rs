@@ -3,7 +3,7 @@
 //! answers lose foreign entries, and the cross-connection ledger enforces the session quota
 //! and (optionally) one `chat.send` run per session at a time.
 
-use crate::access::Env;
+use crate::context::Env;
 use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster, is_roster_tool, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
 
 /// Filters a `tools.invoke` answer of a session-listing tool: `output.details` (the tool's

@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics`, `/livez`, `/readyz`, `/policy`.
 
-use crate::proxy::Shared;
+use crate::shared::Shared;
 use crate::readiness::Readiness;
 use async_trait::async_trait;
 use http::Response;

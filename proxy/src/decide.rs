@@ -102,7 +102,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    let now_ms = args.now_ms.unwrap_or_else(crate::websocket::now_ms);
+    let now_ms = args.now_ms.unwrap_or_else(crate::shared::now_ms);
     // The node pins the proxy would judge with (read only: decide changes no file).
     let base = args.policy.as_deref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
     let store = crate::pin_file::store_path(&base, &cfg.policy.policy.nodes.store);
@@ -146,7 +146,7 @@ fn decide_http(guard: &Guard, args: &Args, line: &str) -> ExitCode {
     let req = clawguard_filters::http::HttpRequest { method, path, query, headers: &headers, upgrade: args.upgrade };
     let peer = Peer { ip: args.peer, tls: args.tls, client_cert: None };
     let state = InMemory::default();
-    let now_ms = args.now_ms.unwrap_or_else(crate::websocket::now_ms);
+    let now_ms = args.now_ms.unwrap_or_else(crate::shared::now_ms);
     let d = clawguard_filters::http::decide(&state.env(guard, now_ms), &peer, &req, args.body.as_bytes());
     let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d).expect("a decision serialises"));
     if d.decision == "deny" { ExitCode::from(1) } else { ExitCode::SUCCESS }

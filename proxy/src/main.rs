@@ -16,7 +16,9 @@ mod pin_file;
 mod pin_keeper;
 mod proxy;
 mod readiness;
+mod respond;
 mod server;
+mod shared;
 mod tls;
 mod websocket;
 

@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let base = args.policy.as_deref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
     let path = args.store.clone().unwrap_or_else(|| pin_file::store_path(&base, &nodes.store));
     let mut out = std::io::stdout();
-    let now_ms = crate::websocket::now_ms();
+    let now_ms = crate::shared::now_ms();
     let who = format!("clawguard nodes approve ({})", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
     match args.action {
         Action::List | Action::Pending => {

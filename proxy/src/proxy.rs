@@ -2,96 +2,21 @@
 //! attribution headers rewritten; WebSocket upgrades are taken over in
 //! `request_filter` and pumped through the engine (see `websocket.rs`).
 
-use crate::config::Config;
 use crate::metrics;
+use crate::respond::{apply_header_ops, respond_error, respond_refusal};
+use crate::shared::Shared;
 use crate::websocket;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
-use clawguard_filters::access::Env;
-use clawguard_filters::http::{Admitted, BodyPlan, HeaderOp, HttpRefusal, HttpRequest};
+use clawguard_filters::http::{Admitted, BodyPlan, HttpRefusal, HttpRequest};
 use clawguard_filters::peer::{ClientCert, Peer};
-use clawguard_filters::access::Guard;
-use clawguard_filters::conn_limits::ConnectionCounts;
-use clawguard_filters::nodes::NodePolicy;
-use clawguard_filters::replay::ReplayCache;
-use clawguard_filters::exec_guard::ApprovalMemory;
-use clawguard_filters::sessions::SessionLedger;
-use crate::pin_keeper::PersistentPins;
-use clawguard_policies::LoadedPolicy;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
-
-/// A device signature is accepted once in this window.
-const REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
-/// At most this many recent signatures are remembered.
-const REPLAY_CAPACITY: usize = 100_000;
-
-/// State shared by every connection.
-pub struct Shared {
-    /// The policy in force.
-    pub policy: LoadedPolicy,
-    /// The policy compiled for decisions (identities, rules, mode).
-    pub guard: Arc<Guard>,
-    /// Device signatures seen in the last 10 minutes, across connections.
-    pub replay: Mutex<ReplayCache>,
-    /// Open WebSocket connections per address and identity.
-    pub connections: Mutex<ConnectionCounts>,
-    /// The policy file (`None`: embedded).
-    pub path: Option<PathBuf>,
-    /// When the policy was loaded.
-    pub loaded_at: SystemTime,
-    /// Becomes `true` when the server starts shutting down.
-    pub shutdown: watch::Receiver<bool>,
-    /// Whether the listeners and the gateway answer (see `readiness.rs`).
-    pub ready: AtomicBool,
-    /// The node pin store (persisted, shared with `clawguard nodes`).
-    pub pins: Arc<PersistentPins>,
-    /// Sessions created per identity and runs in flight.
-    pub ledger: SessionLedger,
-    /// Approval ids seen and the exec policy's verdict on their commands.
-    pub approvals: ApprovalMemory,
-    /// HTTP route decisions and response header rules apply (off only for the benchmark's
-    /// baseline: `CLAWGUARD_BENCH_NO_HTTP_DECISIONS`, see docs/benchmarks.md).
-    pub http_decisions: bool,
-}
-
-impl Shared {
-    /// Shared state for a loaded configuration; loads the node pin store (a corrupt one is
-    /// an error).
-    pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
-        let policy = &cfg.policy.policy;
-        let base = cfg.path.as_deref().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
-        let store = crate::pin_file::store_path(&base, &policy.nodes.store);
-        let pins = PersistentPins::start(store, NodePolicy::new(&policy.nodes))?;
-        Ok(Shared {
-            pins,
-            ledger: SessionLedger::default(),
-            approvals: ApprovalMemory::default(),
-            guard: Arc::new(Guard::new(&cfg.policy.policy)),
-            replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
-            connections: Mutex::new(ConnectionCounts::default()),
-            policy: cfg.policy.clone(),
-            path: cfg.path.clone(),
-            loaded_at: cfg.loaded_at,
-            shutdown,
-            ready: AtomicBool::new(false),
-            http_decisions: std::env::var_os("CLAWGUARD_BENCH_NO_HTTP_DECISIONS").is_none(),
-        })
-    }
-
-    /// Whether `/readyz` should say ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
-    }
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The proxy.
 pub struct Clawguard {
@@ -175,71 +100,6 @@ fn upgrade_kind(req: &RequestHeader) -> Upgrade {
     if is_ws && req.method == http::Method::GET && !has_body { Upgrade::WebSocket } else { Upgrade::Other }
 }
 
-/// Answers a request with a JSON error in the gateway's HTTP error shape.
-pub async fn respond_error(session: &mut Session, status: u16, kind: &str, message: &str) -> Result<()> {
-    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": kind, "source": "clawguard" } }))
-        .expect("a JSON value always serialises");
-    respond_json(session, status, body, None, None).await
-}
-
-/// A 429 in the gateway's error shape (`rate_limited`) with `Retry-After` in whole seconds
-/// (rounded up) from the limiter's own hint.
-pub async fn respond_rate_limited(session: &mut Session, limited: &clawguard_filters::limits::Limited, message: &str) -> Result<()> {
-    let seconds = u64::try_from(limited.retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1);
-    let body = serde_json::to_vec(&serde_json::json!({ "error": { "message": message, "type": "rate_limited", "source": "clawguard" } }))
-        .expect("a JSON value always serialises");
-    respond_json(session, 429, body, Some(seconds), None).await
-}
-
-/// Answers with clawguard's refusal of a request.
-async fn respond_refusal(session: &mut Session, shared: &Shared, refusal: &HttpRefusal) -> Result<()> {
-    respond_json(session, refusal.status, refusal.body(), refusal.retry_after_seconds, Some(shared)).await
-}
-
-async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_after: Option<u64>, shared: Option<&Shared>) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(8))?;
-    if let Some(seconds) = retry_after {
-        resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
-    }
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(http::header::CONNECTION, "close")?;
-    if let Some(shared) = shared {
-        // clawguard's own answers get the API headers.
-        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
-        let path = session.req_header().uri.path().to_string();
-        let ops = shared.guard.http.headers.plan(None, &path, tls, |_| None);
-        apply_header_ops(&mut resp, ops)?;
-    }
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await
-}
-
-fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
-    use std::borrow::Cow;
-    for op in ops {
-        match op {
-            HeaderOp::Set(Cow::Borrowed(name), value) => {
-                resp.insert_header(name, value.as_ref())?;
-            }
-            HeaderOp::Set(Cow::Owned(name), value) => {
-                resp.insert_header(name, value.as_ref())?;
-            }
-            HeaderOp::Append(Cow::Borrowed(name), value) => {
-                resp.append_header(name, value.as_ref())?;
-            }
-            HeaderOp::Append(Cow::Owned(name), value) => {
-                resp.append_header(name, value.as_ref())?;
-            }
-            HeaderOp::Remove(name) => {
-                resp.remove_header(name.as_ref());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Counts and logs a refusal; a dry-run one only recorded.
 fn note_refusal(route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAddr>, path: &str) {
     let verdict = if refusal.enforce { "refuse" } else { "would_refuse" };
@@ -256,13 +116,6 @@ fn note_refusal(route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAdd
         tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, status = refusal.status, reason = %refusal.reason, "http request refused");
     } else {
         tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, reason = %refusal.reason, "http request would be refused (dry-run)");
-    }
-}
-
-impl Shared {
-    /// The decision environment: the policy, the clock, the shared state.
-    pub fn env(&self) -> Env<'_> {
-        Env { guard: &self.guard, now_ms: crate::websocket::now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals }
     }
 }
 

@@ -3,7 +3,7 @@
 //! current by checking that every listener accepts and the gateway's own
 //! `/readyz` answers 200.
 
-use crate::proxy::Shared;
+use crate::shared::Shared;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

@@ -4,7 +4,8 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics;
-use crate::proxy::{Clawguard, Shared};
+use crate::proxy::Clawguard;
+use crate::shared::Shared;
 use crate::readiness::{Lifecycle, Readiness};
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;

@@ -10,13 +10,14 @@
 //! buffer grows without bound.
 
 use crate::metrics;
-use crate::proxy::{respond_error, Shared};
+use crate::respond::respond_error;
+use crate::shared::Shared;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::conn_limits::{Caps, LimitExceeded};
 use clawguard_filters::engine::{join, Direction, Limits, Output, Verdict, WsEngine};
 use clawguard_filters::peer::Peer;
-use clawguard_filters::access::{Env, Notice};
+use clawguard_filters::access::Notice;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -44,7 +45,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     let policy = &shared.policy.policy;
     let ws = &policy.websocket;
     let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
-    let engine = WsEngine::new(&env(shared), peer.clone(), limits, rand::random());
+    let engine = WsEngine::new(&shared.env(), peer.clone(), limits, rand::random());
     let identity = engine.access().resolution().identity.name.clone();
     if let Err(limited) = shared.guard.clients.new_connection(peer.ip) {
         if limited.shadow {
@@ -57,7 +58,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
             };
             tracing::warn!(peer = %peer.ip, limit = limited.limit, "websocket upgrade rate limited");
             let message = format!("clawguard: {why}: retry in {} ms", limited.retry_after.as_millis().max(1));
-            return crate::proxy::respond_rate_limited(session, &limited, &message).await;
+            return crate::respond::respond_rate_limited(session, &limited, &message).await;
         }
     }
     let slot = match Slot::take(shared, peer.ip, &identity) {
@@ -361,7 +362,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             let out = engine.close(1001, "clawguard is shutting down");
             let _ = deliver(ds, &c2s_tx, out).await;
         } else if !early.is_empty() {
-            let out = engine.on_gateway_bytes(&env(shared), &early);
+            let out = engine.on_gateway_bytes(&shared.env(), &early);
             if deliver(ds, &c2s_tx, out).await.is_err() {
                 end = "client write failed";
             }
@@ -385,7 +386,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 read = ds.read_request_body(), if can_read_client => match read {
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
-                        let out = engine.on_client_bytes(&env(shared), &data);
+                        let out = engine.on_client_bytes(&shared.env(), &data);
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,
@@ -395,7 +396,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 chunk = s2c_rx.recv(), if upstream_open => match chunk {
                     Some(data) => {
                         last_activity = Instant::now();
-                        let out = engine.on_gateway_bytes(&env(shared), &data);
+                        let out = engine.on_gateway_bytes(&shared.env(), &data);
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     }
                     None => {
@@ -405,7 +406,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 },
                 changed = pins_changed.changed() => {
                     if changed.is_ok() {
-                        let out = engine.recheck(&env(shared));
+                        let out = engine.recheck(&shared.env());
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
                     }
                 },
@@ -441,15 +442,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     end
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
-/// The decision environment: the policy, the clock, the replay memory.
-fn env(shared: &Shared) -> Env<'_> {
-    Env { guard: &shared.guard, now_ms: now_ms(), replay: &shared.replay, pins: &*shared.pins, ledger: &shared.ledger, approvals: &shared.approvals }
-}
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

@@ -9,19 +9,23 @@
 //! - [`origin`]: browser origins on upgrades and state-changing requests.
 //! - [`ingest`]: URLs the gateway would fetch from an inference body (SSRF).
 //! - [`headers`]: response security headers per route class and policy rules.
+//! - [`policy`]: the `[http]` section compiled for decisions.
 
 pub mod headers;
 pub mod ingest;
 pub mod origin;
 pub mod path;
+pub mod policy;
 pub mod routes;
 
-use crate::access::{Action, Env, Judgement};
+use crate::access::{Action, Judgement};
+use crate::context::Env;
 use crate::identity::{credential_sha256, CompiledIdentity, Evidence, Resolution};
 use crate::peer::Peer;
 use crate::sessions::SessionDefaults;
 pub use headers::{HeaderOp, HeaderRules};
-use routes::{NoRoute, Route, RouteClass, RouteTable};
+pub use policy::HttpPolicy;
+use routes::{NoRoute, Route, RouteClass};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -38,46 +42,6 @@ pub const GATEWAY_HTTP_TOOL_DENY: &[&str] = &[
 /// Request headers that must appear at most once: clawguard and the gateway could read two
 /// differently (Node keeps the first `Authorization`, joins two custom headers with `, `).
 const SINGLE_HEADERS: &[&str] = &["authorization", "origin", "host", "content-length", "x-openclaw-token", "x-openclaw-session-key", "x-openclaw-agent-id", "x-openclaw-agent", "x-openclaw-model"];
-
-/// The `[http]` section compiled for decisions.
-#[derive(Debug, Clone)]
-pub struct HttpPolicy {
-    /// The route table.
-    pub routes: RouteTable,
-    /// Allowed browser origins.
-    pub origins: origin::Origins,
-    /// Response header rules.
-    pub headers: HeaderRules,
-    limits: clawguard_policies::BodyLimits,
-    reenable_tools: Vec<String>,
-    max_data_url_bytes: usize,
-}
-
-impl HttpPolicy {
-    /// Compiles `[http]` (and the listeners, whose origins are clawguard's own).
-    pub fn new(policy: &clawguard_policies::Policy) -> Self {
-        let http = &policy.http;
-        HttpPolicy {
-            routes: RouteTable::new(http),
-            origins: origin::Origins::new(&policy.server.listen, &policy.tls.listen, &http.allowed_origins),
-            headers: HeaderRules::new(http),
-            limits: http.max_body_bytes.clone(),
-            reenable_tools: http.reenable_tools.clone(),
-            max_data_url_bytes: http.max_data_url_bytes,
-        }
-    }
-
-    /// The body limit of a route class.
-    pub fn body_limit(&self, class: RouteClass) -> usize {
-        match class {
-            RouteClass::ToolsInvoke => self.limits.tools_invoke,
-            RouteClass::ChatCompletions | RouteClass::Responses => self.limits.inference,
-            RouteClass::Embeddings => self.limits.embeddings,
-            RouteClass::Hooks => self.limits.hooks,
-            _ => self.limits.other,
-        }
-    }
-}
 
 /// Request headers, as the proxy has them.
 pub trait Headers {

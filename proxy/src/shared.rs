@@ -1,0 +1,92 @@
+//! State shared by every connection and request: the policy in force compiled for decisions,
+//! replay memory, connection counts, node pins, the session ledger, the approval memory,
+//! readiness and the shutdown signal; and the clock decisions read.
+
+use crate::config::Config;
+use crate::pin_keeper::PersistentPins;
+use clawguard_filters::conn_limits::ConnectionCounts;
+use clawguard_filters::context::{Env, Guard};
+use clawguard_filters::exec_guard::ApprovalMemory;
+use clawguard_filters::nodes::NodePolicy;
+use clawguard_filters::replay::ReplayCache;
+use clawguard_filters::sessions::SessionLedger;
+use clawguard_policies::LoadedPolicy;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A device signature is accepted once in this window.
+const REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At most this many recent signatures are remembered.
+const REPLAY_CAPACITY: usize = 100_000;
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The policy in force.
+    pub policy: LoadedPolicy,
+    /// The policy compiled for decisions (identities, rules, mode).
+    pub guard: Arc<Guard>,
+    /// Device signatures seen in the last 10 minutes, across connections.
+    pub replay: Mutex<ReplayCache>,
+    /// Open WebSocket connections per address and identity.
+    pub connections: Mutex<ConnectionCounts>,
+    /// The policy file (`None`: embedded).
+    pub path: Option<PathBuf>,
+    /// When the policy was loaded.
+    pub loaded_at: SystemTime,
+    /// Becomes `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Whether the listeners and the gateway answer (see `readiness.rs`).
+    pub ready: AtomicBool,
+    /// The node pin store (persisted, shared with `clawguard nodes`).
+    pub pins: Arc<PersistentPins>,
+    /// Sessions created per identity and runs in flight.
+    pub ledger: SessionLedger,
+    /// Approval ids seen and the exec policy's verdict on their commands.
+    pub approvals: ApprovalMemory,
+    /// HTTP route decisions and response header rules apply (off only for the benchmark's
+    /// baseline: `CLAWGUARD_BENCH_NO_HTTP_DECISIONS`, see docs/benchmarks.md).
+    pub http_decisions: bool,
+}
+
+impl Shared {
+    /// Shared state for a loaded configuration; loads the node pin store (a corrupt one is
+    /// an error).
+    pub fn new(cfg: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        let policy = &cfg.policy.policy;
+        let base = cfg.path.as_deref().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
+        let store = crate::pin_file::store_path(&base, &policy.nodes.store);
+        let pins = PersistentPins::start(store, NodePolicy::new(&policy.nodes))?;
+        Ok(Shared {
+            pins,
+            ledger: SessionLedger::default(),
+            approvals: ApprovalMemory::default(),
+            guard: Arc::new(Guard::new(&cfg.policy.policy)),
+            replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
+            connections: Mutex::new(ConnectionCounts::default()),
+            policy: cfg.policy.clone(),
+            path: cfg.path.clone(),
+            loaded_at: cfg.loaded_at,
+            shutdown,
+            ready: AtomicBool::new(false),
+            http_decisions: std::env::var_os("CLAWGUARD_BENCH_NO_HTTP_DECISIONS").is_none(),
+        })
+    }
+
+    /// Whether `/readyz` should say ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
+    }
+
+    /// The decision environment: the policy, the clock, the shared state.
+    pub fn env(&self) -> Env<'_> {
+        Env { guard: &self.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals }
+    }
+}
