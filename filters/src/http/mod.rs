@@ -221,32 +221,59 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         }
     }
     let http = &env.guard.http;
+    let resolution = resolve(env, peer, req);
+    // From here on every refusal follows the identity's mode: in dry-run it is recorded and the
+    // request forwarded, as on the WebSocket.
+    let enforce = resolution.identity.mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
+    let mut recorded = Vec::new();
+    let mut check = |mut r: HttpRefusal| -> Result<(), Box<HttpRefusal>> {
+        r.enforce = enforce;
+        if enforce {
+            return Err(Box::new(r));
+        }
+        recorded.push(r);
+        Ok(())
+    };
     if let Some(origin) = req.header("origin") {
         let state_changing = !matches!(req.method, "GET" | "HEAD" | "OPTIONS");
         if req.upgrade || state_changing {
             if let Some(why) = http.origins.refusal(origin) {
-                return Err(Box::new(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin }))));
+                check(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin })))?;
             }
         }
     }
-    let resolution = resolve(env, peer, req);
-    let enforce = resolution.identity.mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
     let route = match http.routes.route(req.method, &path) {
         Ok(r) => r,
-        Err(NoRoute::Unlisted) => {
-            let reason = format!("no route of the gateway's serves {} {path}, and http.allow_paths does not list it", req.method);
-            return Err(Box::new(HttpRefusal::new(404, "not_found", "http-route", reason, json!({ "code": "ROUTE_NOT_LISTED", "path": path }))));
-        }
-        Err(NoRoute::Method(methods)) => {
-            let reason = format!("{path} is served for {} only", methods.join(", "));
-            return Err(Box::new(HttpRefusal::new(405, "method_not_allowed", "http-route", reason, json!({ "code": "METHOD_NOT_ALLOWED", "allow": methods }))));
+        Err(no_route) => {
+            let refusal = match no_route {
+                NoRoute::Unlisted => {
+                    let reason = format!("no route of the gateway's serves {} {path}, and http.allow_paths does not list it", req.method);
+                    HttpRefusal::new(404, "not_found", "http-route", reason, json!({ "code": "ROUTE_NOT_LISTED", "path": path }))
+                }
+                NoRoute::Method(methods) => {
+                    let reason = format!("{path} is served for {} only", methods.join(", "));
+                    HttpRefusal::new(405, "method_not_allowed", "http-route", reason, json!({ "code": "METHOD_NOT_ALLOWED", "allow": methods }))
+                }
+            };
+            check(refusal)?;
+            // Dry-run: forwarded as a path the policy allows, nothing more checked.
+            Route { class: RouteClass::Allowed, session_segment: None }
         }
     };
     let class = route.class;
-    let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit: http.body_limit(class) }, remove: Vec::new(), recorded: Vec::new() };
     if class == RouteClass::Hooks && req.query.is_some_and(query_has_token) {
-        return Err(bad_request("hooks-token", "a hook token in the query string is refused (it ends up in logs and history): send Authorization: Bearer or X-OpenClaw-Token".into(), "QUERY_TOKEN"));
+        let reason = "a hook token in the query string is refused (it ends up in logs and history): send Authorization: Bearer or X-OpenClaw-Token".to_string();
+        check(HttpRefusal::new(400, "invalid_request", "hooks-token", reason, json!({ "code": "QUERY_TOKEN" })))?;
     }
+    let limit = http.body_limit(class);
+    if let Some(declared) = req.header("content-length") {
+        match declared.trim().parse::<u64>() {
+            Ok(n) if n > limit as u64 => check(*too_large(&path, limit))?,
+            Ok(_) => {}
+            Err(_) => return Err(bad_request("unreadable-input", format!("Content-Length {declared:?} is not a number"), "BAD_CONTENT_LENGTH")),
+        }
+    }
+    let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded };
     if let Some(r) = crate::limits::HttpRoute::of(&admitted.path) {
         if let Err(limited) = env.guard.clients.http(r, &admitted.identity().name, peer.ip) {
             let key = if r == crate::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };
@@ -254,16 +281,8 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
             let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
             let mut refusal = HttpRefusal::new(429, "rate_limited", &format!("rate-limit:{}", limited.limit), reason, json!({ "code": "RATE_LIMITED", "limit": limited.limit }));
             refusal.retry_after_seconds = Some(u64::try_from(retry_ms.div_ceil(1000)).unwrap_or(u64::MAX).max(1));
-            refusal.enforce = !limited.shadow;
+            refusal.enforce = !limited.shadow && enforce;
             admitted.check(Some(refusal))?;
-        }
-    }
-    let limit = http.body_limit(class);
-    if let Some(declared) = req.header("content-length") {
-        match declared.trim().parse::<u64>() {
-            Ok(n) if n > limit as u64 => return Err(too_large(&admitted.path, limit)),
-            Ok(_) => {}
-            Err(_) => return Err(bad_request("unreadable-input", format!("Content-Length {declared:?} is not a number"), "BAD_CONTENT_LENGTH")),
         }
     }
     let operator = |admitted: &Admitted, method: &str, params: &Value| operator_check(env, peer, admitted, method, params, enforce);
@@ -277,7 +296,9 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         RouteClass::SessionHistory | RouteClass::SessionKill => {
             let segment = admitted.route.session_segment.clone().unwrap_or_default();
             let Some(key) = percent_decode(&segment) else {
-                return Err(bad_request("unreadable-input", format!("the session key {segment:?} is not percent-encoded UTF-8"), "UNREADABLE_SESSION_KEY"));
+                let mut r = *bad_request("unreadable-input", format!("the session key {segment:?} is not percent-encoded UTF-8"), "UNREADABLE_SESSION_KEY");
+                r.enforce = enforce;
+                return admitted.check(Some(r)).map(|()| admitted);
             };
             let (method, field) = if class == RouteClass::SessionHistory { ("chat.history", "sessionKey") } else { ("sessions.abort", "key") };
             let r = operator(&admitted, method, &json!({ field: crate::js::trim(&key) }));
@@ -386,10 +407,16 @@ fn compat_agent(req: &HttpRequest<'_>, body: &Value) -> Option<String> {
 pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &HttpRequest<'_>, body: &[u8]) -> Result<(), Box<HttpRefusal>> {
     let class = admitted.route.class;
     let enforce = admitted.identity().mode.unwrap_or(env.guard.mode) == clawguard_policies::Mode::Enforce;
-    let value = read_body(&admitted.path, body)?;
-    if !value.is_object() {
-        return Err(bad_request("unreadable-input", format!("the body of {} is not a JSON object", admitted.path), "UNREADABLE_BODY"));
-    }
+    let path = &admitted.path;
+    let read = read_body(path, body).and_then(|v| if v.is_object() { Ok(v) } else { Err(bad_request("unreadable-input", format!("the body of {path} is not a JSON object"), "UNREADABLE_BODY")) });
+    let value = match read {
+        Ok(v) => v,
+        Err(mut r) => {
+            // Dry-run: recorded, and forwarded unjudged (nothing else can be read of it).
+            r.enforce = enforce;
+            return admitted.check(Some(*r));
+        }
+    };
     let http = &env.guard.http;
     match class {
         RouteClass::ToolsInvoke => {
