@@ -49,6 +49,7 @@ async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_a
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
+/// Applies a header plan (`filters::http::HeaderRules::plan`) to a response head.
 pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
     use std::borrow::Cow;
     for op in ops {

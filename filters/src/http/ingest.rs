@@ -72,7 +72,7 @@ fn walk(v: &Value, path: &mut String, out: &mut Vec<Fetch>) {
 /// `may_fetch`, if it may not.
 pub fn refusal(fetch: &Fetch, max_data_url_bytes: usize, may_fetch: impl Fn(&str) -> bool) -> Option<String> {
     let text = crate::js::trim(&fetch.url);
-    if text.len() >= 5 && text[..5].eq_ignore_ascii_case("data:") {
+    if text.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:")) {
         return (text.len() > max_data_url_bytes).then(|| format!("{}: a data: URL of {} bytes is over http.max_data_url_bytes ({max_data_url_bytes})", fetch.path, text.len()));
     }
     let parsed = match url::Url::parse(text) {
@@ -132,5 +132,7 @@ mod tests {
         }
         assert_eq!(refusal(&f("data:image/png;base64,aGk="), 100, allow), None);
         assert!(refusal(&f(&format!("data:image/png;base64,{}", "A".repeat(200))), 100, allow).unwrap().contains("max_data_url_bytes"));
+        // Found by the http fuzz target: a multi-byte character across the scheme's first 5 bytes.
+        assert!(refusal(&f("hto\u{c5793}nfiles.example"), 100, allow).is_some());
     }
 }
