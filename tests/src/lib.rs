@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod corpus;
 pub mod fake_gateway;
 pub mod harness;

@@ -7,7 +7,7 @@ use clawguard_filters::access::{Guard, InMemory};
 use clawguard_filters::nodes::{PinOp, Pins, Surface};
 use clawguard_filters::decide::{decide, Decision, Origin, Scenario};
 use clawguard_filters::peer::Peer;
-use clawguard_policies::LoadedPolicy;
+use clawguard_tests::corpus::{cases_dir, load_policy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -115,19 +115,6 @@ struct PinExpect {
     node: String,
     #[serde(default)]
     commands: Option<Vec<String>>,
-}
-
-fn cases_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases")
-}
-
-fn load_policy(name: &str) -> Result<LoadedPolicy, String> {
-    if name == "embedded" {
-        return Ok(LoadedPolicy::embedded());
-    }
-    let path = cases_dir().join("policies").join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    LoadedPolicy::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
 }
 
 fn run_case(path: &Path) -> Result<Decision, String> {

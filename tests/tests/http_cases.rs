@@ -6,7 +6,7 @@
 use clawguard_filters::access::{Guard, InMemory};
 use clawguard_filters::http::{decide, HttpRequest};
 use clawguard_filters::peer::Peer;
-use clawguard_policies::LoadedPolicy;
+use clawguard_tests::corpus::{cases_dir, load_policy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,19 +61,6 @@ struct Expect {
     reason_contains: Option<String>,
     #[serde(default)]
     removed_headers: Option<Vec<String>>,
-}
-
-fn cases_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases")
-}
-
-fn load_policy(name: &str) -> Result<LoadedPolicy, String> {
-    if name == "embedded" {
-        return Ok(LoadedPolicy::embedded());
-    }
-    let path = cases_dir().join("policies").join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    LoadedPolicy::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
 }
 
 fn run_case(path: &Path) -> Result<(), String> {

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else { return };
     let mut parts = text.split('\0');
     let target = parts.next().unwrap_or("/");
+    // Missing parts of the input are an empty header block and an empty body.
     let headers: Vec<(String, String)> = parts
         .next()
         .unwrap_or("")

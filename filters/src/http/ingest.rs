@@ -28,6 +28,7 @@ pub fn urls(body: &Value) -> Vec<Fetch> {
 fn walk(v: &Value, path: &mut String, out: &mut Vec<Fetch>) {
     match v {
         Value::Object(map) => {
+            // An object without a string `type` is no fetched part (its children are still walked).
             let kind = map.get("type").and_then(Value::as_str).unwrap_or("");
             match kind {
                 "image_url" => match map.get("image_url") {
@@ -82,6 +83,7 @@ pub fn refusal(fetch: &Fetch, max_data_url_bytes: usize, may_fetch: impl Fn(&str
     if !matches!(parsed.scheme(), "http" | "https") {
         return Some(format!("{}: the {} scheme is not fetched through clawguard", fetch.path, parsed.scheme()));
     }
+    // An http(s) URL always has a host; "" would match no allow_hosts entry but `*`.
     let host = parsed.host_str().unwrap_or("");
     if may_fetch(host) {
         return None;

@@ -114,7 +114,7 @@ impl HttpRefusal {
     /// The answer body: `{"error":{"message","type","details","source":"clawguard"}}`.
     pub fn body(&self) -> Vec<u8> {
         let v = json!({ "error": { "message": format!("clawguard: {}", self.reason), "type": self.kind, "details": self.details, "rule": self.rule, "source": "clawguard" } });
-        serde_json::to_vec(&v).unwrap_or_default()
+        serde_json::to_vec(&v).expect("a JSON value always serialises")
     }
 }
 
@@ -185,6 +185,7 @@ fn bad_request(rule: &str, reason: String, code: &str) -> Box<HttpRefusal> {
 /// Whether the query names `token` (as `URLSearchParams` decodes names).
 fn query_has_token(query: &str) -> bool {
     query.split('&').any(|pair| {
+        // `split` always yields a first piece; the default is never taken.
         let name = pair.split('=').next().unwrap_or("");
         // A malformed escape stays as it is, as URLSearchParams leaves it.
         let decoded = name.replace('+', " ");
@@ -294,9 +295,11 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
             }
         }
         RouteClass::SessionHistory | RouteClass::SessionKill => {
+            // Session routes always carry their (non-empty) key segment; an absent one decodes to
+            // an empty key, refused below.
             let segment = admitted.route.session_segment.clone().unwrap_or_default();
-            let Some(key) = percent_decode(&segment) else {
-                let mut r = *bad_request("unreadable-input", format!("the session key {segment:?} is not percent-encoded UTF-8"), "UNREADABLE_SESSION_KEY");
+            let Some(key) = percent_decode(&segment).filter(|k| !crate::js::trim(k).is_empty()) else {
+                let mut r = *bad_request("unreadable-input", format!("the session key {segment:?} is not a non-empty, percent-encoded UTF-8 key"), "UNREADABLE_SESSION_KEY");
                 r.enforce = enforce;
                 return admitted.check(Some(r)).map(|()| admitted);
             };
@@ -367,6 +370,8 @@ fn refusal_of(j: &Judgement) -> Option<HttpRefusal> {
         Action::Refuse { reply, rule, reason, .. } => (Some(reply), rule, reason),
         Action::Drop { rule, reason } | Action::Close { rule, reason, .. } => (None, rule, reason),
     };
+    // The reply is clawguard's own frame; without one (drop, close) the refusal is a 403 with a
+    // generic code: still a refusal.
     let error = reply.and_then(|r| serde_json::from_slice::<Value>(r).ok()).map(|v| v["error"].clone()).unwrap_or(Value::Null);
     let details = error.get("details").cloned().unwrap_or_else(|| json!({ "code": "POLICY_DENIED" }));
     let (status, kind) = match error["code"].as_str() {
@@ -401,6 +406,30 @@ fn compat_agent(req: &HttpRequest<'_>, body: &Value) -> Option<String> {
     }
     let model = crate::js::trim(body["model"].as_str().unwrap_or("")).to_ascii_lowercase();
     ["openclaw/", "openclaw:", "agent:"].iter().find_map(|p| model.strip_prefix(p)).filter(|id| *id != "default" && !id.is_empty()).map(str::to_string)
+}
+
+/// The text of the last user turn of an OpenAI-compatible body (`messages[].content` of chat
+/// completions, `input` of responses: a string, or the text parts joined); `None` when there is
+/// no user turn with text (then no chat command can be in it).
+fn compat_turn_text(class: RouteClass, body: &Value) -> Option<String> {
+    let text_of = |content: &Value| -> Option<String> {
+        match content {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(parts) => {
+                let texts: Vec<&str> = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect();
+                (!texts.is_empty()).then(|| texts.join("\n"))
+            }
+            _ => None,
+        }
+    };
+    let turns = match class {
+        RouteClass::ChatCompletions => body.get("messages")?,
+        _ => match body.get("input")? {
+            Value::String(s) => return Some(s.clone()),
+            items => items,
+        },
+    };
+    turns.as_array()?.iter().rev().find(|t| t.get("role").and_then(Value::as_str) == Some("user")).and_then(|t| text_of(t.get("content")?))
 }
 
 /// The checks of a whole body the route needs ([`BodyPlan::Judge`]).
@@ -447,6 +476,11 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
             let mut params = json!({});
             if let Some(k) = key {
                 params["sessionKey"] = Value::String(k);
+            }
+            // The turn's text is what the gateway may run as a chat command (`/pair`, `/config`,
+            // `/bash`): it is judged as a chat.send message is.
+            if let Some(text) = compat_turn_text(class, &value) {
+                params["message"] = Value::String(text);
             }
             if let Some(a) = agent {
                 params["agentId"] = Value::String(a);
