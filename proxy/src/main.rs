@@ -20,6 +20,7 @@ mod respond;
 mod server;
 mod shared;
 mod tls;
+mod tls_listener;
 mod websocket;
 
 use clap::{Parser, Subcommand};

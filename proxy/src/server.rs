@@ -9,8 +9,9 @@ use crate::shared::Shared;
 use crate::readiness::{Lifecycle, Readiness};
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::http_proxy_service;
+use crate::tls_listener::TlsListeners;
+use pingora::listeners::tls::Acceptor;
+use pingora::proxy::{http_proxy, http_proxy_service};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -59,21 +60,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     for addr in &p.server.listen {
         proxy.add_tcp(&addr.to_string());
     }
-    if let Some(tls) = &cfg.tls {
-        for addr in &p.tls.listen {
-            let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key).context("TLS settings")?;
-            settings.enable_h2();
-            if let Some(verifier) = &tls.client_verifier {
-                settings.set_client_cert_verifier(verifier.clone());
-            }
-            proxy.add_tls_with_settings(&addr.to_string(), None, settings);
-        }
-    }
+    // TLS listeners complete the handshake with clawguard's own rustls config (server cipher order).
+    let tls_proxy = cfg.tls.as_ref().map(|tls| {
+        let app = http_proxy(&server.configuration, Clawguard::new(shared.clone()));
+        TlsListeners::new("clawguard TLS", p.tls.listen.clone(), Acceptor::from_server_config(tls.server_config.clone()), app)
+    });
     let mut admin = Service::new("clawguard admin".to_string(), HttpServer::new_app(AdminApp { shared: shared.clone(), readiness: readiness.clone() }));
     admin.add_tcp(&p.admin.listen.to_string());
     let lifecycle = Lifecycle { shared: shared.clone(), detail: readiness, shutdown_tx, listeners };
 
     server.add_service(proxy);
+    if let Some(tls_proxy) = tls_proxy {
+        server.add_service(tls_proxy);
+    }
     server.add_service(admin);
     server.add_service(background_service("clawguard lifecycle", lifecycle));
 

@@ -1,20 +1,20 @@
 //! TLS material: read and check the certificate, key and client CA named by the
-//! policy before pingora sees them (pingora's TLS `build()` panics on bad files).
+//! policy, and build the rustls `ServerConfig` clawguard's TLS listeners serve
+//! (pingora's `TlsSettings::build()` panics on bad files and cannot set the
+//! server's cipher preference, so clawguard builds the config itself).
 
 use clawguard_policies::{ClientAuth, LoadedPolicy, PolicyError};
-use pingora::tls::{version, CertificateDer, ClientCertVerifier, PrivateKeyDer, RootCertStore, ServerConfig, WebPkiClientVerifier};
+use pingora::tls::{version, CertificateDer, PrivateKeyDer, RootCertStore, ServerConfig, WebPkiClientVerifier};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
 
-/// Checked TLS files and the mTLS verifier.
+/// The checked TLS configuration of every TLS listener.
 pub struct TlsMaterial {
-    /// Certificate chain path (absolute or relative to the working directory).
-    pub cert: String,
-    /// Private key path.
-    pub key: String,
-    /// Client certificate verifier, when `client_ca` is set.
-    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The rustls server configuration: TLS 1.2 and 1.3, the server's cipher
+    /// preference (`ignore_client_order`), ALPN h2 and http/1.1, and the mTLS
+    /// verifier when `client_ca` is set.
+    pub server_config: Arc<ServerConfig>,
 }
 
 /// Validates the policy's TLS files; `None` when no TLS listener is configured.
@@ -43,11 +43,6 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| fail(key_field, format!("{}: not valid PEM: {e}", key_path.display())))?
         .ok_or_else(|| fail(key_field, format!("{}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key_path.display())))?;
-    ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| fail(key_field, format!("{} does not fit the certificate {}: {e}", key_path.display(), cert_path.display())))?;
-
     let client_verifier = match &tls.client_ca {
         None => None,
         Some(ca_field) => {
@@ -66,7 +61,19 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
             Some(builder.build().map_err(|e| fail(ca_field, format!("{}: {e}", ca_path.display())))?)
         }
     };
-    Ok(Some(TlsMaterial { cert: path_string(&cert_path, cert_field, &fail)?, key: path_string(&key_path, key_field, &fail)?, client_verifier }))
+    let builder = ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13]);
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| fail(key_field, format!("{} does not fit the certificate {}: {e}", key_path.display(), cert_path.display())))?;
+    // The server's order of cipher suites applies (a TLS scan's "server cipher order"): the
+    // provider lists AES-256-GCM and AES-128-GCM before ChaCha20, all with forward secrecy.
+    config.ignore_client_order = true;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsMaterial { server_config: Arc::new(config) }))
 }
 
 fn field_path(field: &Spanned<PathBuf>) -> &Path {
@@ -79,8 +86,4 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 fn read_pem(path: &Path, field: &Spanned<PathBuf>, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<Vec<u8>, PolicyError> {
     std::fs::read(path).map_err(|e| fail(field, format!("{}: cannot read: {e}: expected a readable PEM file", path.display())))
-}
-
-fn path_string(path: &Path, field: &Spanned<PathBuf>, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<String, PolicyError> {
-    path.to_str().map(str::to_string).ok_or_else(|| fail(field, format!("{} is not valid UTF-8", path.display())))
 }

@@ -226,3 +226,54 @@ async fn issue12_security_headers_score_a_plus_on_the_observatory_table_through_
     drop(cg);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A rustls client that offers only `suites`, in that order, and `alpn`.
+fn client_offering(pki: &Pki, suites: Vec<tokio_rustls::rustls::SupportedCipherSuite>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    let provider = tokio_rustls::rustls::crypto::CryptoProvider { cipher_suites: suites, ..tokio_rustls::rustls::crypto::ring::default_provider() };
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS12, &tokio_rustls::rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// The cipher suite and ALPN protocol clawguard's TLS listener chooses for `config`.
+async fn negotiated(config: Arc<ClientConfig>, addr: SocketAddr) -> (String, Option<Vec<u8>>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let (_, conn) = tls.get_ref();
+    (format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite()), conn.alpn_protocol().map(<[u8]>::to_vec))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue12_the_server_cipher_order_applies_and_h2_is_offered() {
+    use tokio_rustls::rustls::crypto::ring::cipher_suite as cs;
+    let dir = temp_dir("cipher-order");
+    let pki = make_pki(&dir);
+    let gw = FakeGateway::start().await;
+    let port = free_port();
+    let cg = Clawguard::start(gw.addr, &tls_policy(&dir, port, false));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // A client that prefers ChaCha20 gets the server's first choice, AES-256-GCM, in both versions.
+    let tls13 = vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384];
+    let (suite, _) = negotiated(client_offering(&pki, tls13, &[]), addr).await;
+    assert_eq!(suite, "TLS13_AES_256_GCM_SHA384");
+    let tls12 = vec![cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
+    let (suite, _) = negotiated(client_offering(&pki, tls12, &[]), addr).await;
+    assert_eq!(suite, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+    // A suite the client alone prefers is still used when it is the only one both share.
+    let (suite, _) = negotiated(client_offering(&pki, vec![cs::TLS13_CHACHA20_POLY1305_SHA256], &[]), addr).await;
+    assert_eq!(suite, "TLS13_CHACHA20_POLY1305_SHA256");
+    // ALPN: h2 when offered, http/1.1 otherwise.
+    let all = tokio_rustls::rustls::crypto::ring::default_provider().cipher_suites;
+    let (_, alpn) = negotiated(client_offering(&pki, all.clone(), &[b"h2", b"http/1.1"]), addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let (_, alpn) = negotiated(client_offering(&pki, all, &[b"http/1.1"]), addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    drop(cg);
+    let _ = std::fs::remove_dir_all(dir);
+}
