@@ -164,7 +164,7 @@ pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideErro
     if let Some(name) = &scenario.identity {
         let identity = guard.identities.by_name(name).ok_or_else(|| DecideError::UnknownIdentity(name.clone()))?;
         let why = format!("identity {name:?} (given)");
-        engine.access_mut().pin_identity(Resolution { identity, why });
+        engine.access_mut().pin_identity(Resolution { identity, why: why.into() });
     }
     for (i, (from, text)) in scenario.after.iter().enumerate() {
         let out = match from {
@@ -221,7 +221,7 @@ pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideErro
         rule: mine.map(|d| d.rule.clone()),
         reason: mine.map(|d| d.reason.clone()),
         identity: resolution.identity.name.clone(),
-        identity_reason: resolution.why.clone(),
+        identity_reason: resolution.why.to_string(),
         reply,
         close,
         forwarded,

@@ -172,8 +172,8 @@ pub struct Evidence<'a> {
 pub struct Resolution {
     /// The identity.
     pub identity: Arc<CompiledIdentity>,
-    /// How it was chosen, for refusals and logs.
-    pub why: String,
+    /// How it was chosen, for refusals and logs (static when no identity matched).
+    pub why: std::borrow::Cow<'static, str>,
 }
 
 /// Lowercase hex SHA-256 of a credential.
@@ -220,30 +220,42 @@ impl Identities {
         self.list.iter().chain(std::iter::once(&self.default)).find(|i| i.name == name).cloned()
     }
 
-    /// The most specific identity matching the evidence.
+    /// The most specific identity matching the evidence: the highest match score, then the
+    /// longest address prefix, then the first listed.
     pub fn resolve(&self, ev: Evidence<'_>) -> Resolution {
-        let mut matches: Vec<(u32, u8, usize)> = self
-            .list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| {
-                let (t, prefix) = id.transport_match(ev.peer)?;
-                let c = id.connect_match(ev.device_id, ev.token_sha256)?;
-                Some((t + c, prefix, i))
-            })
-            .collect();
-        matches.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        let Some(&(_, _, best)) = matches.first() else {
+        let mut best: Option<(u32, u8, usize)> = None;
+        let mut matched = 0;
+        for (i, id) in self.list.iter().enumerate() {
+            let Some((t, prefix)) = id.transport_match(ev.peer) else { continue };
+            let Some(c) = id.connect_match(ev.device_id, ev.token_sha256) else { continue };
+            matched += 1;
+            if best.is_none_or(|(score, p, _)| (t + c, prefix) > (score, p)) {
+                best = Some((t + c, prefix, i));
+            }
+        }
+        let Some((_, _, best)) = best else {
             return Resolution { identity: self.default.clone(), why: "identity \"default\": no other identity matches".into() };
         };
         let identity = self.list[best].clone();
-        let others: Vec<String> = matches.iter().skip(1).map(|m| format!("{:?}", self.list[m.2].name)).collect();
-        let why = if others.is_empty() {
+        let why = if matched == 1 {
             format!("identity {:?}", identity.name)
         } else {
+            // Rare (overlapping identities): name the others, most specific first.
+            let mut others: Vec<(u32, u8, usize)> = self
+                .list
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != best)
+                .filter_map(|(i, id)| {
+                    let (t, prefix) = id.transport_match(ev.peer)?;
+                    Some((t + id.connect_match(ev.device_id, ev.token_sha256)?, prefix, i))
+                })
+                .collect();
+            others.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+            let others: Vec<String> = others.iter().map(|m| format!("{:?}", self.list[m.2].name)).collect();
             format!("identity {:?} (most specific of {:?}, {})", identity.name, identity.name, others.join(", "))
         };
-        Resolution { identity, why }
+        Resolution { identity, why: why.into() }
     }
 
     /// The widest ceiling the client can still end up with once its `connect` is read: the

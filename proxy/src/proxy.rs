@@ -3,7 +3,7 @@
 //! `request_filter` and pumped through the engine (see `websocket.rs`).
 
 use crate::metrics;
-use crate::respond::{apply_header_ops, respond_error, respond_refusal};
+use crate::respond::{apply_header_ops, respond_error, respond_refusal, ResponseView};
 use crate::shared::Shared;
 use crate::websocket;
 use async_trait::async_trait;
@@ -45,8 +45,6 @@ pub struct Ctx {
     body_seen: usize,
     /// clawguard's own refusal of the request, for `fail_to_proxy`.
     refusal: Option<Box<HttpRefusal>>,
-    /// The scope ceiling of a plain HTTP request's identity, resolved once in `request_filter`.
-    http_ceiling: Option<String>,
 }
 
 /// Request headers as the sans-IO core reads them; a value that is not visible ASCII reads as
@@ -55,7 +53,14 @@ struct HeadView<'a>(&'a RequestHeader);
 
 impl clawguard_filters::http::Headers for HeadView<'_> {
     fn first(&self, name: &str) -> Option<&str> {
-        self.0.headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        // The names the core asks for on every request, without parsing them each time.
+        let value = match name {
+            "authorization" => self.0.headers.get(http::header::AUTHORIZATION),
+            "origin" => self.0.headers.get(http::header::ORIGIN),
+            "content-length" => self.0.headers.get(http::header::CONTENT_LENGTH),
+            _ => self.0.headers.get(name),
+        };
+        value.map(|v| v.to_str().unwrap_or("\u{fffd}"))
     }
 
     fn count(&self, name: &str) -> usize {
@@ -153,7 +158,6 @@ impl ProxyHttp for Clawguard {
             respond_error(session, 400, "bad_peer", "clawguard: the peer has no IP address").await?;
             return Ok(true);
         };
-        let raw_path = session.req_header().uri.path().to_string();
         if matches!(upgrade, Upgrade::WebSocket) {
             // The path must be readable and a browser's origin one of clawguard's own or listed.
             let checked = {
@@ -162,7 +166,7 @@ impl ProxyHttp for Clawguard {
             };
             ctx.answered = true;
             if let Err(refusal) = checked {
-                note_refusal("websocket", &refusal, ip, &raw_path);
+                note_refusal("websocket", &refusal, ip, session.req_header().uri.path());
                 respond_refusal(session, &self.shared, &refusal).await?;
                 return Ok(true);
             }
@@ -183,8 +187,6 @@ impl ProxyHttp for Clawguard {
                 for recorded in &admitted.recorded {
                     note_refusal(admitted.route.class.label(), recorded, ip, &admitted.path);
                 }
-                // The gateway honours the identity's ceiling where its auth mode allows.
-                ctx.http_ceiling = Some(admitted.identity().ceiling_header.clone());
                 if matches!(admitted.body, BodyPlan::Judge { .. }) {
                     ctx.held = Some(BytesMut::new());
                 }
@@ -193,7 +195,7 @@ impl ProxyHttp for Clawguard {
             }
             Err(refusal) => {
                 ctx.answered = true;
-                note_refusal("none", &refusal, ip, &raw_path);
+                note_refusal("none", &refusal, ip, session.req_header().uri.path());
                 respond_refusal(session, &self.shared, &refusal).await?;
                 Ok(true)
             }
@@ -269,8 +271,8 @@ impl ProxyHttp for Clawguard {
                 req.insert_header(name, value)?;
             }
             // The gateway honours the identity's ceiling where its auth mode allows.
-            if let Some(ceiling) = &ctx.http_ceiling {
-                req.insert_header("x-openclaw-scopes", ceiling.clone())?;
+            if let Some(admitted) = &ctx.admitted {
+                req.insert_header("x-openclaw-scopes", admitted.identity().ceiling_header.as_str())?;
             }
         }
         Ok(())
@@ -285,10 +287,7 @@ impl ProxyHttp for Clawguard {
             None => (None, "/"),
         };
         let tls = ctx.peer.as_ref().is_some_and(|p| p.tls);
-        let ops = {
-            let headers = &resp.headers;
-            self.shared.guard.http.headers.plan(class, path, tls, |name| headers.get(name).and_then(|v| v.to_str().ok()))
-        };
+        let ops = self.shared.guard.http.headers.plan(class, path, tls, &ResponseView(resp));
         apply_header_ops(resp, ops)
     }
 

@@ -3,7 +3,8 @@
 
 use crate::shared::Shared;
 use bytes::Bytes;
-use clawguard_filters::http::{HeaderOp, HttpRefusal};
+use clawguard_filters::http::{HeaderOp, HttpRefusal, Known, NoHeaders, UpstreamHeaders};
+use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -41,7 +42,7 @@ async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_a
         // clawguard's own answers get the API headers.
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let path = session.req_header().uri.path().to_string();
-        let ops = shared.guard.http.headers.plan(None, &path, tls, |_| None);
+        let ops = shared.guard.http.headers.plan(None, &path, tls, &NoHeaders);
         apply_header_ops(&mut resp, ops)?;
     }
     session.set_keepalive(None);
@@ -49,22 +50,65 @@ async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_a
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
-/// Applies a header plan (`filters::http::HeaderRules::plan`) to a response head.
+/// The `HeaderName` of each known header, indexed by `Known as usize` (built at compile time,
+/// so a lookup parses nothing).
+static KNOWN_NAMES: [HeaderName; 11] = [
+    header::SERVER,
+    HeaderName::from_static("x-powered-by"),
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::REFERRER_POLICY,
+    header::STRICT_TRANSPORT_SECURITY,
+    HeaderName::from_static("cross-origin-resource-policy"),
+    header::X_FRAME_OPTIONS,
+    header::CONTENT_SECURITY_POLICY,
+    HeaderName::from_static("cross-origin-opener-policy"),
+];
+
+fn known_name(header: Known) -> &'static HeaderName {
+    &KNOWN_NAMES[header as usize]
+}
+
+/// A response head as a header plan reads it. A value that is not visible ASCII reads as absent,
+/// so a built-in header replaces it.
+pub struct ResponseView<'a>(pub &'a ResponseHeader);
+
+impl UpstreamHeaders for ResponseView<'_> {
+    fn known(&self, header: Known) -> Option<&str> {
+        self.0.headers.get(known_name(header)).and_then(|v| v.to_str().ok())
+    }
+    fn named(&self, name: &str) -> Option<&str> {
+        self.0.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Applies a header plan (`filters::http::HeaderRules::plan`) to a response head. Built-in
+/// values are static text, turned into a `HeaderValue` without a copy.
 pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
     use std::borrow::Cow;
+    let value = |text: Cow<'static, str>| -> Result<HeaderValue> {
+        match text {
+            Cow::Borrowed(v) => HeaderValue::try_from(v),
+            Cow::Owned(v) => HeaderValue::try_from(v),
+        }
+        .or_err(InvalidHTTPHeader, "invalid header value in a header rule")
+    };
     for op in ops {
         match op {
-            HeaderOp::Set(Cow::Borrowed(name), value) => {
-                resp.insert_header(name, value.as_ref())?;
+            HeaderOp::SetKnown(header, v) => resp.insert_header(header.name(), value(v)?)?,
+            HeaderOp::RemoveKnown(header) => {
+                if resp.headers.contains_key(known_name(header)) {
+                    resp.remove_header(known_name(header));
+                }
             }
-            HeaderOp::Set(Cow::Owned(name), value) => {
-                resp.insert_header(name, value.as_ref())?;
+            HeaderOp::Set(Cow::Borrowed(name), v) => resp.insert_header(name, value(v)?)?,
+            HeaderOp::Set(Cow::Owned(name), v) => resp.insert_header(name, value(v)?)?,
+            HeaderOp::Append(Cow::Borrowed(name), v) => {
+                resp.append_header(name, value(v)?)?;
             }
-            HeaderOp::Append(Cow::Borrowed(name), value) => {
-                resp.append_header(name, value.as_ref())?;
-            }
-            HeaderOp::Append(Cow::Owned(name), value) => {
-                resp.append_header(name, value.as_ref())?;
+            HeaderOp::Append(Cow::Owned(name), v) => {
+                resp.append_header(name, value(v)?)?;
             }
             HeaderOp::Remove(name) => {
                 resp.remove_header(name.as_ref());
@@ -74,3 +118,14 @@ pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_header_has_its_own_name() {
+        for header in Known::ALL {
+            assert_eq!(known_name(header).as_str(), header.name());
+        }
+    }
+}

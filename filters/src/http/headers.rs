@@ -20,15 +20,117 @@ use std::borrow::Cow;
 /// A header name or value: the built-in ones are static, the policy's owned.
 pub type Text = Cow<'static, str>;
 
+/// A response header clawguard itself looks at, sets or removes. Its name is known up front,
+/// so a proxy can look it up and write it without parsing a name per answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// `server`
+    Server,
+    /// `x-powered-by`
+    PoweredBy,
+    /// `content-type`
+    ContentType,
+    /// `cache-control`
+    CacheControl,
+    /// `x-content-type-options`
+    ContentTypeOptions,
+    /// `referrer-policy`
+    ReferrerPolicy,
+    /// `strict-transport-security`
+    StrictTransportSecurity,
+    /// `cross-origin-resource-policy`
+    CrossOriginResourcePolicy,
+    /// `x-frame-options`
+    FrameOptions,
+    /// `content-security-policy`
+    ContentSecurityPolicy,
+    /// `cross-origin-opener-policy`
+    CrossOriginOpenerPolicy,
+}
+
+impl Known {
+    /// Every known header, in the order of their discriminants.
+    pub const ALL: [Known; 11] = [
+        Known::Server,
+        Known::PoweredBy,
+        Known::ContentType,
+        Known::CacheControl,
+        Known::ContentTypeOptions,
+        Known::ReferrerPolicy,
+        Known::StrictTransportSecurity,
+        Known::CrossOriginResourcePolicy,
+        Known::FrameOptions,
+        Known::ContentSecurityPolicy,
+        Known::CrossOriginOpenerPolicy,
+    ];
+
+    /// The header's name, lowercase.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Known::Server => "server",
+            Known::PoweredBy => "x-powered-by",
+            Known::ContentType => "content-type",
+            Known::CacheControl => "cache-control",
+            Known::ContentTypeOptions => "x-content-type-options",
+            Known::ReferrerPolicy => "referrer-policy",
+            Known::StrictTransportSecurity => "strict-transport-security",
+            Known::CrossOriginResourcePolicy => "cross-origin-resource-policy",
+            Known::FrameOptions => "x-frame-options",
+            Known::ContentSecurityPolicy => "content-security-policy",
+            Known::CrossOriginOpenerPolicy => "cross-origin-opener-policy",
+        }
+    }
+
+    /// The known header of a lowercase `name`.
+    pub fn of(name: &str) -> Option<Known> {
+        Known::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The headers of the gateway's answer, as a plan reads them.
+pub trait UpstreamHeaders {
+    /// The first value of a known header.
+    fn known(&self, header: Known) -> Option<&str>;
+    /// The first value of the header `name` (lowercase), for the policy's rules.
+    fn named(&self, name: &str) -> Option<&str>;
+}
+
+/// No headers: clawguard's own answers.
+pub struct NoHeaders;
+
+impl UpstreamHeaders for NoHeaders {
+    fn known(&self, _: Known) -> Option<&str> {
+        None
+    }
+    fn named(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
 /// A change to a response's headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderOp {
-    /// Set (replace) the header.
+    /// Set (replace) a built-in header.
+    SetKnown(Known, Text),
+    /// Remove every value of a built-in header.
+    RemoveKnown(Known),
+    /// Set (replace) the header named by the policy.
     Set(Text, Text),
     /// Append a value.
     Append(Text, Text),
     /// Remove every value.
     Remove(Text),
+}
+
+impl HeaderOp {
+    /// The lowercase name of the header the change sets, if it sets one.
+    pub fn sets(&self) -> Option<&str> {
+        match self {
+            HeaderOp::SetKnown(k, _) => Some(k.name()),
+            HeaderOp::Set(n, _) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 /// The Control UI CSP of the gateway 2026.9.6 (`buildControlUiCspHeader`, without inline-script
@@ -65,33 +167,33 @@ impl HeaderRules {
     }
 
     /// The changes to make to an answer for `path` (route `class`; `None`: clawguard's own
-    /// answer). `upstream` tells a header's value as the gateway sent it (lowercase names).
-    pub fn plan<'a>(&self, class: Option<RouteClass>, path: &str, tls: bool, upstream: impl Fn(&str) -> Option<&'a str>) -> Vec<HeaderOp> {
+    /// answer). `upstream` tells a header's value as the gateway sent it.
+    pub fn plan(&self, class: Option<RouteClass>, path: &str, tls: bool, upstream: &impl UpstreamHeaders) -> Vec<HeaderOp> {
         let mut ops = Vec::with_capacity(12);
-        ops.push(HeaderOp::Remove("server".into()));
-        ops.push(HeaderOp::Remove("x-powered-by".into()));
-        let set_absent = |ops: &mut Vec<HeaderOp>, name: &'static str, value: Text| {
-            if upstream(name).is_none() {
-                ops.push(HeaderOp::Set(name.into(), value));
+        ops.push(HeaderOp::RemoveKnown(Known::Server));
+        ops.push(HeaderOp::RemoveKnown(Known::PoweredBy));
+        let set_absent = |ops: &mut Vec<HeaderOp>, header: Known, value: Text| {
+            if upstream.known(header).is_none() {
+                ops.push(HeaderOp::SetKnown(header, value));
             }
         };
-        set_absent(&mut ops, "x-content-type-options", "nosniff".into());
-        set_absent(&mut ops, "referrer-policy", "no-referrer".into());
+        set_absent(&mut ops, Known::ContentTypeOptions, "nosniff".into());
+        set_absent(&mut ops, Known::ReferrerPolicy, "no-referrer".into());
         if tls {
             if let Some(hsts) = &self.hsts {
-                set_absent(&mut ops, "strict-transport-security", hsts.clone().into());
+                set_absent(&mut ops, Known::StrictTransportSecurity, hsts.clone().into());
             }
         }
-        let html = upstream("content-type").is_some_and(|t| t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("text/html")));
+        let html = upstream.known(Known::ContentType).is_some_and(|t| t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("text/html")));
         match class {
-            None => api_headers(&mut ops, &upstream),
-            Some(c) if c.is_api() => api_headers(&mut ops, &upstream),
+            None => api_headers(&mut ops, upstream),
+            Some(c) if c.is_api() => api_headers(&mut ops, upstream),
             Some(RouteClass::ControlUi | RouteClass::Internal) => {
-                set_absent(&mut ops, "cross-origin-resource-policy", "same-origin".into());
+                set_absent(&mut ops, Known::CrossOriginResourcePolicy, "same-origin".into());
                 if html {
-                    set_absent(&mut ops, "x-frame-options", "DENY".into());
-                    set_absent(&mut ops, "content-security-policy", CONTROL_UI_CSP.into());
-                    set_absent(&mut ops, "cross-origin-opener-policy", "same-origin".into());
+                    set_absent(&mut ops, Known::FrameOptions, "DENY".into());
+                    set_absent(&mut ops, Known::ContentSecurityPolicy, CONTROL_UI_CSP.into());
+                    set_absent(&mut ops, Known::CrossOriginOpenerPolicy, "same-origin".into());
                 }
             }
             Some(_) => {}
@@ -103,8 +205,8 @@ impl HeaderRules {
             for (name, value) in &rule.set {
                 // A value the gateway sent stays unless the rule replaces it; an earlier rule's
                 // value is replaced by a later rule's.
-                if rule.replace || upstream(name).is_none() {
-                    ops.retain(|op| !matches!(op, HeaderOp::Set(n, _) if n == name));
+                if rule.replace || upstream.named(name).is_none() {
+                    ops.retain(|op| op.sets() != Some(name.as_str()));
                     ops.push(HeaderOp::Set(name.clone().into(), value.clone().into()));
                 }
             }
@@ -116,14 +218,14 @@ impl HeaderRules {
     }
 }
 
-fn api_headers<'a>(ops: &mut Vec<HeaderOp>, upstream: &impl Fn(&str) -> Option<&'a str>) {
-    let stored = upstream("cache-control").is_some_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store")));
+fn api_headers(ops: &mut Vec<HeaderOp>, upstream: &impl UpstreamHeaders) {
+    let stored = upstream.known(Known::CacheControl).is_some_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store")));
     if !stored {
-        ops.push(HeaderOp::Set("cache-control".into(), "no-store".into()));
+        ops.push(HeaderOp::SetKnown(Known::CacheControl, "no-store".into()));
     }
-    for (name, value) in [("cross-origin-resource-policy", "same-origin"), ("x-frame-options", "DENY"), ("content-security-policy", API_CSP)] {
-        if upstream(name).is_none() {
-            ops.push(HeaderOp::Set(name.into(), value.into()));
+    for (header, value) in [(Known::CrossOriginResourcePolicy, "same-origin"), (Known::FrameOptions, "DENY"), (Known::ContentSecurityPolicy, API_CSP)] {
+        if upstream.known(header).is_none() {
+            ops.push(HeaderOp::SetKnown(header, value.into()));
         }
     }
 }
@@ -145,6 +247,11 @@ mod tests {
     fn apply(ops: &[HeaderOp], mut headers: Vec<(String, String)>) -> Vec<(String, String)> {
         for op in ops {
             match op {
+                HeaderOp::SetKnown(k, v) => {
+                    headers.retain(|(h, _)| h != k.name());
+                    headers.push((k.name().to_string(), v.to_string()));
+                }
+                HeaderOp::RemoveKnown(k) => headers.retain(|(h, _)| h != k.name()),
                 HeaderOp::Set(n, v) => {
                     headers.retain(|(k, _)| k != n);
                     headers.push((n.to_string(), v.to_string()));
@@ -160,10 +267,30 @@ mod tests {
         h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    struct Listed(Vec<(String, String)>);
+
+    impl UpstreamHeaders for Listed {
+        fn known(&self, header: Known) -> Option<&str> {
+            get(&self.0, header.name())
+        }
+        fn named(&self, name: &str) -> Option<&str> {
+            get(&self.0, name)
+        }
+    }
+
     fn run(rules: &HeaderRules, class: Option<RouteClass>, path: &str, tls: bool, upstream: &[(&str, &str)]) -> Vec<(String, String)> {
-        let up: Vec<(String, String)> = upstream.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let ops = rules.plan(class, path, tls, |n| get(&up, n));
-        apply(&ops, up.clone())
+        let up = Listed(upstream.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let ops = rules.plan(class, path, tls, &up);
+        apply(&ops, up.0)
+    }
+
+    #[test]
+    fn every_known_header_is_named_once_and_found_by_its_name() {
+        for (i, k) in Known::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i, "ALL is in discriminant order");
+            assert_eq!(Known::of(k.name()), Some(k));
+            assert_eq!(k.name(), k.name().to_ascii_lowercase());
+        }
     }
 
     #[test]

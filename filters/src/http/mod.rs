@@ -23,7 +23,7 @@ use crate::context::Env;
 use crate::identity::{credential_sha256, CompiledIdentity, Evidence, Resolution};
 use crate::peer::Peer;
 use crate::sessions::SessionDefaults;
-pub use headers::{HeaderOp, HeaderRules};
+pub use headers::{HeaderOp, HeaderRules, Known, NoHeaders, UpstreamHeaders};
 pub use policy::HttpPolicy;
 use routes::{NoRoute, Route, RouteClass};
 use serde::Serialize;
@@ -541,7 +541,7 @@ pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) ->
                 path: path::canonical_path(req.path).ok(),
                 route: None,
                 identity: Some(resolution.identity.name.clone()),
-                identity_reason: Some(resolution.why),
+                identity_reason: Some(resolution.why.into_owned()),
                 refusal: Some(refusal),
                 removed_headers: vec![],
                 body: None,
@@ -564,7 +564,7 @@ pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) ->
         path: Some(admitted.path.clone()),
         route: Some(admitted.route.class.label()),
         identity: Some(admitted.identity().name.clone()),
-        identity_reason: Some(admitted.resolution.why.clone()),
+        identity_reason: Some(admitted.resolution.why.to_string()),
         refusal: refusal.or_else(|| admitted.recorded.first().cloned().map(Box::new)),
         removed_headers: admitted.remove.clone(),
         body: Some(admitted.body),
