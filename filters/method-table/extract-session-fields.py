@@ -17,7 +17,7 @@ import json, os, re, sys
 FIELDS = ["sessionKey", "key", "keys", "sessionKeys", "parentSessionKey", "targetSessionKey", "childSessionKey"]
 root = sys.argv[1]
 here = os.path.dirname(os.path.abspath(__file__))
-table = open(os.path.join(here, "..", "src", "method_table.rs")).read()
+table = open(os.path.join(here, "..", "src", "protocol", "method_table.rs")).read()
 methods = re.findall(r'^\s*\("([^"]+)", Required::', table, re.M)
 schema_fields = dict((m, f.split(", ") if f else []) for m, f in re.findall(r'^\s*\("([^"]+)", &\[([^\]]*)\]\)', table, re.M))
 schema_fields = {m: [x.strip('"') for x in f] for m, f in schema_fields.items()}

@@ -6,7 +6,8 @@
 #![no_main]
 
 use clawguard_filters::access::{Guard, InMemory};
-use clawguard_filters::http::{decide, path::canonical_path, HttpRequest};
+use clawguard_filters::codec::url_path::canonical_path;
+use clawguard_filters::http::{decide, HttpRequest};
 use clawguard_filters::peer::Peer;
 use clawguard_policies::LoadedPolicy;
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! The exec policy on the data path: every place a command that would run appears in the
-//! protocol (`openclaw-protocol.md` §4) is judged by [`crate::exec`].
+//! protocol (`openclaw-protocol.md` §4) is judged by [`crate::checks::exec`].
 //!
 //! - operator → gateway `node.invoke` of `system.run` / `system.run.prepare`: `command`,
 //!   `rawCommand`, `systemRunPlan.argv`, each judged, and consistent with each other;
@@ -12,9 +12,9 @@
 //! - `exec.approvals.set` / `exec.approvals.node.set`: allowlist entries that approve
 //!   everything are refused, one reason per entry.
 
-use crate::exec::{shell, system_run_commands, Command, ExecPolicy, Verdict};
+use crate::checks::exec::{shell, system_run_commands, Command, ExecPolicy, Verdict};
 #[cfg(test)]
-use crate::exec::claims_approval;
+use crate::checks::exec::claims_approval;
 use clawguard_policies::ExecDecision;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -143,7 +143,7 @@ pub fn approval_commands(request: &Value) -> Result<Vec<Command>, String> {
     for (field, argv) in [("commandArgv", &request["commandArgv"]), ("systemRunPlan.argv", &request["systemRunPlan"]["argv"])] {
         match argv {
             Value::Null => {}
-            v => out.push(Command::Argv(crate::exec::argv_of(v).ok_or_else(|| format!("{field} is not an array of strings"))?)),
+            v => out.push(Command::Argv(crate::checks::exec::argv_of(v).ok_or_else(|| format!("{field} is not an array of strings"))?)),
         }
     }
     Ok(out)
@@ -180,9 +180,9 @@ struct Binding {
 impl Binding {
     fn of(request: &Value) -> Self {
         let plan = &request["systemRunPlan"];
-        let argv = crate::exec::argv_of(&plan["argv"]).or_else(|| crate::exec::argv_of(&request["commandArgv"]));
+        let argv = crate::checks::exec::argv_of(&plan["argv"]).or_else(|| crate::checks::exec::argv_of(&request["commandArgv"]));
         let cwd = plan["cwd"].as_str().or_else(|| request["cwd"].as_str()).map(str::to_string);
-        Binding { node_id: crate::js::string_field(request, &["nodeId"]).map(str::to_string), argv, cwd, env: request["env"].clone() }
+        Binding { node_id: crate::codec::js::string_field(request, &["nodeId"]).map(str::to_string), argv, cwd, env: request["env"].clone() }
     }
 }
 
@@ -244,7 +244,7 @@ impl ApprovalMemory {
     pub fn resolved(&self, id: &str, decision: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = entries.get_mut(id) else { return };
-        entry.grant = match crate::js::trim(decision) {
+        entry.grant = match crate::codec::js::trim(decision) {
             "allow-once" if entry.grant != Some(Grant::Used) => Some(Grant::Once),
             "allow-once" => Some(Grant::Used),
             "allow-always" => Some(Grant::Always),
@@ -267,7 +267,7 @@ impl ApprovalMemory {
         }
         let Some(argv) = &b.argv else { return Err(format!("approval {run_id:?} binds no argv")) };
         for (field, value) in [("command", &params["command"]), ("systemRunPlan.argv", &params["systemRunPlan"]["argv"])] {
-            if !value.is_null() && crate::exec::argv_of(value).as_ref() != Some(argv) {
+            if !value.is_null() && crate::checks::exec::argv_of(value).as_ref() != Some(argv) {
                 return Err(format!("{field} is not the argv approval {run_id:?} was asked for ({argv:?})"));
             }
         }

@@ -72,7 +72,7 @@ fn walk(v: &Value, path: &mut String, out: &mut Vec<Fetch>) {
 /// Why the gateway may not fetch `fetch` for an identity that may fetch from hosts matching
 /// `may_fetch`, if it may not.
 pub fn refusal(fetch: &Fetch, max_data_url_bytes: usize, may_fetch: impl Fn(&str) -> bool) -> Option<String> {
-    let text = crate::js::trim(&fetch.url);
+    let text = crate::codec::js::trim(&fetch.url);
     if text.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:")) {
         return (text.len() > max_data_url_bytes).then(|| format!("{}: a data: URL of {} bytes is over http.max_data_url_bytes ({max_data_url_bytes})", fetch.path, text.len()));
     }

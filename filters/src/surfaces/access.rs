@@ -10,15 +10,15 @@
 //! - Refusals are synthetic `res` frames in the gateway's error shape; handshake refusals
 //!   also close with 1008.
 
-use crate::gateway::{encode_json, error_response, parse_frame, retryable_error_response, GatewayFrame};
-use crate::node_guard::{declared_surface, invocation_refusal, pair_outcome, strip_connect, NodeSide, PairDecision};
-use crate::nodes::Surface;
-use crate::session_guard::{Answer, SessionSide};
-pub use crate::context::{Env, Guard, InMemory, ReplayCheck};
-use crate::identity::{credential_sha256, Evidence, Resolution};
-use crate::peer::Peer;
-use crate::rules::Decision;
-use crate::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
+use crate::protocol::gateway::{encode_json, error_response, parse_frame, retryable_error_response, GatewayFrame};
+use crate::checks::node_guard::{declared_surface, invocation_refusal, pair_outcome, strip_connect, NodeSide, PairDecision};
+use crate::state::nodes::Surface;
+use crate::checks::session_guard::{Answer, SessionSide};
+pub use crate::checks::context::{Env, Guard, InMemory, ReplayCheck};
+use crate::checks::identity::{credential_sha256, Evidence, Resolution};
+use crate::protocol::peer::Peer;
+use crate::checks::rules::Decision;
+use crate::protocol::scopes::{authorize, Refusal, Role, Scope, ScopeSet};
 use bytes::Bytes;
 use clawguard_policies::{Mode, RuleAction};
 use serde::Deserialize;
@@ -38,7 +38,7 @@ struct InvokeTarget<'a> {
 impl<'a> InvokeTarget<'a> {
     /// Empty fields are safe: `node_invoke` refuses a target without a node and a command.
     fn of(params: &'a Value) -> Self {
-        InvokeTarget { node_id: crate::js::string_field(params, &["nodeId"]).unwrap_or(""), command: crate::js::string_field(params, &["command"]).unwrap_or("") }
+        InvokeTarget { node_id: crate::codec::js::string_field(params, &["nodeId"]).unwrap_or(""), command: crate::codec::js::string_field(params, &["command"]).unwrap_or("") }
     }
 
     /// `system.run` and `system.run.prepare` run a shell command on the node.
@@ -224,7 +224,7 @@ pub struct Access {
     /// `exec.approval.request`s awaiting their answer (which carries the approval id).
     approval_requests: Vec<(String, Value)>,
     /// Pending node pairing requests seen (their declared commands decide who may approve).
-    pair_requests: crate::grants::PendingRequests,
+    pair_requests: crate::checks::grants::PendingRequests,
     /// Ids of `node.pair.list` requests not answered yet.
     pending_pair_lists: Vec<String>,
     /// Approval decisions forwarded and not answered yet: request id, approval id, decision.
@@ -415,14 +415,14 @@ impl Access {
             code: Option<String>,
         }
         let code = serde_json::from_slice::<Failed>(text).ok().and_then(|f| f.error?.details?.code);
-        if code.as_deref().is_some_and(crate::limits::is_auth_failure) {
+        if code.as_deref().is_some_and(crate::state::limits::is_auth_failure) {
             env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
         }
     }
 
     /// A handshake refusal: the reply, then close 1008.
     fn refuse_handshake(&self, env: &Env<'_>, id: &str, code: &str, detail: &str, rule: &str, reason: String) -> Judgement {
-        if crate::limits::is_auth_failure(detail) {
+        if crate::state::limits::is_auth_failure(detail) {
             env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
         }
         let details = json!({ "code": detail, "source": "clawguard", "rule": rule, "identity": self.resolution.identity.name });
@@ -468,7 +468,7 @@ impl Access {
                     return self.judge(env, Action::Refuse { reply: reply(&id, "INVALID_REQUEST", &reason, details), close: None, rule: "limits".into(), reason });
                 }
                 // The one model of the request: its params, read once as the gateway reads them.
-                let params = match params.map(|p| crate::js::read_json(&method, p.get())).transpose() {
+                let params = match params.map(|p| crate::codec::js::read_json(&method, p.get())).transpose() {
                     // No params at all is what the gateway sees as `undefined`: checks that need
                     // a field find none and refuse (node.invoke, exec, grants) or need the most.
                     Ok(p) => p.unwrap_or(Value::Null),
@@ -503,7 +503,7 @@ impl Access {
     }
 
     /// A request whose params clawguard cannot read: refused, naming where and why.
-    fn unreadable(&self, env: &Env<'_>, id: &str, method: &str, e: crate::js::Unreadable) -> Judgement {
+    fn unreadable(&self, env: &Env<'_>, id: &str, method: &str, e: crate::codec::js::Unreadable) -> Judgement {
         let reason = format!("clawguard refuses a {method} request it cannot read: params.{} is unreadable: {}", e.path.trim_start_matches("(top)"), e.why).replace("params.:", "params:");
         let details = json!({ "code": "UNREADABLE_PARAMS", "path": format!("params.{}", e.path), "method": method, "source": "clawguard", "rule": "unreadable-input" });
         self.judge(env, Action::Refuse { reply: reply(id, "INVALID_REQUEST", &reason, details), close: None, rule: "unreadable-input".into(), reason })
@@ -545,7 +545,7 @@ impl Access {
                 "auth-lockout" => format!("too many failed connects from this address or device: locked out for {retry_ms} ms"),
                 limit => format!("rate limit {limit} exceeded for {}: retry in {retry_ms} ms", self.peer.ip),
             };
-            let reply = crate::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+            let reply = crate::protocol::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
             let action = Action::Refuse { reply, close: Some((1008, "rate limit".into())), rule: format!("rate-limit:{}", limited.limit), reason };
             return Judgement { action, enforce: !limited.shadow && self.enforce(env, None) };
         }
@@ -584,7 +584,7 @@ impl Access {
         if role == Role::Node {
             // The node id is its device id (the gateway falls back to client.id).
             let node_id = device_id.map(str::to_string).or_else(|| params.client.as_ref().map(|c| c.id.clone())).unwrap_or_default();
-            let raw = match params_text.map(|p| crate::js::read_json("connect", p)).transpose() {
+            let raw = match params_text.map(|p| crate::codec::js::read_json("connect", p)).transpose() {
                 // Unreachable in practice (ConnectParams did not parse without params); a node
                 // declaring nothing is pinned to nothing.
                 Ok(raw) => raw.unwrap_or(Value::Null),
@@ -636,7 +636,7 @@ impl Access {
         }
         if method == "tools.invoke" {
             // The handler reads `name ?? tool`, trimmed; without one it runs nothing.
-            let tool = crate::js::string_field(params, &["name", "tool"]).unwrap_or("");
+            let tool = crate::codec::js::string_field(params, &["name", "tool"]).unwrap_or("");
             if let Some(why) = identity.tool_refusal(tool) {
                 let reason = format!("tool {tool:?} is not allowed for identity {:?} ({why})", identity.name);
                 let details = json!({ "code": "TOOL_NOT_ALLOWED", "tool": tool, "source": "clawguard", "rule": "identity-tools", "identity": identity.name });
@@ -704,15 +704,15 @@ impl Access {
         let caller = self.effective_scopes();
         let identity = &self.resolution.identity.name;
         let refuse = |code: &str, reason: String, details: Value| Some(self.judge(env, Action::Refuse { reply: reply(id, code, &reason, details), close: None, rule: "grant".into(), reason }));
-        if let Some(why) = crate::grants::refusal(method, params, caller, &self.pair_requests) {
+        if let Some(why) = crate::checks::grants::refusal(method, params, caller, &self.pair_requests) {
             return refuse("FORBIDDEN", why, json!({ "code": "GRANT_EXCEEDS_CALLER", "method": method, "source": "clawguard", "rule": "grant", "identity": identity }));
         }
-        let (shown, requirement, command) = match crate::chat_commands::requirement_of(method, params) {
+        let (shown, requirement, command) = match crate::checks::chat_commands::requirement_of(method, params) {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(why) => return refuse("INVALID_REQUEST", why, json!({ "code": "UNREADABLE_PARAMS", "path": "params.message", "source": "clawguard", "rule": "grant" })),
         };
-        if let Some(missing) = requirement.scopes.iter().find(|s| !crate::scopes::satisfies(caller, **s)) {
+        if let Some(missing) = requirement.scopes.iter().find(|s| !crate::protocol::scopes::satisfies(caller, **s)) {
             let reason = format!("the chat command {shown} is {} and needs {}, which {identity:?} does not hold", requirement.like, missing.name());
             return refuse("FORBIDDEN", reason, json!({ "code": "MISSING_SCOPE", "missingScope": missing.name(), "command": shown, "source": "clawguard", "rule": "grant", "identity": identity }));
         }
@@ -728,7 +728,7 @@ impl Access {
                 refuse("FORBIDDEN", format!("the chat command /approve: {why}"), json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "grant" }))
             }
             "bash" => {
-                let r = crate::exec_guard::shell_refusal(env.guard.exec(), Some(&command.rest), false, "the chat command /bash")?;
+                let r = crate::checks::exec_guard::shell_refusal(env.guard.exec(), Some(&command.rest), false, "the chat command /bash")?;
                 let reason = r.reason;
                 Some(Judgement { action: Action::Refuse { reply: reply(id, "FORBIDDEN", &reason, r.details), close: None, rule: "exec-policy".into(), reason }, enforce: r.enforce && self.enforce(env, None) })
             }
@@ -751,7 +751,7 @@ impl Access {
 
     /// The exec policy's refusal of a request that would run a command, or approve one.
     fn exec_check(&mut self, env: &Env<'_>, id: &str, method: &str, value: &Value, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
-        use crate::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
+        use crate::checks::exec_guard::{approvals_document_refusals, shell_refusal, system_run_refusal};
         if matches!(method, "exec.approval.get" | "exec.approval.list" | "approval.get") {
             // Their answers carry approval records made before this connection saw them.
             self.staged = Some(Staged::Approval(Value::Null));
@@ -778,9 +778,9 @@ impl Access {
                 let run = &value["params"];
                 // Approval fields from a client count only when they are bound to an approval
                 // clawguard saw granted for exactly this node, argv, cwd and env.
-                let approved = crate::exec::claims_approval(run);
+                let approved = crate::checks::exec::claims_approval(run);
                 if approved {
-                    if let Err(why) = env.approvals.bind(crate::js::string_field(run, &["runId"]), node, run, env.now_ms) {
+                    if let Err(why) = env.approvals.bind(crate::codec::js::string_field(run, &["runId"]), node, run, env.now_ms) {
                         let reason = format!("{command} claims an approval clawguard cannot bind: {why}");
                         return refuse(reason, json!({ "code": "EXEC_APPROVAL_UNBOUND", "source": "clawguard", "rule": "exec-policy" }), true);
                     }
@@ -790,14 +790,14 @@ impl Access {
             }
             "tools.invoke" => {
                 // The handler reads `name` (HTTP: `name ?? tool`), trimmed.
-                if crate::js::string_field(value, &["name", "tool"]) != Some("exec") {
+                if crate::codec::js::string_field(value, &["name", "tool"]) != Some("exec") {
                     return None;
                 }
                 let r = shell_refusal(exec, value["args"]["command"].as_str(), false, "the exec tool")?;
                 refuse(r.reason, r.details, r.enforce)
             }
             "exec.approval.request" => {
-                if let Some(r) = crate::exec_guard::approval_request_refusal(exec, value) {
+                if let Some(r) = crate::checks::exec_guard::approval_request_refusal(exec, value) {
                     return refuse(r.reason, r.details, r.enforce);
                 }
                 // Remembered when the gateway accepts it, under the id it answers with: a
@@ -810,12 +810,12 @@ impl Access {
                 // exec approval's.
                 // An absent or unreadable decision is not a deny, and an absent id is an approval
                 // clawguard has not seen: both are refused by the approval memory.
-                let decision = crate::js::string_field(value, &["decision"]).unwrap_or("").to_ascii_lowercase();
-                let exec_kind = method == "exec.approval.resolve" || crate::js::string_field(value, &["kind"]).is_none_or(|k| k == "exec");
+                let decision = crate::codec::js::string_field(value, &["decision"]).unwrap_or("").to_ascii_lowercase();
+                let exec_kind = method == "exec.approval.resolve" || crate::codec::js::string_field(value, &["kind"]).is_none_or(|k| k == "exec");
                 if !exec_kind {
                     return None;
                 }
-                let approval = crate::js::string_field(value, &["id"]).unwrap_or("");
+                let approval = crate::codec::js::string_field(value, &["id"]).unwrap_or("");
                 if decision != "deny" {
                     if let Some(reason) = env.approvals.resolve_refusal(approval, env.now_ms) {
                         return refuse(reason, json!({ "code": "EXEC_APPROVAL_DENIED", "id": approval, "source": "clawguard", "rule": "exec-policy" }), true);
@@ -841,8 +841,8 @@ impl Access {
     fn forward_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: &Value, invoke: Option<&InvokeTarget<'_>>) -> Judgement {
         let identity = self.resolution.identity.clone();
         let scope = &identity.sessions;
-        let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::sessions::creates_sessions(method));
-        if session_checked && (!crate::sessions::session_fields(method).is_empty() || crate::sessions::is_roster(method)) {
+        let session_checked = self.role == Role::Operator && (!scope.is_unrestricted() || env.guard.sessions.serialize_sends || crate::protocol::sessions::creates_sessions(method));
+        if session_checked && (!crate::protocol::sessions::session_fields(method).is_empty() || crate::protocol::sessions::is_roster(method)) {
             if let Err(r) = self.sessions.check_request(env, &identity.name, scope, id, method, params) {
                 let reply = if r.retryable { retryable_error_response(id, r.code, &r.reason, r.details) } else { reply(id, r.code, &r.reason, r.details) };
                 return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
@@ -871,14 +871,14 @@ impl Access {
     /// The rate limits that apply to a request: inference per session, `node.invoke` per node
     /// and per identity, `system.run` per node.
     fn rate_limit(&self, env: &Env<'_>, id: &str, method: &str, params: &Value, invoke: Option<&InvokeTarget<'_>>) -> Option<Judgement> {
-        use crate::limits::Limit;
+        use crate::state::limits::Limit;
         let identity = &self.resolution.identity;
         let profile = identity.limits.as_deref();
         let mut checks: Vec<(Limit, std::borrow::Cow<'_, str>)> = Vec::new();
         if env.guard.is_inference(method) {
             // Unreadable session fields were refused by the ownership check or, for an
             // unrestricted identity, are counted against the identity.
-            let (keys, agent) = crate::sessions::named_keys(method, params).unwrap_or_default();
+            let (keys, agent) = crate::protocol::sessions::named_keys(method, params).unwrap_or_default();
             let key = keys.first().map(|k| self.sessions.defaults().canonical(k, agent.as_deref())).unwrap_or_else(|| format!("identity:{}", identity.name));
             checks.push((Limit::SessionInference, key.into()));
         }
@@ -893,7 +893,7 @@ impl Access {
             if let Err(limited) = env.guard.limits.check(limit, profile, &key) {
                 let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
                 let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
-                let reply = crate::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+                let reply = crate::protocol::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
                 let action = Action::Refuse { reply, close: None, rule: format!("rate-limit:{}", limited.limit), reason };
                 return Some(Judgement { action, enforce: !limited.shadow && self.enforce(env, None) });
             }
@@ -1006,19 +1006,19 @@ impl Access {
                 return forward;
             }
             // Unreadable: no id or command, which is refused in the node's name.
-            let payload: Value = payload.and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
+            let payload: Value = payload.and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
             return match node.on_invoke_request(env.pins, &env.guard.nodes, env.guard.exec(), &payload) {
                 // In dry-run the request is delivered and recorded as would-deny.
                 Some((reply, rule, reason)) => Judgement { action: Action::Answer { reply, rule: rule.into(), reason }, enforce: self.enforce(env, None) },
                 None => forward,
             };
         }
-        if self.role != Role::Operator || crate::sessions::is_sessionless(event) {
+        if self.role != Role::Operator || crate::protocol::sessions::is_sessionless(event) {
             return forward;
         }
         let Some(text) = payload else { return forward };
         let restricted = !self.resolution.identity.sessions.is_unrestricted();
-        let Some(value) = crate::js::read_json_lossy(text) else {
+        let Some(value) = crate::codec::js::read_json_lossy(text) else {
             if !restricted {
                 return forward;
             }
@@ -1064,16 +1064,16 @@ impl Access {
         }
         if let Some(i) = self.pending_pair_lists.iter().position(|r| r == id) {
             self.pending_pair_lists.swap_remove(i);
-            if let Some(value) = payload.filter(|_| ok).and_then(crate::js::read_json_lossy) {
+            if let Some(value) = payload.filter(|_| ok).and_then(crate::codec::js::read_json_lossy) {
                 self.pair_requests.learn(&value);
             }
         }
         if let Some(i) = self.approval_requests.iter().position(|(r, _)| r == id) {
             let (_, request) = self.approval_requests.swap_remove(i);
             // An unreadable answer remembers nothing: approving those ids is then refused.
-            let answered: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
+            let answered: Value = payload.filter(|_| ok).and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
             if request.is_null() {
-                crate::exec_guard::remember_records(env.approvals, env.guard.exec(), &answered, env.now_ms);
+                crate::checks::exec_guard::remember_records(env.approvals, env.guard.exec(), &answered, env.now_ms);
             } else if let Some(approval) = answered["id"].as_str() {
                 env.approvals.remember(approval, env.guard.exec(), &request, env.now_ms);
             }
@@ -1082,15 +1082,15 @@ impl Access {
         if let Some(i) = self.pair_decisions.iter().position(|(p, _)| p == id) {
             let (_, decision) = self.pair_decisions.swap_remove(i);
             // An unreadable pairing answer changes no pin.
-            let value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
+            let value: Value = payload.filter(|_| ok).and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
             let by = format!("{} via node.pair.{}", self.resolution.identity.name, if decision == PairDecision::Approve { "approve" } else { "reject" });
             let mut notices = Vec::new();
             if let Some(op) = pair_outcome(&decision, &value, &by, env.now_ms) {
                 let device = match &op {
-                    crate::nodes::PinOp::Approve { device_id, .. }
-                    | crate::nodes::PinOp::Reject { device_id }
-                    | crate::nodes::PinOp::Revoke { device_id, .. }
-                    | crate::nodes::PinOp::Connect { device_id, .. } => device_id.clone(),
+                    crate::state::nodes::PinOp::Approve { device_id, .. }
+                    | crate::state::nodes::PinOp::Reject { device_id }
+                    | crate::state::nodes::PinOp::Revoke { device_id, .. }
+                    | crate::state::nodes::PinOp::Connect { device_id, .. } => device_id.clone(),
                 };
                 if env.pins.apply(op, &env.guard.nodes) {
                     let decision = if decision == PairDecision::Approve { "approve" } else { "reject" };
@@ -1132,7 +1132,7 @@ impl Access {
             return (forward, Vec::new());
         }
         // An unreadable answer is not a hello-ok: the handshake is treated as refused.
-        let hello_value: Value = payload.filter(|_| ok).and_then(crate::js::read_json_lossy).unwrap_or(Value::Null);
+        let hello_value: Value = payload.filter(|_| ok).and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
         if hello_value["type"] != "hello-ok" {
             // The gateway refused the connect; it closes the connection itself.
             self.phase = Phase::AwaitingConnect;

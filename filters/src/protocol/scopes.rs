@@ -3,8 +3,8 @@
 //! params-dependent rules of dynamic methods. [`authorize`] answers, for one request, what
 //! the gateway would answer, so that clawguard can refuse before the gateway sees it.
 
-use crate::method_table::METHODS;
-pub use crate::scope_model::{satisfies, Required, Role, Scope, ScopeSet};
+use crate::protocol::method_table::METHODS;
+pub use crate::protocol::scope_model::{satisfies, Required, Role, Scope, ScopeSet};
 use serde_json::Value;
 
 /// The method table's entry for `method` (`None`: not a core method).
@@ -45,13 +45,13 @@ pub fn dynamic_requirement(method: &str, params: &Value) -> Vec<Scope> {
     let admin_or = |admin: bool, otherwise: Scope| vec![if admin { Scope::Admin } else { otherwise }];
     match method {
         "agent" => {
-            let msg = crate::js::string_field(params, &["message"]).unwrap_or("");
-            let first = msg.split(crate::js::is_js_space).next().unwrap_or("").to_ascii_lowercase();
+            let msg = crate::codec::js::string_field(params, &["message"]).unwrap_or("");
+            let first = msg.split(crate::codec::js::is_js_space).next().unwrap_or("").to_ascii_lowercase();
             admin_or(first == "/new" || first == "/reset", Scope::Write)
         }
         "node.invoke" => {
             // The gateway trims the command before it compares it.
-            let command = crate::js::string_field(params, &["command"]);
+            let command = crate::codec::js::string_field(params, &["command"]);
             admin_or(command.is_none_or(|c| ADMIN_NODE_COMMANDS.contains(&c)), Scope::Write)
         }
         "talk.config" => {
@@ -116,7 +116,7 @@ pub enum Refusal {
 
 /// The gateway's authorization of one request (`authorizeGatewayMethod`, §2.3), against
 /// `scopes` (already capped by clawguard's ceiling). `params` (the request's params, read once
-/// by [`crate::js::read_json`]; `Null` when absent) are only read for dynamic methods.
+/// by [`crate::codec::js::read_json`]; `Null` when absent) are only read for dynamic methods.
 pub fn authorize(method: &str, params: &Value, role: Role, scopes: ScopeSet) -> Result<(), Refusal> {
     if method == "health" {
         return Ok(());

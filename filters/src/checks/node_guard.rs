@@ -3,10 +3,10 @@
 //! outside the pin answered on the node's behalf, pins following gateway approvals, and
 //! revocation of live connections.
 
-use crate::exec::ExecPolicy;
-use crate::exec_guard::system_run_refusal;
-use crate::gateway::encode_json;
-use crate::nodes::{NodePolicy, PinOp, Pins, Surface};
+use crate::checks::exec::ExecPolicy;
+use crate::checks::exec_guard::system_run_refusal;
+use crate::protocol::gateway::encode_json;
+use crate::state::nodes::{NodePolicy, PinOp, Pins, Surface};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -95,12 +95,12 @@ impl NodeSide {
             if !matches!(command, "system.run" | "system.run.prepare") {
                 return None;
             }
-            let params = match payload["paramsJSON"].as_str().map(|p| crate::js::read_json("paramsJSON", p)) {
+            let params = match payload["paramsJSON"].as_str().map(|p| crate::codec::js::read_json("paramsJSON", p)) {
                 Some(Ok(params)) => params,
                 Some(Err(e)) => return Some(("exec-policy", e.to_string())),
                 None => Value::Null,
             };
-            system_run_refusal(exec, &params, command, crate::exec::carries_approval(&params)).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
+            system_run_refusal(exec, &params, command, crate::checks::exec::carries_approval(&params)).filter(|r| r.enforce).map(|r| ("exec-policy", r.reason))
         };
         let (rule, reason) = if command.is_empty() || invoke_id.is_empty() {
             ("node-pin", "node.invoke.request without an id and a command cannot be evaluated".to_string())
@@ -169,7 +169,7 @@ pub fn pair_outcome(decision: &PairDecision, payload: &Value, by: &str, now_ms: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::{FirstConnect, PinStore};
+    use crate::state::nodes::{FirstConnect, PinStore};
     use std::sync::Mutex;
 
     fn policy() -> NodePolicy {

@@ -5,9 +5,9 @@
 //! each gets); [`refusal`] applies it. Pending node pairing requests' commands are learned
 //! from the gateway's `node.pair.requested` events and `node.pair.list` answers
 //! ([`PendingRequests`]); an approval of a request clawguard has not seen needs admin.
-//! Chat slash commands that reach the same actions are in [`crate::chat_commands`].
+//! Chat slash commands that reach the same actions are in [`crate::checks::chat_commands`].
 
-use crate::scopes::{satisfies, Scope, ScopeSet};
+use crate::protocol::scopes::{satisfies, Scope, ScopeSet};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -92,7 +92,7 @@ impl PendingRequests {
         for record in records {
             let Some(id) = record["requestId"].as_str() else { continue };
             let Some(commands) = record["commands"].as_array() else { continue };
-            let Some(commands) = commands.iter().map(|c| c.as_str().map(|c| crate::js::trim(c).to_string())).collect::<Option<BTreeSet<_>>>() else { continue };
+            let Some(commands) = commands.iter().map(|c| c.as_str().map(|c| crate::codec::js::trim(c).to_string())).collect::<Option<BTreeSet<_>>>() else { continue };
             self.requests.retain(|(r, _)| r != id);
             if self.requests.len() >= MAX_PENDING {
                 self.requests.remove(0);
@@ -118,11 +118,11 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
     match rule {
         GrantRule::AdminOnly => Some(format!("{method} needs operator.admin: only an identity named admin may do this")),
         GrantRule::NonOperatorRoleNeedsAdmin => {
-            let role = crate::js::string_field(params, &["role"]).unwrap_or("");
+            let role = crate::codec::js::string_field(params, &["role"]).unwrap_or("");
             (role != "operator").then(|| format!("{method} of a {role:?} token needs operator.admin"))
         }
         GrantRule::TokenScopesWithinCaller => {
-            let role = crate::js::string_field(params, &["role"]).unwrap_or("");
+            let role = crate::codec::js::string_field(params, &["role"]).unwrap_or("");
             if role != "operator" {
                 return Some(format!("{method} of a {role:?} token needs operator.admin"));
             }
@@ -131,7 +131,7 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
             };
             let beyond: Vec<String> = asked
                 .iter()
-                .map(|s| s.as_str().map(crate::js::trim))
+                .map(|s| s.as_str().map(crate::codec::js::trim))
                 .filter_map(|s| match s.and_then(Scope::parse) {
                     Some(scope) if satisfies(caller, scope) => None,
                     _ => Some(s.unwrap_or("(not a string)").to_string()),
@@ -140,7 +140,7 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
             (!beyond.is_empty()).then(|| format!("{method} asks for {} which the caller does not hold: a caller cannot mint more than it has", beyond.join(", ")))
         }
         GrantRule::NodeCommandsWithinCaller => {
-            let id = crate::js::string_field(params, &["requestId"]).unwrap_or("");
+            let id = crate::codec::js::string_field(params, &["requestId"]).unwrap_or("");
             let Some(commands) = pending.commands(id) else {
                 return Some(format!("{method} of request {id:?}, whose commands clawguard has not seen (list them with node.pair.list first), needs operator.admin"));
             };
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn every_granting_method_is_a_gateway_method() {
         for (method, _, why) in GRANTING_METHODS {
-            assert!(crate::scopes::lookup(method).is_some(), "{method} ({why}) is not in the method table");
+            assert!(crate::protocol::scopes::lookup(method).is_some(), "{method} ({why}) is not in the method table");
         }
     }
 

@@ -1,9 +1,9 @@
 //! The `[http]` section compiled for decisions: the route table, the allowed origins, the
 //! response header rules and the body limits.
 
-use super::headers::HeaderRules;
-use super::origin::Origins;
-use super::routes::{RouteClass, RouteTable};
+use crate::checks::headers::HeaderRules;
+use crate::checks::origin::Origins;
+use crate::protocol::routes::{RouteClass, RouteTable};
 
 /// The `[http]` section compiled for decisions.
 #[derive(Debug, Clone)]

@@ -832,7 +832,7 @@ mod tests {
         // The default list is drawn from the generated method table: every entry must name a
         // method the gateway has, or a gateway upgrade that renamed one would leave it unlimited.
         for glob in clawguard_policies::Limits::default().inference_methods {
-            assert!(crate::method_table::METHODS.iter().any(|(m, _)| glob.matches(m)), "{} is not a gateway method", glob.as_str());
+            assert!(crate::protocol::method_table::METHODS.iter().any(|(m, _)| glob.matches(m)), "{} is not a gateway method", glob.as_str());
         }
     }
 

@@ -1,8 +1,8 @@
 //! Engine tests: bytes in, bytes and verdicts out.
 
 use super::*;
-use crate::access::Guard;
-use crate::ws::{encode_frame, FrameParser, OpCode, Sender};
+use crate::surfaces::access::Guard;
+use crate::codec::ws::{encode_frame, FrameParser, OpCode, Sender};
 use clawguard_policies::LoadedPolicy;
 use proptest::prelude::*;
 
@@ -12,7 +12,7 @@ const ROOT: &str = "[[identity]]\nname = \"root\"\nscopes = [\"operator.admin\"]
 /// A policy and the outside world (clock, replay memory) for one test.
 struct World {
     guard: Guard,
-    state: crate::access::InMemory,
+    state: crate::surfaces::access::InMemory,
 }
 
 impl World {
@@ -72,7 +72,7 @@ fn established(w: &World) -> WsEngine {
     assert!(!e.access().is_established());
     e.on_gateway_bytes(&env, &gateway(HELLO));
     assert!(e.access().is_established());
-    assert_eq!(e.access().role(), crate::scopes::Role::Operator);
+    assert_eq!(e.access().role(), crate::protocol::scopes::Role::Operator);
     e
 }
 
@@ -86,7 +86,7 @@ fn connect_details_are_recorded() {
     assert_eq!(e.access().client(), Some(("node-host", "node")));
     // `root` may not be a node: recorded, then refused.
     assert!(e.is_closing());
-    assert_eq!(e.access().role(), crate::scopes::Role::Operator);
+    assert_eq!(e.access().role(), crate::protocol::scopes::Role::Operator);
 }
 
 #[test]
@@ -304,7 +304,7 @@ proptest! {
             r#"{"raw":"{gateway:{bind:'lan'}}"}"#, r#"{"key":"k","label":"x"}"#, r#"{"includeSecrets":true}"#, "null",
         ]),
     ) {
-        let scopes: Vec<String> = crate::scopes::Scope::ALL.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, s)| format!("{:?}", s.name())).collect();
+        let scopes: Vec<String> = crate::protocol::scopes::Scope::ALL.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, s)| format!("{:?}", s.name())).collect();
         let policy = format!("[[identity]]\nname = \"x\"\nscopes = [{}]\n[identity.match]\ncidr = [\"127.0.0.0/8\"]\n[[identity]]\nname = \"default\"\nscopes = []\n", scopes.join(","));
         let w = World { guard: Guard::new(&LoadedPolicy::parse("t.toml", &policy).unwrap().policy), state: Default::default() };
         let mut e = engine(&w);
@@ -327,7 +327,7 @@ proptest! {
 
 #[test]
 fn json_depth_skips_strings() {
-    use crate::access::json_depth;
+    use crate::surfaces::access::json_depth;
     assert_eq!(json_depth(br#"{"a":[1,{"b":2}]}"#), 3);
     assert_eq!(json_depth(br#"{"a":"[[[[{{{{"}"#), 1);
     assert_eq!(json_depth(br#"{"a":"\"[[["}"#), 1, "escaped quotes do not end the string");
@@ -354,10 +354,10 @@ fn hello_ok_from_another_gateway_version_is_noticed() {
 /// to `system.run` and `system.which`.
 fn local_world() -> World {
     let guard = Guard::new(&LoadedPolicy::embedded().policy);
-    let state = crate::access::InMemory::default();
-    let surface = crate::nodes::Surface { commands: ["system.run", "system.which"].iter().map(|s| s.to_string()).collect(), ..Default::default() };
-    use crate::nodes::Pins;
-    state.pins.apply(crate::nodes::PinOp::Approve { device_id: "n".into(), surface, by: "test".into(), at_ms: 0 }, &guard.nodes);
+    let state = crate::surfaces::access::InMemory::default();
+    let surface = crate::state::nodes::Surface { commands: ["system.run", "system.which"].iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    use crate::state::nodes::Pins;
+    state.pins.apply(crate::state::nodes::PinOp::Approve { device_id: "n".into(), surface, by: "test".into(), at_ms: 0 }, &guard.nodes);
     World { guard, state }
 }
 

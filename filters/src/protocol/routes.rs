@@ -7,7 +7,7 @@
 //! path). Plugin routes are forwarded only under their namespaces, `/plugins/<id>/` and
 //! `/api/channels/`.
 
-use crate::scopes::Scope;
+use crate::protocol::scopes::Scope;
 use clawguard_policies::Glob;
 
 /// What a route is, for decisions and response headers.

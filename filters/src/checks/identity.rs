@@ -2,9 +2,9 @@
 //! credential), and what it may do. The most specific matching identity wins:
 //! certificate > device id > credential > address (longest prefix first), then policy order.
 
-use crate::peer::Peer;
-use crate::scopes::{Role, Scope, ScopeSet};
-use crate::sessions::SessionScope;
+use crate::protocol::peer::Peer;
+use crate::protocol::scopes::{Role, Scope, ScopeSet};
+use crate::protocol::sessions::SessionScope;
 use clawguard_policies::{canonical_ip, Glob, Identity, IdentityMatch, Mode, Policy, RoleName};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -279,7 +279,7 @@ impl Identities {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::ClientCert;
+    use crate::protocol::peer::ClientCert;
     use clawguard_policies::LoadedPolicy;
 
     const POLICY: &str = r#"

@@ -3,8 +3,8 @@
 //! answers lose foreign entries, and the cross-connection ledger enforces the session quota
 //! and (optionally) one `chat.send` run per session at a time.
 
-use crate::context::Env;
-use crate::sessions::{creates_sessions, event_session, filter_roster, is_roster, is_roster_tool, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
+use crate::checks::context::Env;
+use crate::protocol::sessions::{creates_sessions, event_session, filter_roster, is_roster, is_roster_tool, named_keys, LedgerRefusal, SessionDefaults, SessionScope};
 
 /// Filters a `tools.invoke` answer of a session-listing tool: `output.details` (the tool's
 /// payload) like a roster, and each `output.content[].text` that is the same payload as JSON
@@ -22,7 +22,7 @@ fn filter_tool_roster(payload: &mut Value, defaults: &SessionDefaults, scope: &S
     if let Some(Value::Array(parts)) = output.get_mut("content") {
         for part in parts.iter_mut() {
             let Some(text) = part.get("text").and_then(Value::as_str) else { continue };
-            let mut inner = crate::js::read_json_lossy(text)?;
+            let mut inner = crate::codec::js::read_json_lossy(text)?;
             if !inner.is_object() {
                 return None;
             }
@@ -124,7 +124,7 @@ impl SessionSide {
         if is_roster(method) && !scope.is_unrestricted() {
             self.rosters.push((id.to_string(), false));
         }
-        if method == "tools.invoke" && !scope.is_unrestricted() && crate::js::string_field(params, &["name", "tool"]).is_some_and(is_roster_tool) {
+        if method == "tools.invoke" && !scope.is_unrestricted() && crate::codec::js::string_field(params, &["name", "tool"]).is_some_and(is_roster_tool) {
             self.rosters.push((id.to_string(), true));
         }
         Ok(())
@@ -156,7 +156,7 @@ impl SessionSide {
         let Some(i) = self.rosters.iter().position(|(r, _)| r == id) else { return Answer::Deliver };
         let (_, tool) = self.rosters.swap_remove(i);
         let Some(payload) = payload else { return Answer::Deliver };
-        let Some(mut payload) = crate::js::read_json_lossy(payload) else { return Answer::Unreadable };
+        let Some(mut payload) = crate::codec::js::read_json_lossy(payload) else { return Answer::Unreadable };
         if tool {
             return match filter_tool_roster(&mut payload, &self.defaults, scope) {
                 Some(0) => Answer::Deliver,

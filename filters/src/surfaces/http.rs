@@ -4,28 +4,20 @@
 //! thing on both surfaces. The proxy only drives it: [`admit`] when the request head is read,
 //! [`judge_body`] when a body the route needs is whole, [`HeaderRules::plan`] on the answer.
 //!
-//! - [`path`]: the canonical path (WHATWG URL pathname, as Node parses it).
-//! - [`routes`]: the gateway's route table; an unlisted path is 404.
-//! - [`origin`]: browser origins on upgrades and state-changing requests.
-//! - [`ingest`]: URLs the gateway would fetch from an inference body (SSRF).
-//! - [`headers`]: response security headers per route class and policy rules.
-//! - [`policy`]: the `[http]` section compiled for decisions.
+//! What it uses from the layers below: the canonical path (`codec::url_path`, the WHATWG URL
+//! pathname as Node parses it), the gateway's route table (`protocol::routes`), and the checks
+//! of browser origins (`checks::origin`), URL ingestion (`checks::ingest`) and response headers
+//! (`checks::headers`), compiled from `[http]` in `checks::http_policy`.
 
-pub mod headers;
-pub mod ingest;
-pub mod origin;
-pub mod path;
-pub mod policy;
-pub mod routes;
-
-use crate::access::{Action, Judgement};
-use crate::context::Env;
-use crate::identity::{credential_sha256, CompiledIdentity, Evidence, Resolution};
-use crate::peer::Peer;
-use crate::sessions::SessionDefaults;
-pub use headers::{HeaderOp, HeaderRules, Known, NoHeaders, UpstreamHeaders};
-pub use policy::HttpPolicy;
-use routes::{NoRoute, Route, RouteClass};
+use crate::surfaces::access::{Action, Judgement};
+use crate::checks::context::Env;
+use crate::checks::identity::{credential_sha256, CompiledIdentity, Evidence, Resolution};
+use crate::protocol::peer::Peer;
+use crate::protocol::sessions::SessionDefaults;
+use crate::codec::url_path;
+pub use crate::checks::headers::{HeaderOp, HeaderRules, Known, NoHeaders, UpstreamHeaders};
+pub use crate::checks::http_policy::HttpPolicy;
+use crate::protocol::routes::{NoRoute, Route, RouteClass};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -215,7 +207,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// query credentials, rate limit, declared body size, and the operator checks of routes whose
 /// decision needs no body.
 pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitted, Box<HttpRefusal>> {
-    let path = path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
+    let path = url_path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
     if req.headers.any_repeated() {
         if let Some(name) = SINGLE_HEADERS.iter().find(|n| req.headers.count(n) > 1) {
             return Err(bad_request("unreadable-input", format!("the request carries {name} more than once, which clawguard and the gateway could read differently"), "DUPLICATE_HEADER"));
@@ -275,9 +267,9 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         }
     }
     let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded };
-    if let Some(r) = crate::limits::HttpRoute::of(&admitted.path) {
+    if let Some(r) = crate::state::limits::HttpRoute::of(&admitted.path) {
         if let Err(limited) = env.guard.clients.http(r, &admitted.identity().name, peer.ip) {
-            let key = if r == crate::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };
+            let key = if r == crate::state::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };
             let retry_ms = limited.retry_after.as_millis().max(1);
             let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
             let mut refusal = HttpRefusal::new(429, "rate_limited", &format!("rate-limit:{}", limited.limit), reason, json!({ "code": "RATE_LIMITED", "limit": limited.limit }));
@@ -298,13 +290,13 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
             // Session routes always carry their (non-empty) key segment; an absent one decodes to
             // an empty key, refused below.
             let segment = admitted.route.session_segment.clone().unwrap_or_default();
-            let Some(key) = percent_decode(&segment).filter(|k| !crate::js::trim(k).is_empty()) else {
+            let Some(key) = percent_decode(&segment).filter(|k| !crate::codec::js::trim(k).is_empty()) else {
                 let mut r = *bad_request("unreadable-input", format!("the session key {segment:?} is not a non-empty, percent-encoded UTF-8 key"), "UNREADABLE_SESSION_KEY");
                 r.enforce = enforce;
                 return admitted.check(Some(r)).map(|()| admitted);
             };
             let (method, field) = if class == RouteClass::SessionHistory { ("chat.history", "sessionKey") } else { ("sessions.abort", "key") };
-            let r = operator(&admitted, method, &json!({ field: crate::js::trim(&key) }));
+            let r = operator(&admitted, method, &json!({ field: crate::codec::js::trim(&key) }));
             admitted.check(r)?;
         }
         RouteClass::Models | RouteClass::Embeddings => {
@@ -321,7 +313,7 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         _ => {}
     }
     if let Some(scope) = class.extra_scope() {
-        if !crate::scopes::satisfies(admitted.identity().ceiling, scope) {
+        if !crate::protocol::scopes::satisfies(admitted.identity().ceiling, scope) {
             let reason = format!("{} needs {}, which identity {:?} does not hold", admitted.path, scope.name(), admitted.identity().name);
             let mut r = HttpRefusal::new(403, "forbidden", "scope", reason, json!({ "code": "MISSING_SCOPE", "missingScope": scope.name(), "identity": admitted.identity().name }));
             r.enforce = enforce;
@@ -333,7 +325,7 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
 
 /// A WebSocket upgrade's checks before the engine takes over: the path and the origin.
 pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), Box<HttpRefusal>> {
-    path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
+    url_path::canonical_path(req.path).map_err(|e| bad_request("bad-path", e.to_string(), "BAD_PATH"))?;
     if req.headers.count("origin") > 1 {
         return Err(bad_request("unreadable-input", "the upgrade carries Origin more than once".into(), "DUPLICATE_HEADER"));
     }
@@ -350,7 +342,7 @@ pub fn too_large(path: &str, limit: usize) -> Box<HttpRefusal> {
 
 /// The operator checks of a WebSocket request, applied to the method the route is authorised as.
 fn operator_check(env: &Env<'_>, peer: &Peer, admitted: &Admitted, method: &str, params: &Value, enforce: bool) -> Option<HttpRefusal> {
-    let (judgement, lists_sessions) = crate::access::Access::judge_operator_request(env, peer.clone(), admitted.resolution.clone(), method, params);
+    let (judgement, lists_sessions) = crate::surfaces::access::Access::judge_operator_request(env, peer.clone(), admitted.resolution.clone(), method, params);
     if let Some(r) = refusal_of(&judgement) {
         return Some(r);
     }
@@ -394,17 +386,17 @@ fn read_body(path: &str, body: &[u8]) -> Result<Value, Box<HttpRefusal>> {
         // The handlers read an empty body as `{}`.
         return Ok(json!({}));
     }
-    crate::js::read_json(&format!("the body of {path}"), text).map_err(|e| bad_request("unreadable-input", e.to_string(), "UNREADABLE_BODY"))
+    crate::codec::js::read_json(&format!("the body of {path}"), text).map_err(|e| bad_request("unreadable-input", e.to_string(), "UNREADABLE_BODY"))
 }
 
 /// The agent an OpenAI-compatible request addresses: the agent header, else the `model`
 /// (`openclaw/<id>`, `openclaw:<id>`, `agent:<id>`); `None`: the default agent.
 fn compat_agent(req: &HttpRequest<'_>, body: &Value) -> Option<String> {
-    let header = req.header("x-openclaw-agent-id").or_else(|| req.header("x-openclaw-agent")).map(crate::js::trim).filter(|a| !a.is_empty());
+    let header = req.header("x-openclaw-agent-id").or_else(|| req.header("x-openclaw-agent")).map(crate::codec::js::trim).filter(|a| !a.is_empty());
     if let Some(a) = header {
         return Some(a.to_ascii_lowercase());
     }
-    let model = crate::js::trim(body["model"].as_str().unwrap_or("")).to_ascii_lowercase();
+    let model = crate::codec::js::trim(body["model"].as_str().unwrap_or("")).to_ascii_lowercase();
     ["openclaw/", "openclaw:", "agent:"].iter().find_map(|p| model.strip_prefix(p)).filter(|id| *id != "default" && !id.is_empty()).map(str::to_string)
 }
 
@@ -449,7 +441,7 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
     let http = &env.guard.http;
     match class {
         RouteClass::ToolsInvoke => {
-            let tool = crate::js::string_field(&value, &["name", "tool"]).unwrap_or("");
+            let tool = crate::codec::js::string_field(&value, &["name", "tool"]).unwrap_or("");
             if GATEWAY_HTTP_TOOL_DENY.contains(&tool) && !http.reenable_tools.iter().any(|t| t == tool) {
                 let reason = format!("tool {tool:?} is on the gateway's HTTP deny list, which clawguard always applies (http.reenable_tools does not name it)");
                 return Err(Box::new(HttpRefusal::new(403, "forbidden", "http-tool-deny", reason, json!({ "code": "TOOL_DENIED_ON_HTTP", "tool": tool }))));
@@ -459,17 +451,17 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
         }
         RouteClass::ChatCompletions | RouteClass::Responses => {
             let identity = admitted.identity().clone();
-            for fetch in ingest::urls(&value) {
-                if let Some(reason) = ingest::refusal(&fetch, http.max_data_url_bytes, |h| identity.may_fetch(h)) {
+            for fetch in crate::checks::ingest::urls(&value) {
+                if let Some(reason) = crate::checks::ingest::refusal(&fetch, http.max_data_url_bytes, |h| identity.may_fetch(h)) {
                     let mut r = HttpRefusal::new(403, "forbidden", "url-ingestion", reason, json!({ "code": "URL_NOT_ALLOWED", "path": fetch.path, "identity": identity.name }));
                     r.enforce = enforce;
                     admitted.check(Some(r))?;
                 }
             }
             let agent = compat_agent(req, &value);
-            let header = req.header("x-openclaw-session-key").filter(|_| !admitted.remove.contains(&"x-openclaw-session-key")).map(crate::js::trim).filter(|k| !k.is_empty());
+            let header = req.header("x-openclaw-session-key").filter(|_| !admitted.remove.contains(&"x-openclaw-session-key")).map(crate::codec::js::trim).filter(|k| !k.is_empty());
             let prefix = if class == RouteClass::ChatCompletions { "openai" } else { "openresponses" };
-            let user = value["user"].as_str().map(crate::js::trim).filter(|u| !u.is_empty());
+            let user = value["user"].as_str().map(crate::codec::js::trim).filter(|u| !u.is_empty());
             let agent_name = agent.clone().unwrap_or_else(|| SessionDefaults::default().default_agent_id);
             // Without a key or a user the gateway starts a fresh session of its own (a random id).
             let key = header.map(str::to_string).or_else(|| user.map(|u| format!("agent:{agent_name}:{prefix}-user:{u}")));
@@ -489,8 +481,8 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
             admitted.check(r)
         }
         RouteClass::Hooks => {
-            let Some(key) = crate::js::string_field(&value, &["sessionKey"]) else { return Ok(()) };
-            let agent = crate::js::string_field(&value, &["agentId"]);
+            let Some(key) = crate::codec::js::string_field(&value, &["sessionKey"]) else { return Ok(()) };
+            let agent = crate::codec::js::string_field(&value, &["agentId"]);
             let identity = admitted.identity().clone();
             let canonical = SessionDefaults::default().canonical(key, agent);
             if identity.sessions.allows(&canonical) {
@@ -530,7 +522,7 @@ pub struct HttpDecision {
 pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) -> HttpDecision {
     if req.upgrade {
         let refusal = admit_upgrade(env, req).err();
-        return HttpDecision { decision: if refusal.is_some() { "deny" } else { "allow" }, path: path::canonical_path(req.path).ok(), route: Some("websocket"), identity: None, identity_reason: None, refusal, removed_headers: vec![], body: None };
+        return HttpDecision { decision: if refusal.is_some() { "deny" } else { "allow" }, path: url_path::canonical_path(req.path).ok(), route: Some("websocket"), identity: None, identity_reason: None, refusal, removed_headers: vec![], body: None };
     }
     let mut admitted = match admit(env, peer, req) {
         Ok(a) => a,
@@ -538,7 +530,7 @@ pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) ->
             let resolution = resolve(env, peer, req);
             return HttpDecision {
                 decision: "deny",
-                path: path::canonical_path(req.path).ok(),
+                path: url_path::canonical_path(req.path).ok(),
                 route: None,
                 identity: Some(resolution.identity.name.clone()),
                 identity_reason: Some(resolution.why.into_owned()),

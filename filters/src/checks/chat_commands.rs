@@ -8,7 +8,7 @@
 //! leading `!` (`/bash`). Inline directives that loosen exec for the message (`/exec
 //! security=… ask=…`, `/elevated`) are found anywhere in it.
 
-use crate::scopes::Scope;
+use crate::protocol::scopes::Scope;
 use serde_json::Value;
 
 /// Methods whose message the gateway may run as a chat command.
@@ -42,13 +42,13 @@ const ADMIN_COMMANDS: &[&str] = &[
 
 /// The command at the start of `message`, if it is one.
 pub fn command_of(message: &str) -> Option<ChatCommand> {
-    let text = crate::js::trim(message);
-    let words = |rest: &str| rest.split(crate::js::is_js_space).filter(|w| !w.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let text = crate::codec::js::trim(message);
+    let words = |rest: &str| rest.split(crate::codec::js::is_js_space).filter(|w| !w.is_empty()).map(str::to_string).collect::<Vec<_>>();
     if let Some(rest) = text.strip_prefix('!') {
-        return Some(ChatCommand { name: "bash".into(), args: words(rest), rest: rest.trim_start_matches(crate::js::is_js_space).to_string() });
+        return Some(ChatCommand { name: "bash".into(), args: words(rest), rest: rest.trim_start_matches(crate::codec::js::is_js_space).to_string() });
     }
     let body = text.strip_prefix('/')?;
-    let end = body.find(|c: char| crate::js::is_js_space(c) || c == '@' || c == ':').unwrap_or(body.len());
+    let end = body.find(|c: char| crate::codec::js::is_js_space(c) || c == '@' || c == ':').unwrap_or(body.len());
     let name = body[..end].to_lowercase();
     if name.is_empty() {
         return None;
@@ -56,9 +56,9 @@ pub fn command_of(message: &str) -> Option<ChatCommand> {
     let mut rest = &body[end..];
     if let Some(after_mention) = rest.strip_prefix('@') {
         // `/cmd@bot` with nothing after the mention: a command without arguments.
-        rest = after_mention.find(|c: char| crate::js::is_js_space(c) || c == ':').map(|i| &after_mention[i..]).unwrap_or("");
+        rest = after_mention.find(|c: char| crate::codec::js::is_js_space(c) || c == ':').map(|i| &after_mention[i..]).unwrap_or("");
     }
-    let rest = rest.trim_start_matches(|c: char| crate::js::is_js_space(c) || c == ':');
+    let rest = rest.trim_start_matches(|c: char| crate::codec::js::is_js_space(c) || c == ':');
     Some(ChatCommand { name, args: words(rest), rest: rest.to_string() })
 }
 
@@ -88,7 +88,7 @@ fn loosening_directive(message: &str) -> Option<&'static str> {
     if !message.contains('/') {
         return None;
     }
-    let words: Vec<String> = message.split(crate::js::is_js_space).map(str::to_lowercase).collect();
+    let words: Vec<String> = message.split(crate::codec::js::is_js_space).map(str::to_lowercase).collect();
     for (i, w) in words.iter().enumerate() {
         let w = w.split(':').next().unwrap_or("");
         if w == "/elevated" || w == "/elev" {

@@ -2,12 +2,12 @@
 //! already seen some frames. The connection is simulated by the same [`WsEngine`] the proxy
 //! runs, frame by frame; this is what `clawguard decide` prints and what the case corpus checks.
 
-use crate::access::{Env, Guard};
-use crate::engine::{Direction, Limits, Verdict, WsEngine};
-use crate::identity::{Evidence, Resolution};
-use crate::scopes::ScopeSet;
-use crate::peer::Peer;
-use crate::ws::{encode_frame, FrameParser, OpCode, Sender};
+use crate::surfaces::access::{Env, Guard};
+use crate::surfaces::engine::{Direction, Limits, Verdict, WsEngine};
+use crate::checks::identity::{Evidence, Resolution};
+use crate::protocol::scopes::ScopeSet;
+use crate::protocol::peer::Peer;
+use crate::codec::ws::{encode_frame, FrameParser, OpCode, Sender};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -178,7 +178,7 @@ pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideErro
     }
     let mut out = Default::default();
     if let Some(node) = &scenario.revoke {
-        env.pins.apply(crate::nodes::PinOp::Revoke { device_id: node.clone(), at_ms: env.now_ms }, &guard.nodes);
+        env.pins.apply(crate::state::nodes::PinOp::Revoke { device_id: node.clone(), at_ms: env.now_ms }, &guard.nodes);
         out = engine.recheck(env);
     }
     let judged = match (&scenario.frame, engine.is_closing()) {

@@ -11,10 +11,10 @@
 //! payload ends it and raises the client message cap from the pre-auth size to
 //! the full size.
 
-use crate::access::{Access, Action, Env, Judgement, Notice};
-use crate::limits::Flow;
-use crate::peer::Peer;
-use crate::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, WsError};
+use crate::surfaces::access::{Access, Action, Env, Judgement, Notice};
+use crate::state::limits::Flow;
+use crate::protocol::peer::Peer;
+use crate::codec::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, WsError};
 use bytes::{Bytes, BytesMut};
 
 /// Message size caps.
@@ -143,7 +143,7 @@ pub struct WsEngine {
     done: bool,
     mask_state: u64,
     /// This connection's message and byte limits.
-    flow: crate::limits::ConnectionLimits<governor::clock::DefaultClock>,
+    flow: crate::state::limits::ConnectionLimits<governor::clock::DefaultClock>,
     /// Messages over a per-connection limit in a row, per direction (client, gateway).
     strikes: [u32; 2],
 }
@@ -296,9 +296,9 @@ impl WsEngine {
             return None;
         }
         let reason = format!("rate limit {} exceeded on this connection: retry in {retry_ms} ms", limited.limit);
-        let action = match (m.opcode, crate::gateway::parse_frame(&m.payload)) {
-            (OpCode::Text, Ok(crate::gateway::GatewayFrame::Req { id, .. })) => {
-                let reply = crate::gateway::rate_limited_response(&id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+        let action = match (m.opcode, crate::protocol::gateway::parse_frame(&m.payload)) {
+            (OpCode::Text, Ok(crate::protocol::gateway::GatewayFrame::Req { id, .. })) => {
+                let reply = crate::protocol::gateway::rate_limited_response(&id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
                 Action::Refuse { reply, close: None, rule, reason }
             }
             _ => Action::Drop { rule, reason },

@@ -13,7 +13,7 @@
 //! A header the gateway sent is kept unless a rule says `replace`: a stricter upstream value is
 //! never weakened.
 
-use super::routes::RouteClass;
+use crate::protocol::routes::RouteClass;
 use clawguard_policies::HeaderRule;
 use std::borrow::Cow;
 

@@ -4,12 +4,12 @@
 //! tests and `clawguard decide`. Every surface (the WebSocket engine, HTTP) and every check
 //! reads these; nothing here reads a surface.
 
-use crate::config_guard::ConfigGuard;
-use crate::identity::Identities;
-use crate::nodes::{NodePolicy, Pins};
-use crate::replay::ReplayCache;
-use crate::rules::Rules;
-use crate::sessions::SessionLedger;
+use crate::checks::config_guard::ConfigGuard;
+use crate::checks::identity::Identities;
+use crate::state::nodes::{NodePolicy, Pins};
+use crate::state::replay::ReplayCache;
+use crate::checks::rules::Rules;
+use crate::protocol::sessions::SessionLedger;
 use clawguard_policies::{Glob, Mode, Policy, WebSocket};
 use std::sync::Mutex;
 
@@ -37,15 +37,15 @@ pub struct Guard {
     /// Session quotas and send serialisation.
     pub sessions: clawguard_policies::Sessions,
     /// The exec policy (an invalid one refuses every command, saying why).
-    pub exec: Result<crate::exec::ExecPolicy, String>,
+    pub exec: Result<crate::checks::exec::ExecPolicy, String>,
     /// Request-path rate limits (their state lives as long as this policy version).
-    pub limits: crate::limits::RateLimits<governor::clock::DefaultClock>,
+    pub limits: crate::state::limits::RateLimits<governor::clock::DefaultClock>,
     /// Per source IP, per connection and HTTP limits (state as long as this policy version).
-    pub clients: crate::limits::ClientLimits<governor::clock::DefaultClock>,
+    pub clients: crate::state::limits::ClientLimits<governor::clock::DefaultClock>,
     /// Methods counted as inference.
     inference_methods: Vec<Glob>,
     /// The HTTP surface's routes, origins and headers.
-    pub http: crate::http::policy::HttpPolicy,
+    pub http: crate::checks::http_policy::HttpPolicy,
 }
 
 impl Guard {
@@ -62,16 +62,16 @@ impl Guard {
             default_request_limit: policy.websocket.max_message_bytes,
             nodes: NodePolicy::new(&policy.nodes),
             sessions: policy.sessions.clone(),
-            exec: crate::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
-            limits: crate::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
-            clients: crate::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
+            exec: crate::checks::exec::ExecPolicy::new(policy).map_err(|e| e.to_string()),
+            limits: crate::state::limits::RateLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
+            clients: crate::state::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
             inference_methods: policy.limits.inference_methods.clone(),
-            http: crate::http::policy::HttpPolicy::new(policy),
+            http: crate::checks::http_policy::HttpPolicy::new(policy),
         }
     }
 
     /// The exec policy, or why it is unusable.
-    pub fn exec(&self) -> Result<&crate::exec::ExecPolicy, &str> {
+    pub fn exec(&self) -> Result<&crate::checks::exec::ExecPolicy, &str> {
         self.exec.as_ref().map_err(String::as_str)
     }
 
@@ -120,7 +120,7 @@ pub struct Env<'a> {
     /// Sessions created and runs in flight.
     pub ledger: &'a SessionLedger,
     /// Approval ids seen and the exec policy's verdict on their commands.
-    pub approvals: &'a crate::exec_guard::ApprovalMemory,
+    pub approvals: &'a crate::checks::exec_guard::ApprovalMemory,
 }
 
 /// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
@@ -129,11 +129,11 @@ pub struct InMemory {
     /// Replay memory.
     pub replay: Mutex<ReplayCache>,
     /// Node pins.
-    pub pins: Mutex<crate::nodes::PinStore>,
+    pub pins: Mutex<crate::state::nodes::PinStore>,
     /// Session ledger.
     pub ledger: SessionLedger,
     /// Approval memory.
-    pub approvals: crate::exec_guard::ApprovalMemory,
+    pub approvals: crate::checks::exec_guard::ApprovalMemory,
 }
 
 impl Default for InMemory {

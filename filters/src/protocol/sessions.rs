@@ -140,7 +140,7 @@ pub struct SessionRow {
 
 /// The session table of openclaw 2026.9.6: every method of the method table, read from the
 /// handlers of the installed package by `filters/method-table/extract-session-fields.py`.
-const SESSION_TABLE: &str = include_str!("../method-table/openclaw-2026.9.6-sessions.tsv");
+const SESSION_TABLE: &str = include_str!("../../method-table/openclaw-2026.9.6-sessions.tsv");
 
 /// Parses the committed table (a malformed row is a build defect; the test below reads it).
 pub fn session_table() -> &'static [SessionRow] {
@@ -193,21 +193,21 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
     let read = |keys: &mut Vec<String>, v: &Value, field: &dyn Fn() -> String| -> Result<(), String> {
         match v {
             Value::Null => {}
-            Value::String(s) => keys.push(crate::js::trim(s).to_string()),
-            Value::Array(items) if items.iter().all(Value::is_string) => keys.extend(items.iter().filter_map(Value::as_str).map(|s| crate::js::trim(s).to_string())),
+            Value::String(s) => keys.push(crate::codec::js::trim(s).to_string()),
+            Value::Array(items) if items.iter().all(Value::is_string) => keys.extend(items.iter().filter_map(Value::as_str).map(|s| crate::codec::js::trim(s).to_string())),
             _ => return Err(format!("{method}: {} is neither a session key nor a list of them", field())),
         }
         Ok(())
     };
     for aliases in fields {
-        if let Some((field, v)) = crate::js::coalesce(params, aliases) {
+        if let Some((field, v)) = crate::codec::js::coalesce(params, aliases) {
             read(&mut keys, v, &|| field.to_string())?;
         }
     }
     // A tool runs in `sessionKey`, or the main session when there is none; an agent turn
     // without one is routed by the gateway (`to`, `sessionId`, the main session), which
     // clawguard cannot show to be the caller's own: both are judged as the main session.
-    if matches!(method, "tools.invoke" | "agent") && crate::js::string_field(params, &["sessionKey"]).is_none() {
+    if matches!(method, "tools.invoke" | "agent") && crate::codec::js::string_field(params, &["sessionKey"]).is_none() {
         keys.push("main".into());
     }
     if method == "tools.invoke" {
@@ -228,7 +228,7 @@ pub fn named_keys(method: &str, params: &Value) -> Result<(Vec<String>, Option<S
         }
     }
     keys.retain(|k| !k.is_empty());
-    let agent_id = crate::js::string_field(params, &["agentId"]).map(str::to_string);
+    let agent_id = crate::codec::js::string_field(params, &["agentId"]).map(str::to_string);
     Ok((keys, agent_id))
 }
 
@@ -257,14 +257,14 @@ pub struct EventSession {
     pub state: Option<String>,
 }
 
-/// Reads an event payload for ownership (parsed with [`crate::js::read_json_lossy`]). A
+/// Reads an event payload for ownership (parsed with [`crate::codec::js::read_json_lossy`]). A
 /// payload that is not an object carries no key; a key field that is present but not a string
 /// cannot be judged (`Err`, and the event is not delivered).
 pub fn event_session(event: &str, payload: &Value) -> Result<EventSession, String> {
     let text = |v: &Value, field: &str| -> Result<Option<String>, String> {
         match v {
             Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(crate::js::trim(s).to_string())),
+            Value::String(s) => Ok(Some(crate::codec::js::trim(s).to_string())),
             _ => Err(format!("{event} event: {field} is not a session key")),
         }
     };
@@ -431,14 +431,14 @@ mod tests {
     #[test]
     fn issue11_every_method_of_the_method_table_has_a_session_row() {
         let rows = session_table();
-        for (method, _) in crate::method_table::METHODS {
+        for (method, _) in crate::protocol::method_table::METHODS {
             let row = rows.iter().find(|r| r.method == *method);
             assert!(row.is_some(), "{method} has no row in openclaw-2026.9.6-sessions.tsv (regenerate it with extract-session-fields.py)");
             let row = row.unwrap();
             assert!(!row.reason.is_empty() && !row.source.is_empty(), "{method}: a row needs where it was read and why");
         }
         for row in rows {
-            assert!(crate::scopes::lookup(row.method).is_some(), "{} is in the session table but not in the method table", row.method);
+            assert!(crate::protocol::scopes::lookup(row.method).is_some(), "{} is in the session table but not in the method table", row.method);
             for aliases in &row.fields {
                 assert!(aliases.iter().all(|f| !f.is_empty()), "{}: an empty field name", row.method);
             }

@@ -19,7 +19,7 @@ fn missing(method: &str, params: Value, scopes: &[Scope]) -> Option<Scope> {
 fn table_is_sorted_unique_and_complete() {
     assert!(METHODS.windows(2).all(|w| w[0].0 < w[1].0), "binary search needs a sorted table");
     assert!(METHODS.len() >= 482, "{}", METHODS.len());
-    assert_eq!(crate::method_table::GATEWAY_VERSION, "2026.9.6");
+    assert_eq!(crate::protocol::method_table::GATEWAY_VERSION, "2026.9.6");
     for (name, scope) in [
         ("config.get", Required::Scope(Scope::Read)),
         ("config.apply", Required::Scope(Scope::Admin)),

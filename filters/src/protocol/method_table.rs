@@ -2,7 +2,7 @@
 // Sources: @openclaw/gateway-protocol@2026.9.1 protocol.schema.json, overridden and completed by
 // filters/method-table/openclaw-2026.9.6-extra.tsv.
 
-use crate::scope_model::{Required, Scope};
+use crate::protocol::scope_model::{Required, Scope};
 
 /// The gateway version this table describes.
 pub const GATEWAY_VERSION: &str = "2026.9.6";

@@ -1,0 +1,11 @@
+//! Layer 4, shared state: what outlives one request and is shared by every connection.
+//!
+//! - [`replay`]: the replay memory of signed connects.
+//! - [`nodes`]: node command-set pins (the store, with its integrity check).
+//! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
+//! - [`conn_limits`]: connection counts per peer and identity.
+
+pub mod conn_limits;
+pub mod limits;
+pub mod nodes;
+pub mod replay;

@@ -1,0 +1,14 @@
+//! Layer 5, the surfaces: each turns what arrives on it into the one request model, runs it
+//! through the ordered checks, and turns the verdict back into bytes.
+//!
+//! - [`access`]: the handshake state machine and the ordered checks of every request, from
+//!   either surface.
+//! - [`engine`]: the WebSocket surface: one connection's state machine.
+//! - [`http`]: the HTTP surface: canonical paths, the gateway's route table, origins, URL
+//!   ingestion, response headers.
+//! - [`decide`]: either surface replayed for `clawguard decide`.
+
+pub mod access;
+pub mod decide;
+pub mod engine;
+pub mod http;
