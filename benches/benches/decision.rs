@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
     state.pins.apply(PinOp::Approve { device_id: node.into(), surface, by: "bench".into(), at_ms: 0 }, &guard.nodes);
     let env = state.env(&guard, 1_795_264_737_000);
     let peer = Peer { ip: "127.0.0.1".parse().unwrap(), tls: false, client_cert: None };
-    let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024 };
+    let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024, fragments: 4096 };
     let mut engine = WsEngine::new(&env, peer, limits, 1);
     let mask = Some([0x12, 0x34, 0x56, 0x78]);
     engine.on_gateway_bytes(&env, &encode_frame(true, OpCode::Text, br#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#, None));

@@ -712,6 +712,8 @@ pub struct WebSocket {
     pub max_handshake_message_bytes: usize,
     /// Largest message in either direction after `hello-ok`, bytes.
     pub max_message_bytes: usize,
+    /// Most fragments of one message, either direction (a larger count closes with 1008).
+    pub max_fragments_per_message: u32,
     /// Close a connection that carried no frame either way for this long, seconds (0: never).
     pub idle_timeout_seconds: u64,
     /// After clawguard sends a close frame, how long to wait for the peers' closes, milliseconds.
@@ -743,6 +745,7 @@ impl Default for WebSocket {
         WebSocket {
             max_handshake_message_bytes: 64 * 1024,
             max_message_bytes: 25 * 1024 * 1024,
+            max_fragments_per_message: 4096,
             idle_timeout_seconds: 300,
             close_grace_ms: 2_000,
             handshake_timeout_seconds: 15,
@@ -950,6 +953,9 @@ impl Policy {
         let ws = &self.websocket;
         if ws.max_handshake_message_bytes == 0 || ws.max_message_bytes == 0 {
             return Err(no_span("websocket message limits must be greater than 0".into()));
+        }
+        if ws.max_fragments_per_message == 0 {
+            return Err(no_span("websocket.max_fragments_per_message must be greater than 0".into()));
         }
         if ws.max_handshake_message_bytes > ws.max_message_bytes {
             return Err(no_span(format!(

@@ -37,6 +37,13 @@ pub static WS_CONNECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Open WebSocket connections the gateway left without a close frame, by the close code
+/// clawguard sent the client (1012: the gateway closed the connection, 1011: it failed).
+pub static WS_UPSTREAM_LOST: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_ws_upstream_lost_total", "WebSocket connections the gateway left without a close frame, by the code sent to the client", &["code"])
+        .expect("metric registers once")
+});
+
 /// Open WebSocket connections.
 pub static WS_ACTIVE: LazyLock<IntGauge> =
     LazyLock::new(|| register_int_gauge!("clawguard_ws_connections_active", "Open proxied WebSocket connections").expect("metric registers once"));

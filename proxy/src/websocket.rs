@@ -15,7 +15,7 @@ use crate::shared::Shared;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::conn_limits::{Caps, LimitExceeded};
-use clawguard_filters::engine::{join, Direction, Limits, Output, Verdict, WsEngine};
+use clawguard_filters::engine::{coalesce, Direction, Limits, Output, Verdict, WsEngine};
 use clawguard_filters::peer::Peer;
 use clawguard_filters::access::Notice;
 use pingora::http::ResponseHeader;
@@ -44,7 +44,7 @@ const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
     let policy = &shared.policy.policy;
     let ws = &policy.websocket;
-    let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes };
+    let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes, fragments: ws.max_fragments_per_message };
     let engine = WsEngine::new(&shared.env(), peer.clone(), limits, rand::random());
     let identity = engine.access().resolution().identity.name.clone();
     if let Err(limited) = shared.guard.clients.new_connection(peer.ip) {
@@ -319,6 +319,8 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     let (mut up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    // How the gateway's side ended: `None` while it is open, `Some(error)` once it closed.
+    let (gone_tx, mut gone_rx) = oneshot::channel::<Option<String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
 
     let writer = async move {
@@ -335,17 +337,18 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             loop {
                 buf.reserve(READ_CHUNK);
                 match up_read.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => return None,
+                    Err(e) => return Some(e.to_string()),
                     Ok(_) => {
                         if s2c_tx.send(buf.split().freeze()).await.is_err() {
-                            break;
+                            return None;
                         }
                     }
                 }
             }
         };
         tokio::select! {
-            _ = read_loop => {}
+            ended = read_loop => { let _ = gone_tx.send(ended); }
             _ = stop_rx => {}
         }
     };
@@ -401,7 +404,20 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     }
                     None => {
                         upstream_open = false;
-                        if !engine.is_closing() { end = "gateway closed"; }
+                        if !engine.is_closing() {
+                            // The gateway went away without a close frame: the client is told,
+                            // 1012 when the gateway closed the connection (a restart), 1011 when
+                            // the connection failed, so it can tell either from a network fault.
+                            let failure = gone_rx.try_recv().ok().flatten();
+                            let (code, reason) = match &failure {
+                                None => (1012, "the gateway closed the connection"),
+                                Some(_) => (1011, "the connection to the gateway failed"),
+                            };
+                            tracing::warn!(code, error = ?failure, "the gateway closed a websocket without a close frame");
+                            metrics::WS_UPSTREAM_LOST.with_label_values(&[if code == 1012 { "1012" } else { "1011" }]).inc();
+                            let out = engine.close(code, reason);
+                            if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        }
                     }
                 },
                 changed = pins_changed.changed() => {
@@ -496,11 +512,13 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             tracing::info!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");
         }
     }
-    if let Some(bytes) = join(up) {
+    for bytes in coalesce(up) {
         // The gateway side may already be gone; the client side decides the outcome.
-        let _ = to_gateway.send(bytes).await;
+        if to_gateway.send(bytes).await.is_err() {
+            break;
+        }
     }
-    if let Some(bytes) = join(to_client) {
+    for bytes in coalesce(to_client) {
         ds.write_response_body(bytes, false).await?;
     }
     Ok(())

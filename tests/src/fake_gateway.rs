@@ -317,6 +317,11 @@ async fn websocket(ws: WebSocketStream<TcpStream>, ctx: Ctx) -> anyhow::Result<(
                 }
                 tx.send(res(&id, json!({"sent": true}))).await?;
             }
+            "vanish" => {
+                // The process goes away: the TCP connection ends with no close frame.
+                writer.abort();
+                return Ok(());
+            }
             "close" => {
                 let code = params["code"].as_u64().unwrap_or(1000) as u16;
                 let reason = params["reason"].as_str().unwrap_or("").to_string();

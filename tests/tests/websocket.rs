@@ -333,3 +333,52 @@ async fn handshake_must_complete_in_time() {
     send_req(&mut ws, "2", "echo", json!({"still": "here"})).await;
     assert_eq!(next_json(&mut ws).await["id"], "2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_a_gateway_that_vanishes_gets_every_client_a_1012_close() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(connect(cg.addr).await);
+    }
+    // Each connection's gateway side ends with no close frame, as when the process is killed.
+    for ws in &mut clients {
+        send_req(ws, "2", "vanish", json!({})).await;
+    }
+    for ws in &mut clients {
+        let (code, reason) = expect_close(ws).await;
+        assert_eq!(code, 1012, "{reason}");
+        assert!(reason.contains("gateway"), "{reason}");
+    }
+    let (_, metrics) = http_get(cg.admin, "/metrics").unwrap();
+    assert!(metrics.contains("clawguard_ws_upstream_lost_total{code=\"1012\"} 20"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_a_protocol_error_sends_the_close_and_keeps_the_connection_for_the_grace() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[websocket]\nclose_grace_ms = 1500\n");
+    let ws = connect(cg.addr).await;
+    let mut s = ws.into_inner();
+    // An unmasked client frame is a protocol error (1002); the client goes on sending.
+    s.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(b"garbage the client is still sending").await.expect("the connection is still open while the close grace runs");
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed within the grace") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let waited = started.elapsed();
+    // The close frame arrived (server frames are unmasked: 0x88, length, code 1002).
+    let at = got.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
+    assert_eq!(&got[at + 2..at + 4], &1002u16.to_be_bytes());
+    assert!(waited >= Duration::from_millis(1200), "the TCP close came after {waited:?}, before the grace");
+}

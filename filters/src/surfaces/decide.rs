@@ -159,7 +159,7 @@ fn parse_masked(frames: &[bytes::Bytes]) -> Vec<Value> {
 /// policy and shared state in `env`.
 pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideError> {
     let guard = env.guard;
-    let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024 };
+    let limits = Limits { handshake_message: 64 * 1024, message: 25 * 1024 * 1024, fragments: 4096 };
     let mut engine = WsEngine::new(env, scenario.peer.clone(), limits, 0x5eed);
     if let Some(name) = &scenario.identity {
         let identity = guard.identities.by_name(name).ok_or_else(|| DecideError::UnknownIdentity(name.clone()))?;

@@ -2,7 +2,8 @@
 //!
 //! The transport hands the engine whatever bytes arrive from either side, in any
 //! chunking; the engine returns the bytes to send each way. Whole messages are
-//! judged; a forwarded message is its original frames, byte for byte. The engine
+//! judged; a forwarded message is its original frame, byte for byte (a fragmented one is
+//! forwarded as one frame encoded from its payload: the fragments are not kept). The engine
 //! only ever releases whole frames, so a frame it injects (a refusal, a close)
 //! never lands inside another.
 //!
@@ -14,7 +15,7 @@
 use crate::surfaces::access::{Access, Action, Env, Judgement, Notice};
 use crate::state::limits::Flow;
 use crate::protocol::peer::Peer;
-use crate::codec::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, WsError};
+use crate::codec::ws::{close_payload, encode_frame, parse_close_payload, Assembler, FrameParser, Item, Message, OpCode, Sender, Wire, WsError};
 use bytes::{Bytes, BytesMut};
 
 /// Message size caps.
@@ -24,6 +25,8 @@ pub struct Limits {
     pub handshake_message: usize,
     /// Largest message after `hello-ok`, and from the gateway at any time.
     pub message: usize,
+    /// Most fragments of one message, either way.
+    pub fragments: u32,
 }
 
 /// Which way a message travels.
@@ -115,17 +118,31 @@ impl Output {
     }
 }
 
-/// Joins frames into one buffer for a single write (no copy for a single frame).
-pub fn join(mut frames: Vec<Bytes>) -> Option<Bytes> {
-    match frames.len() {
-        0 => None,
-        1 => frames.pop(),
-        _ => {
-            let mut out = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            frames.iter().for_each(|f| out.extend_from_slice(f));
-            Some(out.freeze())
+/// Frames under this size are joined for one write; larger ones are written as they are.
+const JOIN_BELOW: usize = 16 * 1024;
+
+/// The writes for `frames`: runs of small frames joined into one buffer, a large frame (a big
+/// message's payload) passed on without a copy.
+pub fn coalesce(frames: Vec<Bytes>) -> Vec<Bytes> {
+    if frames.len() <= 1 {
+        return frames;
+    }
+    let mut out = Vec::new();
+    let mut run = BytesMut::new();
+    for frame in frames {
+        if frame.len() >= JOIN_BELOW {
+            if !run.is_empty() {
+                out.push(run.split().freeze());
+            }
+            out.push(frame);
+        } else {
+            run.extend_from_slice(&frame);
         }
     }
+    if !run.is_empty() {
+        out.push(run.freeze());
+    }
+    out
 }
 
 /// The state of one proxied WebSocket connection.
@@ -139,6 +156,9 @@ pub struct WsEngine {
     access: Access,
     /// clawguard has sent close frames both ways; input is now ignored.
     closing: bool,
+    /// The client broke the protocol: its bytes can no longer be framed and are discarded
+    /// while the close grace runs (so the client still gets the close frame).
+    client_unreadable: bool,
     /// The client answered clawguard's close (or broke the protocol while closing).
     done: bool,
     mask_state: u64,
@@ -155,11 +175,12 @@ impl WsEngine {
         WsEngine {
             limits,
             c2s: FrameParser::new(Sender::Client, limits.handshake_message),
-            c2s_messages: Assembler::new(limits.handshake_message),
+            c2s_messages: Assembler::new(limits.handshake_message, limits.fragments),
             s2c: FrameParser::new(Sender::Server, limits.message),
-            s2c_messages: Assembler::new(limits.message),
+            s2c_messages: Assembler::new(limits.message, limits.fragments),
             access: Access::new(env, peer),
             closing: false,
+            client_unreadable: false,
             done: false,
             mask_state: seed,
             flow: env.guard.clients.connection(),
@@ -187,6 +208,13 @@ impl WsEngine {
         self.done
     }
 
+    /// Stops reading the client (its bytes cannot be framed any more) and frees what it sent.
+    fn discard_client(&mut self) {
+        self.client_unreadable = true;
+        self.c2s = FrameParser::new(Sender::Client, 0);
+        self.c2s_messages = Assembler::new(0, 1);
+    }
+
     /// Closes the connection from clawguard's side (shutdown, idle timeout, revocation):
     /// a close frame with `code` and `reason` to both peers.
     pub fn close(&mut self, code: u16, reason: &str) -> Output {
@@ -203,7 +231,7 @@ impl WsEngine {
             return out;
         }
         if let Some(judgement) = self.access.recheck(env) {
-            self.apply(Direction::GatewayToClient, judgement, Vec::new(), &mut out);
+            self.apply(Direction::GatewayToClient, judgement, None, &mut out);
         }
         out
     }
@@ -211,21 +239,26 @@ impl WsEngine {
     /// Bytes from the client.
     pub fn on_client_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();
-        if self.done {
+        if self.done || self.client_unreadable {
             return out;
         }
         self.c2s.push(data);
         while !self.done {
             match next_item(&mut self.c2s, &mut self.c2s_messages) {
                 Ok(None) => break,
-                // Waiting for the client's answer to our close; everything else is discarded,
-                // and a protocol error while closing just ends the connection.
+                // Waiting for the client's answer to our close; everything else is discarded.
                 Ok(Some(item)) if self.closing => self.done = matches!(item, Item::Control(f) if f.opcode == OpCode::Close),
-                Err(_) if self.closing => self.done = true,
+                Err(_) if self.closing => {
+                    self.discard_client();
+                    break;
+                }
                 Ok(Some(Item::Control(f))) => out.to_gateway.push(f.raw),
                 Ok(Some(Item::Message(m))) => self.client_message(env, m, &mut out),
                 Err(e) => {
                     let reason = e.to_string();
+                    // The close goes out; the connection stays open for the close grace so a
+                    // client still sending receives it, but nothing more it sends is read.
+                    self.discard_client();
                     self.start_close(&mut out, (e.close_code(), &reason), (e.close_code(), &reason));
                     out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
                 }
@@ -258,13 +291,13 @@ impl WsEngine {
 
     fn client_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
         if let Some(judgement) = self.flow_limit(env, Flow::Client, &m) {
-            return self.apply(Direction::ClientToGateway, judgement, m.frames, out);
+            return self.apply(Direction::ClientToGateway, judgement, Some(m), out);
         }
         let judgement = match m.opcode {
             OpCode::Text => self.access.client_text(env, &m.payload),
             _ => self.access.client_binary(env),
         };
-        self.apply(Direction::ClientToGateway, judgement, m.frames, out);
+        self.apply(Direction::ClientToGateway, judgement, Some(m), out);
     }
 
     /// The per-connection message and byte limits: a message over them is refused (a request
@@ -308,7 +341,7 @@ impl WsEngine {
 
     fn gateway_message(&mut self, env: &Env<'_>, m: Message, out: &mut Output) {
         if let Some(judgement) = self.flow_limit(env, Flow::Gateway, &m) {
-            return self.apply(Direction::GatewayToClient, judgement, m.frames, out);
+            return self.apply(Direction::GatewayToClient, judgement, Some(m), out);
         }
         let was_established = self.access.is_established();
         let judgement = match m.opcode {
@@ -323,14 +356,25 @@ impl WsEngine {
             self.c2s.set_max_payload(self.limits.message);
             self.c2s_messages.set_max_message(self.limits.message);
         }
-        self.apply(Direction::GatewayToClient, judgement, m.frames, out);
+        self.apply(Direction::GatewayToClient, judgement, Some(m), out);
     }
 
-    /// Carries out a judgement on one message (`frames`: its original frames).
-    fn apply(&mut self, dir: Direction, judgement: Judgement, frames: Vec<Bytes>, out: &mut Output) {
+    /// The frames that forward `m` toward `dir` (a fragmented message as one frame, masked
+    /// toward the gateway); none without a message.
+    fn frames_of(&mut self, dir: Direction, m: Option<Message>) -> Vec<Bytes> {
+        let Some(m) = m else { return Vec::new() };
+        let mask = (dir == Direction::ClientToGateway && matches!(m.wire, Wire::Fragments(_))).then(|| self.next_mask());
+        m.into_frames(mask)
+    }
+
+    /// Carries out a judgement on one message (`None`: a judgement of the connection).
+    fn apply(&mut self, dir: Direction, judgement: Judgement, m: Option<Message>, out: &mut Output) {
         let Judgement { action, enforce } = judgement;
         let (rule, reason) = match &action {
-            Action::Forward => return out.forward(dir, frames),
+            Action::Forward => {
+                let frames = self.frames_of(dir, m);
+                return out.forward(dir, frames);
+            }
             Action::Rewrite { rule, reason, .. }
             | Action::Answer { rule, reason, .. }
             | Action::Refuse { rule, reason, .. }
@@ -338,6 +382,7 @@ impl WsEngine {
             | Action::Close { rule, reason, .. } => (rule.clone(), reason.clone()),
         };
         if !enforce {
+            let frames = self.frames_of(dir, m);
             out.forward(dir, frames);
             out.decided.push(Decided { direction: dir, verdict: Verdict::WouldDeny, rule, reason });
             return;

@@ -4,7 +4,7 @@ mod assembler;
 mod frame;
 mod parser;
 
-pub use assembler::{Assembler, Item, Message};
+pub use assembler::{Assembler, Item, Message, Wire};
 pub use frame::{close_payload, encode_frame, parse_close_payload, Frame, OpCode};
 pub use parser::{FrameParser, Sender};
 
@@ -49,6 +49,12 @@ pub enum WsError {
         /// The cap.
         limit: u64,
     },
+    /// A fragmented message with more fragments than the cap.
+    #[error("message has more than {limit} fragments")]
+    TooManyFragments {
+        /// The cap.
+        limit: u32,
+    },
     /// A text message that is not UTF-8.
     #[error("text message is not valid UTF-8")]
     InvalidUtf8,
@@ -62,6 +68,7 @@ impl WsError {
     pub fn close_code(&self) -> u16 {
         match self {
             WsError::TooBig { .. } => 1009,
+            WsError::TooManyFragments { .. } => 1008,
             WsError::InvalidUtf8 => 1007,
             _ => 1002,
         }

@@ -3,6 +3,9 @@
 use super::{Frame, OpCode, WsError};
 use bytes::{Buf, BytesMut};
 
+/// An empty buffer with more capacity than this is released.
+const IDLE_BUFFER: usize = 4096;
+
 /// Which peer sends the bytes a parser reads; decides the masking rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {
@@ -43,8 +46,18 @@ impl FrameParser {
         self.buf.len()
     }
 
+    /// Bytes the parser's buffer holds (its capacity).
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The next whole frame; `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, WsError> {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER {
+            // Everything read was parsed: give the read buffer back rather than hold it
+            // while the connection idles (frames split from it keep what they need).
+            self.buf = BytesMut::new();
+        }
         let b = &self.buf[..];
         if b.len() < 2 {
             return Ok(None);
@@ -131,7 +144,7 @@ impl FrameParser {
 }
 
 /// XORs `data` with the repeating 4-byte `key`.
-fn unmask(data: &mut [u8], key: [u8; 4]) {
+pub(super) fn unmask(data: &mut [u8], key: [u8; 4]) {
     let word = u32::from_ne_bytes(key);
     let mut chunks = data.chunks_exact_mut(4);
     for c in &mut chunks {

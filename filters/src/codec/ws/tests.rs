@@ -74,7 +74,7 @@ fn fragmented_message_with_ping_in_between() {
     wire.extend(reference(true, TOp::Data(Data::Continue), b"]}", Some(MASK)));
     for chunk in [1, 3, 7, 1000] {
         let mut p = FrameParser::new(Sender::Client, 1 << 20);
-        let mut asm = Assembler::new(1 << 20);
+        let mut asm = Assembler::new(1 << 20, 64);
         let mut items = Vec::new();
         for f in parse_all(&mut p, &wire, &[chunk]) {
             if let Some(item) = asm.push(f).unwrap() {
@@ -90,12 +90,7 @@ fn fragmented_message_with_ping_in_between() {
             Item::Message(m) => {
                 assert_eq!(m.opcode, OpCode::Text);
                 assert_eq!(&m.payload[..], b"{\"a\":[1,2]}");
-                assert_eq!(m.frames.len(), 3);
-                let rejoined: Vec<u8> = m.frames.iter().flat_map(|f| f.iter().copied()).collect();
-                let mut expect = reference(false, TOp::Data(Data::Text), b"{\"a\":", Some(MASK));
-                expect.extend(reference(false, TOp::Data(Data::Continue), b"[1,2", Some(MASK)));
-                expect.extend(reference(true, TOp::Data(Data::Continue), b"]}", Some(MASK)));
-                assert_eq!(rejoined, expect);
+                assert_eq!(m.wire, Wire::Fragments(3), "the fragments are not kept");
             }
             other => panic!("expected the message, got {other:?}"),
         }
@@ -104,7 +99,7 @@ fn fragmented_message_with_ping_in_between() {
 
 fn first_error(sender: Sender, max: usize, wire: &[u8]) -> WsError {
     let mut p = FrameParser::new(sender, max);
-    let mut asm = Assembler::new(max);
+    let mut asm = Assembler::new(max, 1 << 20);
     p.push(wire);
     loop {
         match p.next_frame() {
@@ -159,7 +154,7 @@ fn utf8_split_across_fragments_is_accepted() {
     let mut wire = reference(false, TOp::Data(Data::Text), &euro[..1], None);
     wire.extend(reference(true, TOp::Data(Data::Continue), &euro[1..], None));
     let mut p = FrameParser::new(Sender::Server, 100);
-    let mut asm = Assembler::new(100);
+    let mut asm = Assembler::new(100, 64);
     let mut got = None;
     for f in parse_all(&mut p, &wire, &[1]) {
         if let Some(Item::Message(m)) = asm.push(f).unwrap() {
@@ -214,10 +209,97 @@ proptest! {
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400), sender in any::<bool>()) {
         let sender = if sender { Sender::Client } else { Sender::Server };
         let mut p = FrameParser::new(sender, 300);
-        let mut asm = Assembler::new(300);
+        let mut asm = Assembler::new(300, 1 << 20);
         p.push(&data);
         while let Ok(Some(f)) = p.next_frame() {
             if asm.push(f).is_err() { break; }
         }
+    }
+}
+
+#[test]
+fn issue13_a_message_in_progress_holds_its_payload_once_and_never_past_the_cap() {
+    let cap = 10_000;
+    let mut asm = Assembler::new(cap, u32::MAX);
+    let mut len = 0;
+    for i in 0..cap {
+        let op = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+        let wire = encode_frame(false, op, b"x", Some(MASK));
+        let mut p = FrameParser::new(Sender::Client, cap);
+        p.push(&wire);
+        assert!(asm.push(p.next_frame().unwrap().unwrap()).unwrap().is_none());
+        len += 1;
+        assert!(asm.held() <= (2 * len).max(16) && asm.held() <= cap, "{} bytes held for {len} payload bytes", asm.held());
+    }
+    let over = encode_frame(false, OpCode::Continuation, b"x", Some(MASK));
+    let mut p = FrameParser::new(Sender::Client, cap);
+    p.push(&over);
+    assert!(matches!(asm.push(p.next_frame().unwrap().unwrap()), Err(WsError::TooBig { .. })));
+    assert_eq!(asm.held(), 0, "a refused message is released");
+}
+
+#[test]
+fn issue13_the_fragment_cap_counts_every_fragment() {
+    let mut asm = Assembler::new(1 << 20, 3);
+    let mut p = FrameParser::new(Sender::Server, 1 << 20);
+    for (fin, op) in [(false, OpCode::Text), (false, OpCode::Continuation), (false, OpCode::Continuation), (true, OpCode::Continuation)] {
+        p.push(&encode_frame(fin, op, b"ab", None));
+    }
+    let mut results = Vec::new();
+    while let Some(f) = p.next_frame().unwrap() {
+        results.push(asm.push(f).map(|i| i.is_some()));
+    }
+    assert_eq!(results, vec![Ok(false), Ok(false), Ok(false), Err(WsError::TooManyFragments { limit: 3 })]);
+    assert_eq!(WsError::TooManyFragments { limit: 3 }.close_code(), 1008);
+}
+
+#[test]
+fn issue13_the_read_buffer_is_released_once_parsed() {
+    let mut p = FrameParser::new(Sender::Server, 1 << 20);
+    p.push(&encode_frame(true, OpCode::Binary, &vec![7u8; 60_000], None));
+    let frame = p.next_frame().unwrap().unwrap();
+    assert!(p.next_frame().unwrap().is_none());
+    assert!(p.held() <= 4096, "{} bytes held after everything was parsed", p.held());
+    assert_eq!(frame.payload.len(), 60_000, "the frame keeps its own bytes");
+}
+
+proptest! {
+    /// Any fragmentation, with pings between fragments, reassembles to the same payload; the
+    /// message forwarded toward the server is one masked frame of that payload.
+    #[test]
+    fn issue13_any_fragmentation_reassembles_and_forwards_as_one_frame(
+        parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..20),
+        pings in proptest::collection::vec(any::<bool>(), 20),
+    ) {
+        let mut wire = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let op = if i == 0 { TOp::Data(Data::Binary) } else { TOp::Data(Data::Continue) };
+            wire.extend(reference(i + 1 == parts.len(), op, part, Some(MASK)));
+            if pings[i] && i + 1 < parts.len() {
+                wire.extend(reference(true, TOp::Control(Control::Ping), b"p", Some(MASK)));
+            }
+        }
+        let mut p = FrameParser::new(Sender::Client, 1 << 20);
+        let mut asm = Assembler::new(1 << 20, 64);
+        let mut message = None;
+        for f in parse_all(&mut p, &wire, &[5]) {
+            if let Some(Item::Message(m)) = asm.push(f).unwrap() {
+                message = Some(m);
+            }
+        }
+        let m = message.expect("the message completes");
+        let whole: Vec<u8> = parts.concat();
+        prop_assert_eq!(&m.payload[..], &whole[..]);
+        let expected_wire = if parts.len() == 1 { Wire::Frame(m.payload.clone()) } else { Wire::Fragments(parts.len() as u32) };
+        if parts.len() > 1 {
+            prop_assert_eq!(&m.wire, &expected_wire);
+        }
+        let out: Vec<u8> = m.into_frames(Some([1, 2, 3, 4])).concat();
+        let mut back = FrameParser::new(Sender::Client, 1 << 20);
+        back.push(&out);
+        let f = back.next_frame().unwrap().expect("one whole frame");
+        prop_assert!(f.fin);
+        prop_assert_eq!(&f.payload[..], &whole[..]);
+        prop_assert_eq!(back.buffered(), 0);
     }
 }

@@ -34,7 +34,7 @@ fn engine(w: &World) -> WsEngine {
     WsEngine::new(&w.env(), peer(), LIMITS, 7)
 }
 
-const LIMITS: Limits = Limits { handshake_message: 1024, message: 64 * 1024 };
+const LIMITS: Limits = Limits { handshake_message: 1024, message: 64 * 1024, fragments: 64 };
 const MASK: [u8; 4] = [1, 2, 3, 4];
 
 fn client(text: &str) -> Bytes {
@@ -46,17 +46,18 @@ fn gateway(text: &str) -> Bytes {
 }
 
 
-/// Decodes whole frames; panics on a partial frame (the engine must never emit one).
+/// Decodes the whole frames of one output; panics if it ends inside a frame (the engine must
+/// never release part of one; a large frame may come as its header and its payload).
 fn frames(sender: Sender, chunks: &[Bytes]) -> Vec<(OpCode, Vec<u8>)> {
     let mut out = Vec::new();
+    let mut p = FrameParser::new(sender, usize::MAX >> 1);
     for chunk in chunks {
-        let mut p = FrameParser::new(sender, usize::MAX >> 1);
         p.push(chunk);
         while let Some(f) = p.next_frame().unwrap() {
             out.push((f.opcode, f.payload.to_vec()));
         }
-        assert_eq!(p.buffered(), 0, "a partial frame was emitted");
     }
+    assert_eq!(p.buffered(), 0, "a partial frame was emitted");
     out
 }
 
@@ -233,7 +234,48 @@ fn control_frames_inside_a_fragmented_message_are_forwarded_at_once() {
     let last = encode_frame(true, OpCode::Continuation, br#""event":"tick"}"#, None);
     assert!(e.on_gateway_bytes(&r.env(), &first).to_client.is_empty());
     assert_eq!(e.on_gateway_bytes(&r.env(), &ping).to_client, vec![ping.clone()]);
-    assert_eq!(e.on_gateway_bytes(&r.env(), &last).to_client, vec![first, last]);
+    // The fragments are not kept: the message goes on as one frame of the whole payload.
+    let out = e.on_gateway_bytes(&r.env(), &last);
+    assert_eq!(frames(Sender::Server, &out.to_client), vec![(OpCode::Text, br#"{"type":"event","event":"tick"}"#.to_vec())]);
+    assert_eq!(out.forwarded, [0, 1]);
+}
+
+#[test]
+fn issue13_a_fragmented_client_message_is_forwarded_as_one_masked_frame() {
+    let r = rules("");
+    let mut e = established(&r);
+    let text = r#"{"type":"req","id":"9","method":"health","params":{}}"#;
+    let mut out = Output::default();
+    for (i, byte) in text.as_bytes().iter().enumerate() {
+        let op = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+        let o = e.on_client_bytes(&r.env(), &encode_frame(i + 1 == text.len(), op, &[*byte], Some(MASK)));
+        out.to_gateway.extend(o.to_gateway);
+        out.forwarded[0] += o.forwarded[0];
+        out.decided.extend(o.decided);
+    }
+    assert!(out.decided.is_empty(), "{:?}", out.decided);
+    assert_eq!(out.forwarded, [1, 0]);
+    // The gateway requires masked client frames: one, with the whole payload.
+    assert_eq!(frames(Sender::Client, &out.to_gateway), vec![(OpCode::Text, text.as_bytes().to_vec())]);
+}
+
+#[test]
+fn issue13_too_many_fragments_close_with_1008() {
+    let r = rules("");
+    let mut e = established(&r);
+    let mut closed = None;
+    for i in 0..(LIMITS.fragments + 1) {
+        let op = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+        let out = e.on_client_bytes(&r.env(), &encode_frame(false, op, b" ", Some(MASK)));
+        if let Some(d) = out.decided.first() {
+            closed = Some((i, d.verdict, frames(Sender::Server, &out.to_client)));
+            break;
+        }
+    }
+    let (at, verdict, to_client) = closed.expect("the connection is closed");
+    assert_eq!(at, LIMITS.fragments, "closed at the first fragment over the cap");
+    assert_eq!(verdict, Verdict::Close);
+    assert_eq!(&to_client[0].1[..2], &1008u16.to_be_bytes());
 }
 
 proptest! {
