@@ -23,6 +23,7 @@ use tokio::sync::watch;
 /// Builds the server and runs it until shutdown.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
+    ignore_sighup().context("cannot handle SIGHUP")?;
     let p = &cfg.policy.policy;
     let listeners: Vec<SocketAddr> = p.server.listen.iter().chain(&p.tls.listen).copied().collect();
     for addr in listeners.iter().chain(std::iter::once(&p.admin.listen)) {
@@ -88,6 +89,22 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     );
     server.run(pingora::server::RunArgs::default());
     tracing::info!("clawguard stopped");
+    Ok(())
+}
+
+/// SIGHUP must not kill the proxy (operators send it to reload): it is logged and ignored
+/// until hot reload handles it. Installed before anything listens, on its own thread.
+fn ignore_sighup() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let mut hangups = rt.block_on(async { signal(SignalKind::hangup()) })?;
+    std::thread::Builder::new().name("clawguard-signals".into()).spawn(move || {
+        rt.block_on(async move {
+            while hangups.recv().await.is_some() {
+                tracing::warn!("SIGHUP received: ignored (this build has no policy reload; restart clawguard to apply a changed policy)");
+            }
+        })
+    })?;
     Ok(())
 }
 

@@ -382,3 +382,19 @@ async fn issue13_a_protocol_error_sends_the_close_and_keeps_the_connection_for_t
     assert_eq!(&got[at + 2..at + 4], &1002u16.to_be_bytes());
     assert!(waited >= Duration::from_millis(1200), "the TCP close came after {waited:?}, before the grace");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_sighup_is_logged_and_does_not_kill() {
+    let gw = FakeGateway::start().await;
+    let mut cg = Clawguard::start(gw.addr, "");
+    let mut ws = connect(cg.addr).await;
+    cg.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cg.wait(Duration::from_millis(100)).is_none(), "clawguard exited on SIGHUP");
+    send_req(&mut ws, "2", "echo", json!({"after": "hup"})).await;
+    assert_eq!(next_json(&mut ws).await["payload"]["after"], "hup", "the open connection still works");
+    assert!(cg.log().contains("SIGHUP received"), "{}", cg.log());
+    // SIGTERM still shuts down gracefully.
+    cg.terminate();
+    assert_eq!(expect_close(&mut ws).await.0, 1001);
+}
