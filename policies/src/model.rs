@@ -931,17 +931,38 @@ pub enum RuleAction {
     Close,
 }
 
+/// The largest message cap accepted, bytes (1 GiB): far above any real message, and far from
+/// any arithmetic overflow.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// The longest duration setting accepted, seconds (one year): `Instant + Duration` cannot
+/// overflow on it.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
 impl Policy {
     /// Checks the rules that serde's types cannot express.
     pub fn validate(&self, src: &PolicySource) -> Result<(), PolicyError> {
-        let no_span = |msg: String| src.error_at(None, msg);
+        let at = |path: &[&str], msg: String| src.error_at_key(path, msg);
         if self.server.listen.is_empty() && self.tls.listen.is_empty() {
-            return Err(no_span("server.listen and tls.listen are both empty: expected at least one listener".into()));
+            return Err(at(&["server", "listen"], "server.listen and tls.listen are both empty: expected at least one listener".into()));
+        }
+        // Every address once: two listeners on one port would split connections between them.
+        let mut seen = std::collections::HashMap::new();
+        let listeners = self.server.listen.iter().map(|a| ("server", a)).chain(self.tls.listen.iter().map(|a| ("tls", a))).chain(std::iter::once(("admin", &self.admin.listen)));
+        for (section, addr) in listeners {
+            if let Some(first) = seen.insert(*addr, section) {
+                return Err(at(&[section, "listen"], format!("{section}.listen: {addr} is already the address of a {first} listener: expected every listener address once")));
+            }
+            // 0.0.0.0:P and 127.0.0.1:P cannot both be bound either.
+            let same_port = seen.keys().find(|other| *other != addr && other.port() == addr.port() && addr.port() != 0 && (other.ip().is_unspecified() || addr.ip().is_unspecified()) && other.is_ipv4() == addr.is_ipv4());
+            if let Some(other) = same_port {
+                return Err(at(&[section, "listen"], format!("{section}.listen: {addr} overlaps the listener on {other}: expected distinct ports")));
+            }
         }
         if !self.tls.listen.is_empty() {
-            for (name, field) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            for (name, field) in [("cert", &self.tls.cert), ("key", &self.tls.key)] {
                 if field.is_none() {
-                    return Err(no_span(format!("{name} is missing: expected a PEM file path because tls.listen is set")));
+                    return Err(at(&["tls", "listen"], format!("tls.{name} is missing: expected a PEM file path because tls.listen is set")));
                 }
             }
         }
@@ -951,36 +972,70 @@ impl Policy {
             }
         }
         let ws = &self.websocket;
-        if ws.max_handshake_message_bytes == 0 || ws.max_message_bytes == 0 {
-            return Err(no_span("websocket message limits must be greater than 0".into()));
+        for (key, value) in [("max_handshake_message_bytes", ws.max_handshake_message_bytes), ("max_message_bytes", ws.max_message_bytes)] {
+            if value == 0 || value > MAX_MESSAGE_BYTES {
+                return Err(at(&["websocket", key], format!("websocket.{key} = {value}: expected 1 to {MAX_MESSAGE_BYTES} bytes")));
+            }
         }
         if ws.max_fragments_per_message == 0 {
-            return Err(no_span("websocket.max_fragments_per_message must be greater than 0".into()));
+            return Err(at(&["websocket", "max_fragments_per_message"], "websocket.max_fragments_per_message must be greater than 0".into()));
         }
         if ws.max_handshake_message_bytes > ws.max_message_bytes {
-            return Err(no_span(format!(
-                "websocket.max_handshake_message_bytes ({}) exceeds websocket.max_message_bytes ({}): expected it to be at most that",
-                ws.max_handshake_message_bytes, ws.max_message_bytes
-            )));
+            return Err(at(
+                &["websocket", "max_handshake_message_bytes"],
+                format!(
+                    "websocket.max_handshake_message_bytes ({}) exceeds websocket.max_message_bytes ({}): expected it to be at most that",
+                    ws.max_handshake_message_bytes, ws.max_message_bytes
+                ),
+            ));
         }
         let limits = &self.limits;
         if limits.connection_bytes_per_second > 0 && (limits.connection_bytes_burst as usize) < ws.max_message_bytes {
-            return Err(no_span(format!(
-                "limits.connection_bytes_burst ({}) is below websocket.max_message_bytes ({}): a message of the allowed size could never pass; expected at least that",
-                limits.connection_bytes_burst, ws.max_message_bytes
-            )));
+            return Err(at(
+                &["limits", "connection_bytes_burst"],
+                format!(
+                    "limits.connection_bytes_burst ({}) is below websocket.max_message_bytes ({}): a message of the allowed size could never pass; expected at least that",
+                    limits.connection_bytes_burst, ws.max_message_bytes
+                ),
+            ));
         }
         if limits.max_keys == 0 {
-            return Err(no_span("limits.max_keys must be greater than 0".into()));
+            return Err(at(&["limits", "max_keys"], "limits.max_keys must be greater than 0".into()));
         }
         for glob in ws.max_request_bytes.keys() {
-            Glob::new(glob).map_err(|e| no_span(format!("websocket.max_request_bytes: {e}")))?;
+            Glob::new(glob).map_err(|e| at(&["websocket", "max_request_bytes", glob], format!("websocket.max_request_bytes: {e}")))?;
         }
-        if ws.handshake_timeout_seconds == 0 || ws.max_json_depth == 0 {
-            return Err(no_span("websocket.handshake_timeout_seconds and max_json_depth must be greater than 0".into()));
+        if ws.handshake_timeout_seconds == 0 {
+            return Err(at(&["websocket", "handshake_timeout_seconds"], "websocket.handshake_timeout_seconds must be greater than 0".into()));
+        }
+        if ws.max_json_depth == 0 {
+            return Err(at(&["websocket", "max_json_depth"], "websocket.max_json_depth must be greater than 0".into()));
         }
         if self.upstream.connect_timeout_ms == 0 || self.upstream.handshake_timeout_ms == 0 {
-            return Err(no_span("upstream timeouts must be greater than 0 ms".into()));
+            let key = if self.upstream.connect_timeout_ms == 0 { "connect_timeout_ms" } else { "handshake_timeout_ms" };
+            return Err(at(&["upstream", key], format!("upstream.{key} must be greater than 0 ms")));
+        }
+        // Durations: bounded so that no deadline computed from them can overflow.
+        let seconds = [
+            ("websocket", "idle_timeout_seconds", ws.idle_timeout_seconds),
+            ("websocket", "handshake_timeout_seconds", ws.handshake_timeout_seconds),
+            ("server", "shutdown_grace_seconds", self.server.shutdown_grace_seconds),
+            ("limits", "prune_interval_seconds", limits.prune_interval_seconds),
+        ];
+        for (section, key, value) in seconds {
+            if value > MAX_SECONDS {
+                return Err(at(&[section, key], format!("{section}.{key} = {value}: expected at most {MAX_SECONDS} (one year)")));
+            }
+        }
+        let millis = [
+            ("websocket", "close_grace_ms", ws.close_grace_ms),
+            ("upstream", "connect_timeout_ms", self.upstream.connect_timeout_ms),
+            ("upstream", "handshake_timeout_ms", self.upstream.handshake_timeout_ms),
+        ];
+        for (section, key, value) in millis {
+            if value > MAX_SECONDS * 1000 {
+                return Err(at(&[section, key], format!("{section}.{key} = {value}: expected at most {} (one year)", MAX_SECONDS * 1000)));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for rule in &self.frame_rules {
@@ -1050,44 +1105,51 @@ impl Policy {
         }
         for name in &self.limits.shadow {
             if !LIMIT_NAMES.contains(&name.as_str()) {
-                return Err(no_span(format!("limits.shadow: unknown limit {name:?}: expected one of {}", LIMIT_NAMES.join(", "))));
+                return Err(at(&["limits", "shadow"], format!("limits.shadow: unknown limit {name:?}: expected one of {}", LIMIT_NAMES.join(", "))));
             }
         }
         for op in &self.exec.operators {
             if !["&&", "||", ";", "|"].contains(&op.as_str()) {
-                return Err(no_span(format!("exec.operators: unknown operator {op:?}: expected some of \"&&\", \"||\", \";\", \"|\"")));
+                return Err(at(&["exec", "operators"], format!("exec.operators: unknown operator {op:?}: expected some of \"&&\", \"||\", \";\", \"|\"")));
             }
         }
         if self.exec.max_command_bytes == 0 {
-            return Err(no_span("exec.max_command_bytes must be greater than 0".into()));
+            return Err(at(&["exec", "max_command_bytes"], "exec.max_command_bytes must be greater than 0".into()));
         }
         let http = &self.http;
         if !http.hooks_path.starts_with('/') || http.hooks_path == "/" || http.hooks_path.ends_with('/') {
-            return Err(no_span(format!("http.hooks_path {:?}: expected an absolute path other than / without a trailing slash, as the gateway's hooks.path", http.hooks_path)));
+            return Err(at(&["http", "hooks_path"], format!("http.hooks_path {:?}: expected an absolute path other than / without a trailing slash, as the gateway's hooks.path", http.hooks_path)));
         }
         for origin in &http.allowed_origins {
             let ok = origin.split_once("://").is_some_and(|(scheme, host)| matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/'));
             if !ok {
-                return Err(no_span(format!("http.allowed_origins: {origin:?} is not an origin: expected scheme://host[:port], such as \"https://ops.example.com\"")));
+                return Err(at(&["http", "allowed_origins"], format!("http.allowed_origins: {origin:?} is not an origin: expected scheme://host[:port], such as \"https://ops.example.com\"")));
             }
         }
-        for rule in &http.headers {
+        for (i, rule) in http.headers.iter().enumerate() {
+            let index = i.to_string();
             if !rule.prefix.starts_with('/') {
-                return Err(no_span(format!("http.header prefix {:?}: expected a path starting with /", rule.prefix)));
+                return Err(at(&["http", "header", &index, "prefix"], format!("http.header prefix {:?}: expected a path starting with /", rule.prefix)));
             }
-            for name in rule.set.keys().chain(rule.add.keys()).chain(&rule.remove) {
+            for (kind, name) in rule.set.keys().map(|n| ("set", n)).chain(rule.add.keys().map(|n| ("add", n))).chain(rule.remove.iter().map(|n| ("remove", n))) {
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                    return Err(no_span(format!("http.header {:?}: {name:?} is not a header name", rule.prefix)));
+                    return Err(at(&["http", "header", &index, kind, name], format!("http.header {:?}: {name:?} is not a header name", rule.prefix)));
                 }
             }
-            for value in rule.set.values().chain(rule.add.values()) {
+            for (kind, name, value) in rule.set.iter().map(|(n, v)| ("set", n, v)).chain(rule.add.iter().map(|(n, v)| ("add", n, v))) {
                 if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                    return Err(no_span(format!("http.header {:?}: a value contains control characters", rule.prefix)));
+                    return Err(at(&["http", "header", &index, kind, name], format!("http.header {:?}: the value of {name:?} contains control characters", rule.prefix)));
                 }
             }
         }
-        if http.max_data_url_bytes == 0 || [http.max_body_bytes.tools_invoke, http.max_body_bytes.inference, http.max_body_bytes.embeddings, http.max_body_bytes.hooks, http.max_body_bytes.other].contains(&0) {
-            return Err(no_span("http body limits must be greater than 0".into()));
+        if http.max_data_url_bytes == 0 {
+            return Err(at(&["http", "max_data_url_bytes"], "http.max_data_url_bytes must be greater than 0".into()));
+        }
+        let bodies = &http.max_body_bytes;
+        for (key, value) in [("tools_invoke", bodies.tools_invoke), ("inference", bodies.inference), ("embeddings", bodies.embeddings), ("hooks", bodies.hooks), ("other", bodies.other)] {
+            if value == 0 {
+                return Err(at(&["http", "max_body_bytes", key], format!("http.max_body_bytes.{key} must be greater than 0")));
+            }
         }
         if !self.identities.is_empty() && !names.contains("default") {
             return Err(src.error_at(None, "the policy defines identities but no identity \"default\": expected one for clients that match nothing"));

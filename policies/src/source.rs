@@ -26,6 +26,39 @@ impl PolicySource {
         PolicyError::Invalid { location: self.locate(span), message: message.into() }
     }
 
+    /// The span of the key at `path` (table names, keys, and array indices as numbers:
+    /// `["http", "header", "1", "prefix"]`), or of the deepest part of it the document has
+    /// (a key left at its default is reported at its table). `None`: nothing of it is written.
+    pub fn key_span(&self, path: &[&str]) -> Option<Range<usize>> {
+        let doc = toml::de::DeTable::parse(&self.text).ok()?;
+        let mut table = doc.get_ref();
+        let mut found = None;
+        let mut rest = path;
+        while let Some((name, tail)) = rest.split_first() {
+            let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *name) else { break };
+            found = Some(key.span());
+            let mut value = value;
+            rest = tail;
+            // An array of tables: the next segment is the index.
+            if let (Some(array), Some((index, tail))) = (value.get_ref().as_array(), rest.split_first()) {
+                let Some(item) = index.parse::<usize>().ok().and_then(|i| array.get(i)) else { break };
+                found = Some(item.span());
+                value = item;
+                rest = tail;
+            }
+            match value.get_ref().as_table() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+        found
+    }
+
+    /// An error located at the key `path` (see [`PolicySource::key_span`]).
+    pub fn error_at_key(&self, path: &[&str], message: impl Into<String>) -> PolicyError {
+        self.error_at(self.key_span(path), message)
+    }
+
     /// Converts a TOML deserialisation error into a located [`PolicyError`].
     pub fn toml_error(&self, e: &toml::de::Error) -> PolicyError {
         self.error_at(e.span(), e.message().trim().to_string())

@@ -24,10 +24,22 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
         None => LoadedPolicy::embedded(),
         Some(p) => {
             let origin = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|source| PolicyError::Read { origin: origin.clone(), source })?;
+            let bytes = std::fs::read(p).map_err(|source| PolicyError::Read { origin: origin.clone(), source })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                // Located at the first byte that is not UTF-8.
+                let at = e.utf8_error().valid_up_to();
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let at = lossy.char_indices().nth(String::from_utf8_lossy(&e.as_bytes()[..at]).chars().count()).map_or(lossy.len(), |(i, _)| i);
+                clawguard_policies::PolicySource::new(&origin, &lossy).error_at(Some(at..at + 1), "the policy is not UTF-8 text: expected a UTF-8 TOML file")
+            })?;
             LoadedPolicy::parse(&origin, &text)?
         }
     };
+    // `run` installs this filter; `check` must refuse what `run` would.
+    let level = &policy.policy.logging.level;
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return Err(policy.source.error_at_key(&["logging", "level"], format!("logging.level {level:?}: {e}: expected a level such as \"info\" or directives such as \"warn,clawguard=debug\"")));
+    }
     let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     // Every exec rule's match / not_match examples must hold, or the policy is invalid.
     if let Err(e) = clawguard_filters::exec::ExecPolicy::new(&policy.policy) {

@@ -112,7 +112,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     ds.set_read_timeout(None);
     ds.set_write_timeout(Some(CLIENT_WRITE_STALL));
     metrics::WS_CONNECTIONS.with_label_values(&["opened"]).inc();
-    metrics::WS_ACTIVE.inc();
+    let _active = Active::count();
     tracing::debug!(peer = %peer.ip, identity = %engine.access().resolution().why, "websocket connection opened");
     let timers = Timers {
         idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
@@ -120,7 +120,6 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
     let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot).await;
-    metrics::WS_ACTIVE.dec();
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
 }
@@ -308,6 +307,22 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// One open connection in `clawguard_ws_connections_active`, however the connection ends.
+struct Active;
+
+impl Active {
+    fn count() -> Self {
+        metrics::WS_ACTIVE.inc();
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        metrics::WS_ACTIVE.dec();
+    }
+}
+
 struct Timers {
     idle: Option<Duration>,
     close_grace: Duration,
@@ -358,7 +373,9 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
-        let handshake_deadline = Instant::now() + timers.handshake;
+        // Checked: a deadline past what `Instant` holds is no deadline.
+        let after = |from: Instant, d: Duration| from.checked_add(d);
+        let handshake_deadline = after(Instant::now(), timers.handshake);
         let mut close_deadline: Option<Instant> = None;
         let mut end = "client closed";
         if shutdown_seen {
@@ -375,14 +392,14 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 slot.established();
             }
             if engine.is_closing() && close_deadline.is_none() {
-                close_deadline = Some(Instant::now() + timers.close_grace);
+                close_deadline = Some(after(Instant::now(), timers.close_grace).unwrap_or_else(Instant::now));
             }
-            let idle_deadline = timers.idle.map(|d| last_activity + d);
+            let idle_deadline = timers.idle.and_then(|d| after(last_activity, d));
             let handshake_pending = !engine.access().is_established();
-            let deadline = close_deadline.or_else(|| match (handshake_pending, idle_deadline) {
-                (true, Some(idle)) => Some(idle.min(handshake_deadline)),
-                (true, None) => Some(handshake_deadline),
-                (false, idle) => idle,
+            let deadline = close_deadline.or_else(|| match (handshake_pending, idle_deadline, handshake_deadline) {
+                (true, Some(idle), Some(handshake)) => Some(idle.min(handshake)),
+                (true, idle, handshake) => idle.or(handshake),
+                (false, idle, _) => idle,
             });
             let can_read_client = c2s_tx.capacity() > 0;
             tokio::select! {
@@ -436,7 +453,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 _ = sleep_until(deadline) => {
                     if engine.is_closing() {
                         end = "close grace expired";
-                    } else if !engine.access().is_established() && Instant::now() >= handshake_deadline {
+                    } else if !engine.access().is_established() && handshake_deadline.is_some_and(|d| Instant::now() >= d) {
                         // As the gateway does when no handshake completes in time.
                         let out = engine.close(1000, "handshake timeout");
                         if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }

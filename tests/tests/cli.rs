@@ -175,3 +175,41 @@ fn issue12_decide_judges_an_http_request() {
     let (code, text) = run(&["--http", "GET /", "--header", "no colon"]);
     assert_eq!((code, text.contains("name: value")), (Some(2), true), "{text}");
 }
+
+#[test]
+fn issue13_check_refuses_a_logging_level_run_would_refuse() {
+    let p = policy_file("bad-level.toml", "[logging]\nlevel = \"warn,clawguard=loud\"\n");
+    let (ok, text) = check(&p);
+    assert!(!ok, "{text}");
+    assert!(text.contains(&format!("{}:2:1: logging.level: logging.level \"warn,clawguard=loud\"", p.display())), "{text}");
+}
+
+#[test]
+fn issue13_check_locates_a_byte_that_is_not_utf8() {
+    let dir = std::env::temp_dir().join(format!("clawguard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("latin1.toml");
+    std::fs::write(&p, b"[server]\n# caf\xe9\nthreads = 2\n").unwrap();
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains(&format!("{}:2:6", p.display())) && text.contains("not UTF-8"), "{text}");
+}
+
+#[test]
+fn issue13_check_refuses_listeners_that_share_an_address() {
+    let port = free_port();
+    let p = policy_file("listeners.toml", &format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let (ok, text) = check(&p);
+    assert!(!ok);
+    assert!(text.contains(&format!("{}:4:1: admin.listen: admin.listen: 127.0.0.1:{port} is already the address of a server listener", p.display())), "{text}");
+}
+
+#[test]
+fn issue13_check_accepts_timeouts_up_to_a_year_and_refuses_longer() {
+    let p = policy_file("long-timeouts.toml", "[websocket]\nidle_timeout_seconds = 31536000\nhandshake_timeout_seconds = 31536000\nclose_grace_ms = 31536000000\n");
+    let (ok, text) = check(&p);
+    assert!(ok, "{text}");
+    let p = policy_file("too-long.toml", "[websocket]\nhandshake_timeout_seconds = 31536001\n");
+    let (ok, text) = check(&p);
+    assert!(!ok && text.contains(":2:1: websocket.handshake_timeout_seconds"), "{text}");
+}

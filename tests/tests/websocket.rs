@@ -398,3 +398,26 @@ async fn issue13_sighup_is_logged_and_does_not_kill() {
     cg.terminate();
     assert_eq!(expect_close(&mut ws).await.0, 1001);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_the_longest_timeouts_do_not_panic_a_connection() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[websocket]\nidle_timeout_seconds = 31536000\nhandshake_timeout_seconds = 31536000\nclose_grace_ms = 31536000000\n");
+    let mut ws = connect(cg.addr).await;
+    send_req(&mut ws, "2", "echo", json!({"long": true})).await;
+    assert_eq!(next_json(&mut ws).await["payload"]["long"], true);
+    send_req(&mut ws, "3", "close", json!({"code": 1000})).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1000);
+    assert!(!cg.log().contains("panicked"), "{}", cg.log());
+    drop(ws);
+    // The connection is over, so the gauge is back to zero.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http_get(cg.admin, "/metrics").unwrap().1;
+        if metrics.contains("clawguard_ws_connections_active 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("clawguard_ws_connections_active 0"), "{metrics}");
+}
