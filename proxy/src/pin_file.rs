@@ -60,11 +60,35 @@ impl Drop for Locked {
     }
 }
 
+/// The temporary file a process writes the store through: `.<name>.<pid>.tmp`, beside it.
+fn temp_path(path: &Path, pid: u32) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(format!(".{}.{pid}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("node-pins")))
+}
+
+/// Removes temporary files left by writers that were killed mid-write (their process is
+/// gone); returns how many. Call under the store's lock.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefix = format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("node-pins"));
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Writes the store atomically: readers see the old file or the new one, never a part.
 pub fn save(path: &Path, store: &PinStore) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("node-pins"), std::process::id()));
+    let tmp = temp_path(path, std::process::id());
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&store.encode())?;
@@ -100,6 +124,19 @@ mod tests {
         assert_eq!(load(&path).unwrap(), store);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
         assert!(leftovers.is_empty(), "no temporary file is left behind");
+    }
+
+    #[test]
+    fn issue13_temporary_files_of_dead_writers_are_removed() {
+        let path = temp("stale");
+        save(&path, &PinStore::default()).unwrap();
+        // A pid above the kernel's maximum (4194304) is never alive.
+        let dead = temp_path(&path, 4_194_305);
+        std::fs::write(&dead, b"half a store").unwrap();
+        let unrelated = path.with_file_name("other.json.4194305.tmp");
+        std::fs::write(&unrelated, b"x").unwrap();
+        assert_eq!(remove_stale_temps(&path), 1);
+        assert!(!dead.exists() && unrelated.exists() && path.exists());
     }
 
     #[test]

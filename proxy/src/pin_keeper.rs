@@ -32,7 +32,14 @@ pub struct PersistentPins {
 impl PersistentPins {
     /// Loads the store at `path` (a corrupt file is an error) and starts its keeper thread.
     pub fn start(path: PathBuf, policy: NodePolicy) -> anyhow::Result<Arc<PersistentPins>> {
-        let store = pin_file::load(&path)?;
+        let store = {
+            let _lock = pin_file::Locked::acquire(&path)?;
+            let stale = pin_file::remove_stale_temps(&path);
+            if stale > 0 {
+                tracing::warn!(store = %path.display(), files = stale, "removed temporary files of node pin store writers that were killed mid-write");
+            }
+            pin_file::load(&path)?
+        };
         let (wake_tx, wake_rx) = mpsc::channel();
         let pins = Arc::new(PersistentPins { store: Mutex::new(store), unsaved: Mutex::default(), wake: Mutex::new(wake_tx), generation: watch::channel(0).0 });
         let keeper = Keeper { pins: Arc::downgrade(&pins), stamp: pin_file::stamp(&path), path, policy, reported: None };

@@ -154,3 +154,61 @@ async fn issue4_a_running_proxy_follows_concurrent_cli_edits_and_revokes_live_no
     let r = invoke(&mut op, "i3", "dev-1", "system.which").await;
     assert_eq!(r["error"]["details"]["rule"], "node-pin", "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_kill_9_loses_no_acknowledged_approval_and_learned_records_within_the_stated_window() {
+    let gw = FakeGateway::start().await;
+    let dir = temp_dir("kill9");
+    let store = dir.join("pins.json");
+    let mut cg = Clawguard::start(gw.addr, &policy(&store));
+    // dev-1 pending, so the CLI can approve it.
+    drop(node(cg.addr, "dev-1", &["system.which", "system.run"]).await);
+    wait_for("the pending request on disk", || std::fs::read(&store).ok().and_then(|b| PinStore::decode(&b).ok()).is_some_and(|s| s.nodes.contains_key("dev-1")));
+
+    // Nodes keep connecting (the proxy learns a record per node) while operators approve.
+    let addr = cg.addr;
+    let learned = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Instant)>::new()));
+    let churn = {
+        let learned = learned.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let name = format!("learn-{i}");
+                let Ok(Ok(ws)) = tokio::time::timeout(Duration::from_secs(2), tokio::spawn(async move { node(addr, &format!("learn-{i}"), &["system.which"]).await })).await else { break };
+                learned.lock().unwrap().push((name, Instant::now()));
+                drop(ws);
+            }
+        })
+    };
+    let mut approved = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let commands = format!("system.which,extra.{}", approved.len());
+        let (s, c) = (store.clone(), commands.clone());
+        let (ok, _) = tokio::task::spawn_blocking(move || nodes_cli(&s, &["approve", "dev-1", "--commands", &c])).await.unwrap();
+        if ok {
+            approved.push(commands);
+        }
+    }
+    // kill -9 while both keep writing.
+    let _ = Command::new("kill").args(["-KILL", &cg.pid().to_string()]).status();
+    let killed_at = Instant::now();
+    cg.wait(Duration::from_secs(5)).expect("killed");
+    churn.abort();
+
+    let on_disk = read_store(&store);
+    let last = approved.last().expect("approvals were acknowledged");
+    let pinned: Vec<String> = on_disk.pin("dev-1").unwrap().commands.iter().cloned().collect();
+    assert_eq!(pinned, vec![format!("extra.{}", approved.len() - 1), "system.which".to_string()], "the last acknowledged approval ({last}) stands");
+    // Every record learned more than the stated window (1 s) before the kill is on disk.
+    let learned = learned.lock().unwrap().clone();
+    assert!(learned.len() > 3, "nodes connected during the run ({})", learned.len());
+    let lost: Vec<&String> = learned.iter().filter(|(_, at)| killed_at.duration_since(*at) > Duration::from_secs(1)).map(|(n, _)| n).filter(|n| !on_disk.nodes.contains_key(n.as_str())).collect();
+    assert!(lost.is_empty(), "learned records lost beyond the window: {lost:?}");
+
+    // A restart removes what a killed writer left and reads the store.
+    let leftovers = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count();
+    let cg2 = Clawguard::start(gw.addr, &policy(&store));
+    let after = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count();
+    assert_eq!(after, 0, "{leftovers} temporary files before the restart, {after} after");
+    drop(cg2);
+}
