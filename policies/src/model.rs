@@ -432,6 +432,8 @@ pub struct Limits {
     pub ip_connections_burst: u32,
     /// Connections per source IP that have not completed the handshake (`hello-ok`) yet.
     pub ip_pending_handshakes: usize,
+    /// Connections from all addresses that have not completed the handshake yet (0: no cap).
+    pub pending_handshakes_total: usize,
     /// `connect` requests per minute per source IP (`ip-handshakes`).
     pub ip_handshakes_per_minute: u32,
     /// Failed connects (`AUTH_*`, `DEVICE_AUTH_*`, `PAIRING_REQUIRED`) per source IP and per
@@ -505,6 +507,7 @@ impl Default for Limits {
             ip_connections_per_second: 10,
             ip_connections_burst: 40,
             ip_pending_handshakes: 32,
+            pending_handshakes_total: 4096,
             ip_handshakes_per_minute: 120,
             auth_failures: 10,
             auth_failure_window_seconds: 300,

@@ -65,11 +65,15 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         Ok(slot) => slot,
         Err(limit) => {
             metrics::REFUSALS.with_label_values(&["too_many_connections"]).inc();
-            if matches!(limit, LimitExceeded::PendingPerIp { .. }) {
-                metrics::RATE_LIMITED.with_label_values(&["ip-pending-handshakes"]).inc();
+            match limit {
+                LimitExceeded::PendingPerIp { .. } => metrics::RATE_LIMITED.with_label_values(&["ip-pending-handshakes"]).inc(),
+                LimitExceeded::PendingTotal { .. } => metrics::RATE_LIMITED.with_label_values(&["pending-handshakes-total"]).inc(),
+                _ => {}
             }
             tracing::warn!(peer = %peer.ip, %identity, reason = %limit, "websocket upgrade refused");
-            return respond_error(session, 429, "too_many_connections", &format!("clawguard: {limit}")).await;
+            // A cap of the whole proxy is an overload (503), one of the client's own a 429.
+            let status = if matches!(limit, LimitExceeded::PendingTotal { .. }) { 503 } else { 429 };
+            return respond_error(session, status, "too_many_connections", &format!("clawguard: {limit}")).await;
         }
     };
     let head = upstream_request_head(session, peer, shared);
@@ -283,7 +287,13 @@ impl<'a> Slot<'a> {
     fn take(shared: &'a Shared, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
         let ws = &shared.policy.policy.websocket;
         let clients = &shared.guard.clients;
-        let caps = Caps { per_ip: ws.max_connections_per_ip, per_identity: ws.max_connections_per_identity, pending_per_ip: clients.pending_handshakes, pending_shadow: clients.pending_shadow };
+        let caps = Caps {
+            per_ip: ws.max_connections_per_ip,
+            per_identity: ws.max_connections_per_identity,
+            pending_per_ip: clients.pending_handshakes,
+            pending_total: clients.pending_handshakes_total,
+            pending_shadow: clients.pending_shadow,
+        };
         let mut counts = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
         if caps.pending_shadow && caps.pending_per_ip > 0 && counts.pending(ip) >= caps.pending_per_ip {
             metrics::RATE_LIMIT_SHADOW.with_label_values(&["ip-pending-handshakes"]).inc();
@@ -295,7 +305,7 @@ impl<'a> Slot<'a> {
     /// The handshake completed: no longer one of the address's pending handshakes.
     fn established(&self) {
         if self.pending.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            self.shared.connections.lock().unwrap_or_else(|e| e.into_inner()).established(self.ip);
+            self.shared.connections.lock().unwrap_or_else(|e| e.into_inner()).established(self.ip, &self.identity);
         }
     }
 }

@@ -421,3 +421,31 @@ async fn issue13_the_longest_timeouts_do_not_panic_a_connection() {
     }
     assert!(metrics.contains("clawguard_ws_connections_active 0"), "{metrics}");
 }
+
+/// A WebSocket opened from the loopback address `source` (Linux routes all of 127/8 locally).
+async fn open_from(source: [u8; 4], addr: std::net::SocketAddr) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await.expect("websocket upgrade");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_pending_handshakes_from_40_addresses_do_not_lock_out_a_new_address() {
+    let gw = FakeGateway::start().await;
+    // Every client here is one identity, as every unknown remote client is `default`.
+    let cg = Clawguard::start(gw.addr, "[websocket]\nmax_connections_per_identity = 32\n");
+    let mut pending = Vec::new();
+    for i in 0..40u8 {
+        let mut ws = open_from([127, 0, 1, 10 + i], cg.addr).await;
+        next_json_raw(&mut ws).await; // the challenge; no connect follows
+        pending.push(ws);
+    }
+    let mut newcomer = open_from([127, 0, 2, 1], cg.addr).await;
+    next_json_raw(&mut newcomer).await;
+    newcomer.send(Message::text(json!({"type":"req","id":"1","method":"connect","params":{}}).to_string())).await.unwrap();
+    assert_eq!(next_json_raw(&mut newcomer).await["payload"]["type"], "hello-ok");
+    drop(pending);
+}

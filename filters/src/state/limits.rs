@@ -333,6 +333,8 @@ pub struct ClientLimits<C: Clock + Clone> {
     pub grace: u32,
     /// Connections per source IP still in their handshake.
     pub pending_handshakes: usize,
+    /// Connections from all addresses still in their handshake.
+    pub pending_handshakes_total: usize,
     /// Whether the pending-handshake cap only counts.
     pub pending_shadow: bool,
 }
@@ -422,6 +424,7 @@ impl<C: Clock + Clone> ClientLimits<C> {
             http_hooks: KeyedLimit::new("http-hooks", Rate::per_minute(policy.http_hooks_per_minute), shadow("http-hooks"), keys, clock),
             grace: policy.connection_grace,
             pending_handshakes: policy.ip_pending_handshakes,
+            pending_handshakes_total: policy.pending_handshakes_total,
             pending_shadow: shadow("ip-pending-handshakes"),
         }
     }
