@@ -248,11 +248,26 @@ pub struct Server {
     pub threads: usize,
     /// Seconds given to open connections to finish on SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Client connections (HTTP and WebSocket, plaintext and TLS) open at once per address
+    /// (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Client connections open at once from all addresses (0: no cap).
+    pub max_connections: usize,
+    /// A request head (TLS handshake included, for a new connection) must arrive whole within
+    /// this many seconds of the connection opening or the previous answer.
+    pub header_timeout_seconds: u64,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { listen: vec![([127, 0, 0, 1], 18790).into()], threads: 0, shutdown_grace_seconds: 5 }
+        Server {
+            listen: vec![([127, 0, 0, 1], 18790).into()],
+            threads: 0,
+            shutdown_grace_seconds: 5,
+            max_connections_per_ip: 256,
+            max_connections: 16_384,
+            header_timeout_seconds: 10,
+        }
     }
 }
 
@@ -1019,7 +1034,11 @@ impl Policy {
             return Err(at(&["upstream", key], format!("upstream.{key} must be greater than 0 ms")));
         }
         // Durations: bounded so that no deadline computed from them can overflow.
+        if self.server.header_timeout_seconds == 0 {
+            return Err(at(&["server", "header_timeout_seconds"], "server.header_timeout_seconds must be greater than 0".into()));
+        }
         let seconds = [
+            ("server", "header_timeout_seconds", self.server.header_timeout_seconds),
             ("websocket", "idle_timeout_seconds", ws.idle_timeout_seconds),
             ("websocket", "handshake_timeout_seconds", ws.handshake_timeout_seconds),
             ("server", "shutdown_grace_seconds", self.server.shutdown_grace_seconds),

@@ -20,7 +20,7 @@ mod respond;
 mod server;
 mod shared;
 mod tls;
-mod tls_listener;
+mod listeners;
 mod websocket;
 
 use clap::{Parser, Subcommand};

@@ -89,6 +89,11 @@ fn peer_of(session: &Session) -> Option<Peer> {
     Some(Peer { ip, tls: ssl.is_some(), client_cert })
 }
 
+/// The connection a request came on (the key of its head deadline).
+fn connection_of(session: &Session) -> Option<usize> {
+    session.digest().and_then(|d| d.socket_digest.as_ref()).map(crate::listeners::connection_key)
+}
+
 /// The kind of upgrade a request asks for.
 enum Upgrade {
     None,
@@ -133,6 +138,10 @@ impl ProxyHttp for Clawguard {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // The head is whole: the connection's head deadline stops until the answer is done.
+        if let Some(key) = connection_of(session) {
+            self.shared.heads.request_started(key);
+        }
         ctx.peer = peer_of(session);
         let policy = &self.shared.policy.policy;
         let (ip, tls) = (ctx.peer.as_ref().map(|p| p.ip), ctx.peer.as_ref().is_some_and(|p| p.tls));
@@ -327,6 +336,10 @@ impl ProxyHttp for Clawguard {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(key) = connection_of(session) {
+            let timeout = Duration::from_secs(self.shared.policy.policy.server.header_timeout_seconds);
+            self.shared.heads.request_finished(key, timeout);
+        }
         let kind = if matches!(upgrade_kind(session.req_header()), Upgrade::WebSocket) { "websocket" } else { "http" };
         let verdict = match (e, ctx.answered) {
             (Some(_), _) => "error",

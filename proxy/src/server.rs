@@ -9,9 +9,9 @@ use crate::shared::Shared;
 use crate::readiness::{Lifecycle, Readiness};
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;
-use crate::tls_listener::TlsListeners;
+use crate::listeners::ClientListeners;
 use pingora::listeners::tls::Acceptor;
-use pingora::proxy::{http_proxy, http_proxy_service};
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -57,23 +57,17 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::trace!(keys = left, "rate-limit keys pruned");
     })?;
 
-    let mut proxy = http_proxy_service(&server.configuration, Clawguard::new(shared.clone()));
-    for addr in &p.server.listen {
-        proxy.add_tcp(&addr.to_string());
-    }
-    // TLS listeners complete the handshake with clawguard's own rustls config (server cipher order).
-    let tls_proxy = cfg.tls.as_ref().map(|tls| {
-        let app = http_proxy(&server.configuration, Clawguard::new(shared.clone()));
-        TlsListeners::new("clawguard TLS", p.tls.listen.clone(), Acceptor::from_server_config(tls.server_config.clone()), app)
-    });
+    // Client connections are admitted, held to head deadlines and (on TLS listeners) handshaken
+    // with clawguard's own rustls config by clawguard's accept loop, then served by pingora.
+    let acceptor = cfg.tls.as_ref().map(|tls| Acceptor::from_server_config(tls.server_config.clone()));
+    let tls_listen = if acceptor.is_some() { p.tls.listen.clone() } else { Vec::new() };
+    let app = http_proxy(&server.configuration, Clawguard::new(shared.clone()));
+    let proxy = ClientListeners::new("clawguard proxy", p.server.listen.clone(), tls_listen, acceptor, app, shared.clone());
     let mut admin = Service::new("clawguard admin".to_string(), HttpServer::new_app(AdminApp { shared: shared.clone(), readiness: readiness.clone() }));
     admin.add_tcp(&p.admin.listen.to_string());
     let lifecycle = Lifecycle { shared: shared.clone(), detail: readiness, shutdown_tx, listeners };
 
     server.add_service(proxy);
-    if let Some(tls_proxy) = tls_proxy {
-        server.add_service(tls_proxy);
-    }
     server.add_service(admin);
     server.add_service(background_service("clawguard lifecycle", lifecycle));
 

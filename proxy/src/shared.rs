@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::pin_keeper::PersistentPins;
-use clawguard_filters::conn_limits::ConnectionCounts;
+use clawguard_filters::conn_limits::{ClientConnections, ConnectionCounts};
 use clawguard_filters::context::{Env, Guard};
 use clawguard_filters::exec_guard::ApprovalMemory;
 use clawguard_filters::nodes::NodePolicy;
@@ -37,6 +37,10 @@ pub struct Shared {
     pub replay: Mutex<ReplayCache>,
     /// Open WebSocket connections per address and identity.
     pub connections: Mutex<ConnectionCounts>,
+    /// Every open client connection per address.
+    pub clients: Mutex<ClientConnections>,
+    /// Where each open client connection is in its request cycle (the head deadline).
+    pub heads: crate::listeners::Heads,
     /// The policy file (`None`: embedded).
     pub path: Option<PathBuf>,
     /// When the policy was loaded.
@@ -71,6 +75,8 @@ impl Shared {
             guard: Arc::new(Guard::new(&cfg.policy.policy)),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
+            clients: Mutex::new(ClientConnections::default()),
+            heads: crate::listeners::Heads::default(),
             policy: cfg.policy.clone(),
             path: cfg.path.clone(),
             loaded_at: cfg.loaded_at,

@@ -363,3 +363,75 @@ async fn issue12_routes_origins_limits_and_security_headers_through_the_binary()
     let (_, metrics) = clawguard_tests::client::http_get(cg.admin, "/metrics").unwrap();
     assert!(metrics.contains("clawguard_http_decisions_total{route=\"none\",rule=\"http-route\",verdict=\"refuse\"} 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_a_request_head_must_arrive_whole_within_the_header_deadline() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start_with(gw.addr, "", "header_timeout_seconds = 2\n");
+    // Slowloris: a byte a second keeps pingora's per-read timeout happy, never the deadline.
+    let mut slow = TcpStream::connect(cg.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut closed_at = None;
+    for byte in head {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(500), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_at = Some(started.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let closed_at = closed_at.expect("the slow connection was closed");
+    assert!(closed_at >= Duration::from_millis(1500) && closed_at < Duration::from_secs(4), "closed after {closed_at:?}");
+    // A whole head in time, then another on the same connection, is served.
+    let mut ok = TcpStream::connect(cg.addr).await.unwrap();
+    for _ in 0..2 {
+        ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (status, _, _) = read_response(&mut ok).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    // An idle keep-alive connection gets the same deadline for its next head.
+    let mut buf = [0u8; 16];
+    let idle = tokio::time::timeout(Duration::from_secs(3), ok.read(&mut buf)).await.expect("closed within the deadline");
+    assert!(matches!(idle, Ok(0) | Err(_)), "the idle connection is closed");
+    let (_, metrics) = clawguard_tests::client::http_get(cg.admin, "/metrics").unwrap();
+    assert!(metrics.contains("clawguard_refusals_total{reason=\"header_timeout\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_client_connections_are_capped_per_address_with_a_json_429() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start_with(gw.addr, "", "max_connections_per_ip = 3\n");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(cg.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert_eq!(read_response(&mut s).await.0, 200);
+        held.push(s);
+    }
+    let mut fourth = TcpStream::connect(cg.addr).await.unwrap();
+    let (status, headers, body) = read_response(&mut fourth).await;
+    assert_eq!(status, 429);
+    assert!(headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/json")));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "too_many_connections");
+    assert!(v["error"]["message"].as_str().unwrap().contains("server.max_connections_per_ip"), "{v}");
+    // Another address is not affected, and a closed connection frees its place.
+    let other = TcpSocket::new_v4().unwrap();
+    other.bind(([127, 0, 3, 1], 0).into()).unwrap();
+    let mut other = other.connect(cg.addr).await.unwrap();
+    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut other).await.0, 200);
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(cg.addr).await.unwrap();
+    again.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut again).await.0, 200);
+}

@@ -268,7 +268,7 @@ async fn a_thousand_concurrent_connections() {
     let gw = FakeGateway::start().await;
     // All from one address: lift the per-address caps (connections, new connections per
     // second, pending handshakes) for this load test.
-    let cg = Clawguard::start(gw.addr, "[websocket]\nmax_connections_per_ip = 0\nmax_connections_per_identity = 0\n[limits]\nip_connections_per_second = 0\nip_pending_handshakes = 0\nip_handshakes_per_minute = 0\n");
+    let cg = Clawguard::start_with(gw.addr, "[websocket]\nmax_connections_per_ip = 0\nmax_connections_per_identity = 0\n[limits]\nip_connections_per_second = 0\nip_pending_handshakes = 0\nip_handshakes_per_minute = 0\n", "max_connections_per_ip = 0\n");
     let mut tasks = Vec::new();
     for i in 0..1000 {
         let addr = cg.addr;

@@ -119,6 +119,59 @@ impl ConnectionCounts {
     }
 }
 
+/// Why a new client connection (any protocol) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientLimit {
+    /// Too many from one address.
+    #[error("{ip} already has {limit} open connections (server.max_connections_per_ip)")]
+    PerIp {
+        /// The address.
+        ip: IpAddr,
+        /// The cap.
+        limit: usize,
+    },
+    /// Too many in total.
+    #[error("clawguard already has {limit} open connections (server.max_connections)")]
+    Total {
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// Every open client connection, by address, with the per-address and total caps (0: none).
+#[derive(Debug, Default)]
+pub struct ClientConnections {
+    per_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+impl ClientConnections {
+    /// Counts a new connection from `ip` unless a cap is reached.
+    pub fn try_open(&mut self, ip: IpAddr, per_ip: usize, total: usize) -> Result<(), ClientLimit> {
+        if total > 0 && self.total >= total {
+            return Err(ClientLimit::Total { limit: total });
+        }
+        let by_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if per_ip > 0 && by_ip >= per_ip {
+            return Err(ClientLimit::PerIp { ip, limit: per_ip });
+        }
+        *self.per_ip.entry(ip).or_default() += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Uncounts a connection counted by [`ClientConnections::try_open`].
+    pub fn close(&mut self, ip: IpAddr) {
+        decrement(&mut self.per_ip, &ip);
+        self.total = self.total.saturating_sub(1);
+    }
+
+    /// Open connections from all addresses.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
 fn decrement<K, Q>(map: &mut HashMap<K, usize>, key: &Q)
 where
     K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
@@ -203,6 +256,26 @@ mod tests {
             c.established(ip, "ops");
         }
         assert!(matches!(c.try_open(d, "ops", caps), Err(LimitExceeded::PerIdentity { limit: 2, .. })));
+    }
+
+    #[test]
+    fn issue13_client_connections_are_capped_per_address_and_in_total() {
+        let mut c = ClientConnections::default();
+        let a = IpAddr::from([192, 0, 2, 1]);
+        let b = IpAddr::from([192, 0, 2, 2]);
+        c.try_open(a, 2, 3).unwrap();
+        c.try_open(a, 2, 3).unwrap();
+        assert_eq!(c.try_open(a, 2, 3), Err(ClientLimit::PerIp { ip: a, limit: 2 }));
+        c.try_open(b, 2, 3).unwrap();
+        assert_eq!(c.try_open(b, 2, 3), Err(ClientLimit::Total { limit: 3 }));
+        c.close(a);
+        assert!(c.try_open(b, 2, 3).is_ok());
+        for _ in 0..3 {
+            c.close(b);
+            c.close(a);
+        }
+        assert_eq!(c.total(), 0);
+        assert!(c.per_ip.is_empty(), "no entry outlives its connections");
     }
 
     #[test]
