@@ -89,6 +89,31 @@ fn peer_of(session: &Session) -> Option<Peer> {
     Some(Peer { ip, tls: ssl.is_some(), client_cert })
 }
 
+/// What went wrong with the gateway, in words (not pingora's error names).
+fn gateway_failure(kind: &ErrorType) -> &'static str {
+    match kind {
+        ErrorType::ConnectTimedout => "did not accept the connection in time",
+        ErrorType::ConnectRefused => "refused the connection (is it running?)",
+        ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => "cannot be reached",
+        ErrorType::ReadTimedout => "did not answer in time",
+        ErrorType::WriteTimedout => "did not read the request in time",
+        ErrorType::ConnectionClosed => "closed the connection before answering",
+        ErrorType::ReadError | ErrorType::WriteError => "connection failed while the request was in flight",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error | ErrorType::InvalidH2 => "sent an answer that is not valid HTTP",
+        _ => "failed to answer",
+    }
+}
+
+/// What was wrong with the client's request, in words.
+fn request_failure(kind: &ErrorType) -> &'static str {
+    match kind {
+        ErrorType::ReadTimedout => "the request was not received in time",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error => "the request is not valid HTTP/1.1",
+        ErrorType::H2Error | ErrorType::InvalidH2 | ErrorType::H2Downgrade => "the request is not valid HTTP/2",
+        _ => "the request could not be read",
+    }
+}
+
 /// The connection a request came on (the key of its head deadline).
 fn connection_of(session: &Session) -> Option<usize> {
     session.digest().and_then(|d| d.socket_digest.as_ref()).map(crate::listeners::connection_key)
@@ -182,6 +207,9 @@ impl ProxyHttp for Clawguard {
             websocket::take_over(&self.shared, session, &peer).await?;
             return Ok(true);
         }
+        // Pipelined requests are served one after another, in order, each judged on its own
+        // (without this pingora serves the first and drops the rest with the connection).
+        session.as_downstream_mut().set_pipelining_enabled(true);
         if !self.shared.http_decisions {
             return Ok(false);
         }
@@ -320,8 +348,8 @@ impl ProxyHttp for Clawguard {
         if code > 0 && session.as_downstream().response_written().is_none() {
             let upstream = self.shared.policy.policy.upstream.address;
             let message = match e.esource() {
-                ErrorSource::Upstream => format!("clawguard: the gateway at {upstream} failed: {}", e.etype().as_str()),
-                _ => format!("clawguard: {}", e.etype().as_str()),
+                ErrorSource::Upstream => format!("clawguard: the gateway at {upstream} {}", gateway_failure(e.etype())),
+                _ => format!("clawguard: {}", request_failure(e.etype())),
             };
             if let Err(write) = respond_error(session, code, kind, &message).await {
                 tracing::debug!(error = %write, "cannot send the error response");

@@ -217,6 +217,9 @@ async fn unreachable_gateway_http_is_a_502_with_a_reason() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["type"], "bad_gateway");
     assert!(v["error"]["message"].as_str().unwrap().contains(&dead.to_string()), "{v}");
+    // In clawguard's words, not pingora's error names (issue 13).
+    assert!(v["error"]["message"].as_str().unwrap().contains("refused the connection"), "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("Connect"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -434,4 +437,56 @@ async fn issue13_client_connections_are_capped_per_address_with_a_json_429() {
     let mut again = TcpStream::connect(cg.addr).await.unwrap();
     again.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert_eq!(read_response(&mut again).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_pipelined_requests_are_all_served_in_order() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    // 30 requests, over 4 KiB, in one write: each answer's length names its request.
+    let pipelined: Vec<u8> = (0..30).flat_map(|i| format!("GET /bytes?n={i} HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(150)).into_bytes()).collect();
+    assert!(pipelined.len() > 4096);
+    s.write_all(&pipelined).await.unwrap();
+    for i in 0..30 {
+        let (status, _, body) = read_response(&mut s).await;
+        assert_eq!((status, body.len()), (200, i), "answer {i} out of order or missing");
+    }
+    let paths: Vec<String> = gw.seen.lock().unwrap().http.iter().filter_map(|h| h.get(":path").cloned()).filter(|p| p.starts_with("/bytes")).collect();
+    assert_eq!(paths.len(), 30, "every request reached the gateway once: {paths:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_a_refused_pipelined_request_ends_the_connection_before_the_rest_is_forwarded() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    s.write_all(b"GET /bytes?n=1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET /bytes?n=3 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "nothing after the refusal: {}", String::from_utf8_lossy(&rest));
+    let forwarded: Vec<String> = gw.seen.lock().unwrap().http.iter().filter_map(|h| h.get(":path").cloned()).collect();
+    assert!(!forwarded.iter().any(|p| p.contains("n=3")), "the request after the refusal was forwarded: {forwarded:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue13_pipelined_requests_with_bodies_keep_each_body_whole() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut s = TcpStream::connect(cg.addr).await.unwrap();
+    let bodies: Vec<String> = (0..5).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i * 300))).collect();
+    let mut wire = Vec::new();
+    for b in &bodies {
+        wire.extend_from_slice(format!("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).as_bytes());
+    }
+    s.write_all(&wire).await.unwrap();
+    for b in &bodies {
+        let (status, _, body) = read_response(&mut s).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(v["sha256"], hex::encode(Sha256::digest(b.as_bytes())), "a body was cut or mixed with the next request");
+    }
 }
