@@ -5,9 +5,13 @@
 #
 #   benches/run.sh [SECONDS_PER_POINT] [ROUNDS]    (needs wrk and nginx: apt-get install wrk nginx-light)
 #
-# Each point is measured ROUNDS times (default 3), the three targets in a rotated order each
+# Each point is measured ROUNDS times (default 3), the targets in a rotated order each
 # round, and the medians are reported: on a shared 2-core machine a single sequential
 # measurement drifts too much to compare.
+#
+# PROTOS="ws" (or "http") measures one protocol only.
+# BASELINE=/path/to/an/older/clawguard adds that binary as a fourth target with the same
+# policy, for a before/after comparison in the same run (a second table, "this build / baseline").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-3}
@@ -16,13 +20,13 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || { echo "nginx is needed: apt-get install nginx-light" >&2; exit 1; }
 (cd "$ROOT" && cargo build --release -q -p clawguard -p clawguard-benches)
-BIN="$ROOT/target/release"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK=$(mktemp -d -t clawguard-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-UP=$(port) CG=$(port) CG_ADMIN=$(port) NG=$(port)
+UP=$(port) CG=$(port) CG_ADMIN=$(port) NG=$(port) BASE=$(port) BASE_ADMIN=$(port)
 
 "$BIN/clawguard-load" upstream --listen "127.0.0.1:$UP" & PIDS+=($!)
 cat > "$WORK/clawguard.toml" <<TOML
@@ -51,6 +55,11 @@ gateway_bytes_per_second = 1000000000
 http_hooks_per_minute = 1000000000
 TOML
 "$BIN/clawguard" run --policy "$WORK/clawguard.toml" 2> "$WORK/clawguard.log" & PIDS+=($!)
+if [[ -n ${BASELINE:-} ]]; then
+  sed -e "s/127.0.0.1:$CG\"/127.0.0.1:$BASE\"/" -e "s/127.0.0.1:$CG_ADMIN\"/127.0.0.1:$BASE_ADMIN\"/" "$WORK/clawguard.toml" > "$WORK/baseline.toml"
+  "$BASELINE" run --policy "$WORK/baseline.toml" 2> "$WORK/baseline.log" & PIDS+=($!)
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$BASE_ADMIN/readyz" 2>/dev/null && break; sleep 0.1; done
+fi
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes 2;
@@ -104,12 +113,13 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 point() { # point PROTO TARGET_PORT CONNS -> "rate p50 p99"
   if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3"; else ws_point "ws://127.0.0.1:$2/" "$3"; fi
 }
-for proto in http ws; do
+for proto in ${PROTOS:-http ws}; do
   for c in 1 10 50; do
     : > "$WORK/point"
     for round in $(seq 1 "$ROUNDS"); do
       order=(direct:$UP clawguard:$CG nginx:$NG)
-      for i in $(seq 0 $(( (round - 1) % 3 ))); do order=("${order[@]:1}" "${order[0]}"); done
+      [[ -n ${BASELINE:-} ]] && order+=(baseline:$BASE)
+      for i in $(seq 0 $(( (round - 1) % ${#order[@]} ))); do order=("${order[@]:1}" "${order[0]}"); done
       for target in "${order[@]}"; do
         echo "${target%%:*} $(point "$proto" "${target##*:}" "$c")" >> "$WORK/point"
       done
@@ -125,7 +135,18 @@ med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in row
 d, g, n = med["direct"], med["clawguard"], med["nginx"]
 print(f"| {proto} | {c} | {d[0]:.0f} | {g[0]:.0f} | {n[0]:.0f} | {g[0]/d[0]:.2f}× | {g[0]/n[0]:.2f}× | "
       f"{d[1]:.0f} / {g[1]:.0f} / {n[1]:.0f} | {d[2]:.0f} / {g[2]:.0f} / {n[2]:.0f} | +{g[1]-d[1]:.0f} µs |")
+if "baseline" in med:
+    b = med["baseline"]
+    with open(path + ".baseline", "a") as out:
+        out.write(f"| {proto} | {c} | {b[0]:.0f} / {g[0]:.0f} | {g[0]/b[0]:.2f}× | {b[1]:.0f} / {g[1]:.0f} | {g[1]-b[1]:+.0f} µs | {b[2]:.0f} / {g[2]:.0f} |\n")
 PY
+    [[ -f $WORK/point.baseline ]] && cat "$WORK/point.baseline" >> "$WORK/baseline.table" && rm "$WORK/point.baseline"
   done
 done
+if [[ -n ${BASELINE:-} ]]; then
+  echo
+  echo "| protocol | conns | rps baseline / this build | this build / baseline | p50 µs baseline / this build | p50 change | p99 µs baseline / this build |"
+  echo "|---|---|---|---|---|---|---|"
+  cat "$WORK/baseline.table"
+fi
 if grep -qiE "panicked|error" "$WORK/clawguard.log"; then echo "clawguard logged errors:" >&2; grep -iE "panicked|error" "$WORK/clawguard.log" | head >&2; fi
