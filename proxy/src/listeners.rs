@@ -110,9 +110,10 @@ pub enum Phase {
 }
 
 /// The request phase of every open connection, keyed by its socket digest, which pingora
-/// hands to every request of the connection.
+/// hands to every request of the connection, with the requests in flight on it (several on
+/// an HTTP/2 connection: the deadline only runs while none is).
 #[derive(Default)]
-pub struct Heads(Mutex<HashMap<usize, watch::Sender<Phase>>>);
+pub struct Heads(Mutex<HashMap<usize, (watch::Sender<Phase>, usize)>>);
 
 /// The key of a connection: the address of its socket digest, unique while it is open.
 pub fn connection_key(digest: &Arc<SocketDigest>) -> usize {
@@ -122,7 +123,7 @@ pub fn connection_key(digest: &Arc<SocketDigest>) -> usize {
 impl Heads {
     fn register(&self, key: usize, phase: Phase) -> watch::Receiver<Phase> {
         let (tx, rx) = watch::channel(phase);
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tx);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (tx, 0));
         rx
     }
 
@@ -132,17 +133,19 @@ impl Heads {
 
     /// A request head arrived whole on the connection `key`.
     pub fn request_started(&self, key: usize) {
-        self.set(key, Phase::InRequest);
+        if let Some((tx, in_flight)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+            *in_flight += 1;
+            tx.send_replace(Phase::InRequest);
+        }
     }
 
-    /// The answer is done: the next head must arrive within `timeout`.
+    /// An answer is done: once none is in flight, the next head must arrive within `timeout`.
     pub fn request_finished(&self, key: usize, timeout: Duration) {
-        self.set(key, deadline(timeout));
-    }
-
-    fn set(&self, key: usize, phase: Phase) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            tx.send_replace(phase);
+        if let Some((tx, in_flight)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+            *in_flight = in_flight.saturating_sub(1);
+            if *in_flight == 0 {
+                tx.send_replace(deadline(timeout));
+            }
         }
     }
 }
@@ -304,5 +307,27 @@ impl<A: ServerApp + Send + Sync + 'static> Service for ClientListeners<A> {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue13_the_head_deadline_runs_only_while_no_request_is_in_flight() {
+        let heads = Heads::default();
+        let rx = heads.register(7, deadline(Duration::from_secs(10)));
+        assert!(matches!(*rx.borrow(), Phase::AwaitingHead(_)));
+        // Two HTTP/2 streams on one connection.
+        heads.request_started(7);
+        heads.request_started(7);
+        heads.request_finished(7, Duration::from_secs(10));
+        assert_eq!(*rx.borrow(), Phase::InRequest, "one stream still in flight");
+        heads.request_finished(7, Duration::from_secs(10));
+        assert!(matches!(*rx.borrow(), Phase::AwaitingHead(_)));
+        heads.unregister(7);
+        heads.request_started(7);
+        assert!(matches!(*rx.borrow(), Phase::AwaitingHead(_)), "an unregistered connection is left alone");
     }
 }
