@@ -124,8 +124,9 @@ pub enum DecideError {
 fn frames_text(frames: &[bytes::Bytes]) -> (Vec<Value>, Option<Value>) {
     let mut texts = Vec::new();
     let mut close = None;
+    // One parser over the whole output: a large frame may come as its header and its payload.
+    let mut p = FrameParser::new(Sender::Server, usize::MAX >> 1);
     for chunk in frames {
-        let mut p = FrameParser::new(Sender::Server, usize::MAX >> 1);
         p.push(chunk);
         while let Ok(Some(f)) = p.next_frame() {
             match f.opcode {
@@ -143,8 +144,8 @@ fn frames_text(frames: &[bytes::Bytes]) -> (Vec<Value>, Option<Value>) {
 
 fn parse_masked(frames: &[bytes::Bytes]) -> Vec<Value> {
     let mut out = Vec::new();
+    let mut p = FrameParser::new(Sender::Client, usize::MAX >> 1);
     for chunk in frames {
-        let mut p = FrameParser::new(Sender::Client, usize::MAX >> 1);
         p.push(chunk);
         while let Ok(Some(f)) = p.next_frame() {
             if f.opcode == OpCode::Text {

@@ -95,9 +95,10 @@ pub struct Decided {
 /// What one call into the engine wants written.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Whole frames for the gateway, in order.
+    /// Frames for the gateway, in order; together always whole frames (a large frame may
+    /// come as its header and its payload, so the payload is not copied).
     pub to_gateway: Vec<Bytes>,
-    /// Whole frames for the client, in order.
+    /// Frames for the client, in order, likewise.
     pub to_client: Vec<Bytes>,
     /// Messages forwarded unchanged: `[client→gateway, gateway→client]`.
     pub forwarded: [u32; 2],
