@@ -98,7 +98,7 @@ fn gateway_failure(kind: &ErrorType) -> &'static str {
         ErrorType::ReadTimedout => "did not answer in time",
         ErrorType::WriteTimedout => "did not read the request in time",
         ErrorType::ConnectionClosed => "closed the connection before answering",
-        ErrorType::ReadError | ErrorType::WriteError => "connection failed while the request was in flight",
+        ErrorType::ReadError | ErrorType::WriteError => "dropped the connection while the request was in flight",
         ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error | ErrorType::InvalidH2 => "sent an answer that is not valid HTTP",
         _ => "failed to answer",
     }
