@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let (guard, state) = world();
     let env = state.env(guard, 1_795_264_737_000);
     let peer = Peer { ip: "127.0.0.1".parse().unwrap(), tls: false, client_cert: None };
-    let mut engine = WsEngine::new(&env, peer, Limits { handshake_message: 64 * 1024, message: 1024 * 1024 }, 1);
+    let mut engine = WsEngine::new(&env, peer, Limits { handshake_message: 64 * 1024, message: 1024 * 1024, fragments: 4096 }, 1);
     let mask = Some([1, 2, 3, 4]);
     engine.on_gateway_bytes(&env, &encode_frame(true, OpCode::Text, br#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#, None));
     engine.on_client_bytes(&env, &encode_frame(true, OpCode::Text, format!(r#"{{"type":"req","id":"1","method":"connect","params":{{"scopes":{SCOPES}}}}}"#).as_bytes(), mask));
