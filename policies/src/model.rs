@@ -972,7 +972,9 @@ impl Policy {
                 return Err(at(&[section, "listen"], format!("{section}.listen: {addr} is already the address of a {first} listener: expected every listener address once")));
             }
             // 0.0.0.0:P and 127.0.0.1:P cannot both be bound either.
-            let same_port = seen.keys().find(|other| *other != addr && other.port() == addr.port() && addr.port() != 0 && (other.ip().is_unspecified() || addr.ip().is_unspecified()) && other.is_ipv4() == addr.is_ipv4());
+            // A wildcard covers its family; `[::]` covers IPv4 too (Linux binds it dual-stack).
+            let covers = |wild: &SocketAddr, other: &SocketAddr| wild.ip().is_unspecified() && (wild.is_ipv4() == other.is_ipv4() || wild.is_ipv6());
+            let same_port = seen.keys().find(|other| *other != addr && other.port() == addr.port() && addr.port() != 0 && (covers(other, addr) || covers(addr, other)));
             if let Some(other) = same_port {
                 return Err(at(&[section, "listen"], format!("{section}.listen: {addr} overlaps the listener on {other}: expected distinct ports")));
             }
