@@ -1,10 +1,12 @@
 //! Layer 4, shared state: what outlives one request and is shared by every connection.
 //!
+//! - [`audit`]: the audit log's hash chain and its verification.
 //! - [`replay`]: the replay memory of signed connects.
 //! - [`nodes`]: node command-set pins (the store, with its integrity check).
 //! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
 //! - [`conn_limits`]: connection counts per peer and identity.
 
+pub mod audit;
 pub mod conn_limits;
 pub mod limits;
 pub mod nodes;
