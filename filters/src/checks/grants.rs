@@ -118,10 +118,12 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
     match rule {
         GrantRule::AdminOnly => Some(format!("{method} needs operator.admin: only an identity named admin may do this")),
         GrantRule::NonOperatorRoleNeedsAdmin => {
+            // No role reads as "", which is not "operator": held to admin (fails closed).
             let role = crate::codec::js::string_field(params, &["role"]).unwrap_or("");
             (role != "operator").then(|| format!("{method} of a {role:?} token needs operator.admin"))
         }
         GrantRule::TokenScopesWithinCaller => {
+            // No role reads as "", which is not "operator": held to admin (fails closed).
             let role = crate::codec::js::string_field(params, &["role"]).unwrap_or("");
             if role != "operator" {
                 return Some(format!("{method} of a {role:?} token needs operator.admin"));
@@ -140,6 +142,7 @@ pub fn refusal(method: &str, params: &Value, caller: ScopeSet, pending: &Pending
             (!beyond.is_empty()).then(|| format!("{method} asks for {} which the caller does not hold: a caller cannot mint more than it has", beyond.join(", ")))
         }
         GrantRule::NodeCommandsWithinCaller => {
+            // No request id names no pending request: held to admin below (fails closed).
             let id = crate::codec::js::string_field(params, &["requestId"]).unwrap_or("");
             let Some(commands) = pending.commands(id) else {
                 return Some(format!("{method} of request {id:?}, whose commands clawguard has not seen (list them with node.pair.list first), needs operator.admin"));

@@ -7,7 +7,7 @@
 //! ([`Message::into_frames`]).
 
 use super::{Frame, OpCode, WsError};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// What the assembler produces.
 #[derive(Debug)]
@@ -46,7 +46,7 @@ impl Message {
         match self.wire {
             Wire::Frame(raw) => vec![raw],
             Wire::Fragments(_) => {
-                let header = frame_header(self.opcode, self.payload.len(), mask);
+                let header = super::frame::encode_header(true, self.opcode, self.payload.len(), mask).freeze();
                 let payload = match mask {
                     None => self.payload,
                     Some(key) => match self.payload.try_into_mut() {
@@ -65,26 +65,6 @@ impl Message {
             }
         }
     }
-}
-
-/// The header of a final frame of `len` payload bytes (masking is XOR, so `unmask` masks).
-fn frame_header(opcode: OpCode, len: usize, mask: Option<[u8; 4]>) -> Bytes {
-    let mut out = BytesMut::with_capacity(14);
-    out.put_u8(0x80 | opcode.as_u8());
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    if len < 126 {
-        out.put_u8(mask_bit | len as u8);
-    } else if len <= u16::MAX as usize {
-        out.put_u8(mask_bit | 126);
-        out.put_u16(len as u16);
-    } else {
-        out.put_u8(mask_bit | 127);
-        out.put_u64(len as u64);
-    }
-    if let Some(key) = mask {
-        out.put_slice(&key);
-    }
-    out.freeze()
 }
 
 /// Reassembles one direction's messages, enforcing a message size cap and a cap on the

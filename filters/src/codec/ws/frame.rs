@@ -68,10 +68,9 @@ pub struct Frame {
     pub raw: Bytes,
 }
 
-/// Encodes one frame. With `mask`, the payload is masked with it (client → server).
-pub fn encode_frame(fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> Bytes {
-    let len = payload.len();
-    let mut out = BytesMut::with_capacity(len + 14);
+/// The header of one frame of `len` payload bytes (with the masking key when `mask` is set).
+pub fn encode_header(fin: bool, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(14);
     out.put_u8(if fin { 0x80 } else { 0 } | opcode.as_u8());
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     if len < 126 {
@@ -83,11 +82,18 @@ pub fn encode_frame(fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8;
         out.put_u8(mask_bit | 127);
         out.put_u64(len as u64);
     }
+    if let Some(key) = mask {
+        out.put_slice(&key);
+    }
+    out
+}
+
+/// Encodes one frame. With `mask`, the payload is masked with it (client → server).
+pub fn encode_frame(fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> Bytes {
+    let mut out = encode_header(fin, opcode, payload.len(), mask);
+    out.reserve(payload.len());
     match mask {
-        Some(key) => {
-            out.put_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-        }
+        Some(key) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3])),
         None => out.put_slice(payload),
     }
     out.freeze()
