@@ -6,6 +6,7 @@
 # not vary from run to run (kernel time is not in it: see http_decisions.sh for that).
 #
 #   benches/http_instructions.sh [REQUESTS]      (needs valgrind: apt-get install valgrind)
+#   KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate).
 #
 # Each point checks it exercised the real path: every answer is the upstream's 200 (the client
 # fails otherwise) and clawguard's metrics count every request as forwarded, none refused.
@@ -17,7 +18,11 @@ command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install va
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK=$(mktemp -d -t clawguard-httpinstr.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ -n ${KEEP_DUMPS:-} ]]; then mkdir -p "$KEEP_DUMPS" && cp "$WORK"/*.cg.* "$KEEP_DUMPS"/ 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 UP=$(port)

@@ -83,35 +83,67 @@ impl UpstreamHeaders for ResponseView<'_> {
     }
 }
 
-/// Applies a header plan (`filters::http::HeaderRules::plan`) to a response head. Built-in
-/// values are static text, turned into a `HeaderValue` without a copy.
+/// Applies a header plan (`filters::http::HeaderRules::plan`) to a response head.
+///
+/// A plan that adds headers is applied to the head's `http::HeaderMap` directly, with capacity
+/// reserved once and the built-in names and values taken as they are (static, nothing parsed or
+/// copied). pingora's own insert would parse each name again and write it to a second map that
+/// keeps the upstream's spelling of header names; that map is given up, so names go out in
+/// lowercase, which HTTP/1.1 and HTTP/2 read the same (RFC 9110 §5.1). The status and a custom
+/// reason phrase are kept.
 pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
+    let adds = ops.iter().filter(|op| matches!(op, HeaderOp::SetKnown(..) | HeaderOp::Set(..) | HeaderOp::Append(..))).count();
+    if adds == 0 {
+        for op in &ops {
+            match op {
+                HeaderOp::RemoveKnown(header) => {
+                    resp.remove_header(known_name(*header));
+                }
+                HeaderOp::Remove(name) => {
+                    resp.remove_header(name.as_ref());
+                }
+                _ => {}
+            }
+        }
+        return Ok(());
+    }
+    let taken = std::mem::replace(resp, ResponseHeader::from(http::Response::new(()).into_parts().0));
+    let reason = taken.get_reason_phrase().filter(|r| Some(*r) != taken.status.canonical_reason()).map(str::to_owned);
+    let mut parts = http::response::Parts::from(taken);
+    parts.headers.reserve(adds);
+    let applied = apply_to_map(&mut parts.headers, ops);
+    let mut rebuilt = ResponseHeader::from(parts);
+    rebuilt.set_reason_phrase(reason.as_deref())?;
+    *resp = rebuilt;
+    applied
+}
+
+fn apply_to_map(headers: &mut http::HeaderMap, ops: Vec<HeaderOp>) -> Result<()> {
     use std::borrow::Cow;
     let value = |text: Cow<'static, str>| -> Result<HeaderValue> {
         match text {
-            Cow::Borrowed(v) => HeaderValue::try_from(v),
-            Cow::Owned(v) => HeaderValue::try_from(v),
+            Cow::Borrowed(v) => HeaderValue::from_maybe_shared(Bytes::from_static(v.as_bytes())),
+            Cow::Owned(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
         }
         .or_err(InvalidHTTPHeader, "invalid header value in a header rule")
     };
+    let name = |text: &str| HeaderName::from_bytes(text.as_bytes()).or_err(InvalidHTTPHeader, "invalid header name in a header rule");
     for op in ops {
         match op {
-            HeaderOp::SetKnown(header, v) => resp.insert_header(header.name(), value(v)?)?,
+            HeaderOp::SetKnown(header, v) => {
+                headers.insert(known_name(header).clone(), value(v)?);
+            }
             HeaderOp::RemoveKnown(header) => {
-                if resp.headers.contains_key(known_name(header)) {
-                    resp.remove_header(known_name(header));
-                }
+                headers.remove(known_name(header));
             }
-            HeaderOp::Set(Cow::Borrowed(name), v) => resp.insert_header(name, value(v)?)?,
-            HeaderOp::Set(Cow::Owned(name), v) => resp.insert_header(name, value(v)?)?,
-            HeaderOp::Append(Cow::Borrowed(name), v) => {
-                resp.append_header(name, value(v)?)?;
+            HeaderOp::Set(n, v) => {
+                headers.insert(name(&n)?, value(v)?);
             }
-            HeaderOp::Append(Cow::Owned(name), v) => {
-                resp.append_header(name, value(v)?)?;
+            HeaderOp::Append(n, v) => {
+                headers.append(name(&n)?, value(v)?);
             }
-            HeaderOp::Remove(name) => {
-                resp.remove_header(name.as_ref());
+            HeaderOp::Remove(n) => {
+                headers.remove(n.as_ref());
             }
         }
     }
@@ -121,6 +153,41 @@ pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_adds_and_removes_and_keeps_the_status_reason_and_upstream_headers() {
+        let mut resp = ResponseHeader::build(299, Some(2)).unwrap();
+        resp.set_reason_phrase(Some("Fine Indeed")).unwrap();
+        resp.insert_header("X-Upstream", "kept").unwrap();
+        resp.insert_header("Server", "gateway").unwrap();
+        let ops = vec![
+            HeaderOp::RemoveKnown(Known::Server),
+            HeaderOp::SetKnown(Known::ContentTypeOptions, "nosniff".into()),
+            HeaderOp::Set("x-rule".into(), String::from("set").into()),
+            HeaderOp::Append("x-upstream".into(), "added".into()),
+        ];
+        apply_header_ops(&mut resp, ops).unwrap();
+        assert_eq!(resp.status.as_u16(), 299);
+        assert_eq!(resp.get_reason_phrase(), Some("Fine Indeed"));
+        assert!(resp.headers.get("server").is_none());
+        assert_eq!(resp.headers.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(resp.headers.get("x-rule").unwrap(), "set");
+        let upstream: Vec<_> = resp.headers.get_all("x-upstream").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(upstream, ["kept", "added"]);
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        assert!(String::from_utf8(wire).unwrap().contains("x-content-type-options: nosniff\r\n"));
+    }
+
+    #[test]
+    fn an_invalid_value_fails_and_leaves_the_head_whole() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("X-Upstream", "kept").unwrap();
+        let ops = vec![HeaderOp::Set("x-bad".into(), String::from("a\nb").into())];
+        assert!(apply_header_ops(&mut resp, ops).is_err());
+        assert_eq!(resp.status.as_u16(), 200);
+        assert_eq!(resp.headers.get("x-upstream").unwrap(), "kept");
+    }
 
     #[test]
     fn every_known_header_has_its_own_name() {
