@@ -4,11 +4,11 @@
 //!
 //! 1. [`codec`]: WebSocket frames, and input read as the gateway's JavaScript reads it.
 //! 2. [`protocol`]: the gateway's frames, scopes, method table, session fields, the peer.
-//! 3. [`checks`]: one module per concern (identity and ceiling, rules, grants, chat commands,
+//! 3. [`state`]: what connections share (replay memory, node pins, rate limits, connection
+//!    counts, the audit log's chain, records, keys and verification).
+//! 4. [`checks`]: one module per concern (identity and ceiling, rules, grants, chat commands,
 //!    config guard, exec, node pins, session ownership, attribution), over the compiled
 //!    policy in [`checks::context`].
-//! 4. [`state`]: what connections share (replay memory, node pins, rate limits, connection
-//!    counts).
 //! 5. [`surfaces`]: the WebSocket engine and the HTTP surface, which turn what arrives into
 //!    one request model and run it through [`surfaces::access`]'s ordered checks.
 //!
@@ -26,5 +26,5 @@ pub mod surfaces;
 pub use checks::{attribution, chat_commands, config_guard, context, exec, exec_guard, grants, identity, node_guard, rules, session_guard};
 pub use codec::{js, ws};
 pub use protocol::{gateway, method_table, peer, scope_model, scopes, sessions};
-pub use state::{conn_limits, limits, nodes, replay};
+pub use state::{audit, conn_limits, limits, nodes, replay};
 pub use surfaces::{access, decide, engine, http};

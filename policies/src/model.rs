@@ -62,6 +62,9 @@ pub struct Policy {
     /// The HTTP surface: routes, bodies, origins and response headers.
     #[serde(default)]
     pub http: Http,
+    /// The audit log: what is recorded, where, how it is signed, redacted and kept.
+    #[serde(default)]
+    pub audit: Audit,
 }
 
 /// Whether refusals are enforced.
@@ -366,6 +369,138 @@ impl Default for Gateway {
     fn default() -> Self {
         Gateway { version: "2026.9.6".into() }
     }
+}
+
+/// `[audit]`: the hash-chained, signed, redacted audit log (docs/audit.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Whether clawguard writes the log (the embedded policy, having no directory, never does).
+    pub enabled: bool,
+    /// The directory of the log files (relative paths: to the policy file's directory).
+    pub dir: PathBuf,
+    /// Which allowed requests are recorded besides every refusal and security event:
+    /// `none`, `sensitive` (methods and routes that write, grant or run) or `all`.
+    pub record_allowed: RecordAllowed,
+    /// When the file is flushed to disk: at every `checkpoint`, after `always` every batch,
+    /// or `never` (the operating system decides).
+    pub fsync: Fsync,
+    /// When a record cannot be written (queue full, disk full, I/O error): `block` refuses what
+    /// must be recorded and turns readiness false; `continue` counts the loss and goes on.
+    pub on_failure: OnFailure,
+    /// Records the queue to the writer holds.
+    pub queue: usize,
+    /// A signed checkpoint after this many records…
+    pub checkpoint_every: u64,
+    /// …or after this many seconds with records since the last one.
+    pub checkpoint_interval_seconds: u64,
+    /// The Ed25519 signing key (32-byte seed, hex or raw): `file:PATH` (relative: to the
+    /// policy's directory; created 0600 if missing) or `env:NAME`.
+    pub signing_key: String,
+    /// A new file once the current one reaches this many bytes.
+    pub rotate_bytes: u64,
+    /// A new file at each UTC day.
+    pub rotate_daily: bool,
+    /// Rotated files kept (0: all).
+    pub retain_files: usize,
+    /// Rotated files older than this many days removed (0: kept).
+    pub retain_days: u64,
+    /// More patterns (regular expressions) whose matches in any string are replaced by their
+    /// keyed hash, besides the built-in secret shapes.
+    pub redact_patterns: Vec<String>,
+    /// Fields encrypted with AES-256-GCM (`command`, `session`, `excerpt`); empty: none.
+    pub encrypt_fields: Vec<EncryptedField>,
+    /// The AES-256 key (32 bytes, hex): `file:PATH` or `env:NAME`; required with `encrypt_fields`.
+    pub encryption_key: Option<String>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            dir: "audit".into(),
+            record_allowed: RecordAllowed::Sensitive,
+            fsync: Fsync::Checkpoint,
+            on_failure: OnFailure::Block,
+            queue: 65_536,
+            checkpoint_every: 1000,
+            checkpoint_interval_seconds: 60,
+            signing_key: "file:audit/signing.key".into(),
+            rotate_bytes: 128 * 1024 * 1024,
+            rotate_daily: true,
+            retain_files: 0,
+            retain_days: 0,
+            redact_patterns: Vec::new(),
+            encrypt_fields: Vec::new(),
+            encryption_key: None,
+        }
+    }
+}
+
+/// Where a secret comes from: a file or an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// `file:PATH` (a relative path is relative to the policy's directory).
+    File(PathBuf),
+    /// `env:NAME`.
+    Env(String),
+}
+
+impl SecretRef {
+    /// Reads `file:PATH` or `env:NAME`.
+    pub fn parse(text: &str) -> Result<SecretRef, String> {
+        match text.split_once(':') {
+            Some(("file", path)) if !path.is_empty() => Ok(SecretRef::File(path.into())),
+            Some(("env", name)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => Ok(SecretRef::Env(name.into())),
+            _ => Err(format!("{text:?} is not a secret reference: expected file:PATH or env:NAME")),
+        }
+    }
+}
+
+/// Which allowed requests the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordAllowed {
+    /// Only refusals and security events.
+    None,
+    /// Also allowed requests that write, grant or run.
+    Sensitive,
+    /// Every request.
+    All,
+}
+
+/// When the audit file is flushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// At every checkpoint and at the seal.
+    Checkpoint,
+    /// After every batch: a record is on disk before the request it records goes on.
+    Always,
+    /// Never explicitly.
+    Never,
+}
+
+/// What happens when the audit log cannot take a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse what must be recorded; readiness false until the log writes again.
+    Block,
+    /// Count the lost record and go on.
+    Continue,
+}
+
+/// A record field the audit log can encrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptedField {
+    /// Exec commands (`target.command`).
+    Command,
+    /// Session keys (`target.session`).
+    Session,
+    /// Message excerpts (`details.excerpt`).
+    Excerpt,
 }
 
 /// `[nodes]`: node command-set pinning.
@@ -1174,6 +1309,32 @@ impl Policy {
             if value == 0 {
                 return Err(at(&["http", "max_body_bytes", key], format!("http.max_body_bytes.{key} must be greater than 0")));
             }
+        }
+        let audit = &self.audit;
+        if audit.queue == 0 || audit.queue > 16 * 1024 * 1024 {
+            return Err(at(&["audit", "queue"], format!("audit.queue = {}: expected 1 to {} records", audit.queue, 16 * 1024 * 1024)));
+        }
+        if audit.checkpoint_every == 0 {
+            return Err(at(&["audit", "checkpoint_every"], "audit.checkpoint_every must be greater than 0".into()));
+        }
+        if audit.checkpoint_interval_seconds == 0 || audit.checkpoint_interval_seconds > MAX_SECONDS {
+            return Err(at(&["audit", "checkpoint_interval_seconds"], format!("audit.checkpoint_interval_seconds = {}: expected 1 to {MAX_SECONDS}", audit.checkpoint_interval_seconds)));
+        }
+        if audit.rotate_bytes < 4096 {
+            return Err(at(&["audit", "rotate_bytes"], format!("audit.rotate_bytes = {}: expected at least 4096", audit.rotate_bytes)));
+        }
+        if audit.retain_days > 365 * 100 {
+            return Err(at(&["audit", "retain_days"], format!("audit.retain_days = {}: expected at most 36500", audit.retain_days)));
+        }
+        for (key, value) in [("signing_key", Some(&audit.signing_key)), ("encryption_key", audit.encryption_key.as_ref())] {
+            if let Some(v) = value {
+                if let Err(e) = SecretRef::parse(v) {
+                    return Err(at(&["audit", key], format!("audit.{key}: {e}")));
+                }
+            }
+        }
+        if !audit.encrypt_fields.is_empty() && audit.encryption_key.is_none() {
+            return Err(at(&["audit", "encrypt_fields"], "audit.encrypt_fields is set but audit.encryption_key is not: expected a file: or env: reference to a 32-byte key".into()));
         }
         if !self.identities.is_empty() && !names.contains("default") {
             return Err(src.error_at(None, "the policy defines identities but no identity \"default\": expected one for clients that match nothing"));

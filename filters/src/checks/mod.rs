@@ -1,4 +1,4 @@
-//! Layer 3, the checks: each judges one concern of a request, reading the compiled policy and
+//! Layer 4, the checks: each judges one concern of a request, reading the compiled policy and
 //! the shared state; `surfaces::access` runs them in order.
 //!
 //! - [`context`]: the policy compiled for decisions ([`context::Guard`]) and the state every

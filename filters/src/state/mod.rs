@@ -1,6 +1,7 @@
-//! Layer 4, shared state: what outlives one request and is shared by every connection.
+//! Layer 3, shared state: what outlives one request and is shared by every connection.
 //!
-//! - [`audit`]: the audit log's hash chain and its verification.
+//! - [`audit`]: the audit log: records, redaction, encryption, the hash chain, signed
+//!   checkpoints and verification (the writer's file I/O is the proxy's).
 //! - [`replay`]: the replay memory of signed connects.
 //! - [`nodes`]: node command-set pins (the store, with its integrity check).
 //! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
