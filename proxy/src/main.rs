@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
+mod audit_cli;
 mod config;
 mod decide;
 mod exec_cli;
@@ -59,6 +61,8 @@ enum Command {
     Nodes(nodes_cli::Args),
     /// The exec policy: `exec check -- ARGV…` or `exec check --shell 'SCRIPT'`.
     Exec(exec_cli::Args),
+    /// The audit log: verify, search, export, tail, key, hash.
+    Audit(audit_cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         },
         Command::Decide(args) => decide::run(args),
         Command::Exec(args) => exec_cli::run(args),
+        Command::Audit(args) => audit_cli::run(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

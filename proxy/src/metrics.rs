@@ -120,3 +120,41 @@ pub static HOT: LazyLock<HotCounters> = LazyLock::new(|| HotCounters {
     forward_c2s: WS_MESSAGES.with_label_values(&["c2s", "forward"]),
     forward_s2c: WS_MESSAGES.with_label_values(&["s2c", "forward"]),
 });
+
+/// Audit records written, by category.
+pub static AUDIT_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_audit_records_total", "Audit records written, by category", &["category"]).expect("metric registers once")
+});
+
+/// Audit events not recorded, by category and reason (`queue_full`, `write_failed`).
+pub static AUDIT_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_audit_dropped_total", "Audit events that could not be recorded, by category and reason", &["category", "reason"]).expect("metric registers once")
+});
+
+/// Failed writes or flushes of the audit log.
+pub static AUDIT_WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!("clawguard_audit_write_errors_total", "Failed writes or flushes of the audit log").expect("metric registers once")
+});
+
+/// Events queued for the audit writer.
+pub static AUDIT_QUEUE: LazyLock<IntGauge> =
+    LazyLock::new(|| register_int_gauge!("clawguard_audit_queue_depth", "Audit events queued for the writer").expect("metric registers once"));
+
+/// When the last signed checkpoint was written (Unix seconds).
+pub static AUDIT_LAST_CHECKPOINT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_audit_last_checkpoint_timestamp_seconds", "When the audit log's last signed checkpoint was written").expect("metric registers once")
+});
+
+/// 1 while the audit log writes, 0 while it cannot.
+pub static AUDIT_HEALTHY: LazyLock<IntGauge> =
+    LazyLock::new(|| register_int_gauge!("clawguard_audit_healthy", "1 while the audit log writes, 0 while it cannot").expect("metric registers once"));
+
+/// Crash markers written at start (the previous run did not seal the log).
+pub static AUDIT_CRASH_MARKERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!("clawguard_audit_crash_markers_total", "Crash markers written at start").expect("metric registers once")
+});
+
+/// The result of the verification of the audit log at start: 0 clean, 1 tampered, 2 incomplete.
+pub static AUDIT_VERIFY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_audit_last_verify_result", "The audit log verified at start: 0 clean, 1 tampered, 2 incomplete (a running or crashed log)").expect("metric registers once")
+});

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, plaintext_allowed, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::http::{Admitted, BodyPlan, HttpRefusal, HttpRequest};
+use clawguard_filters::surfaces::record::{self, HttpSeen};
 use clawguard_filters::peer::{ClientCert, Peer};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -135,8 +136,8 @@ fn upgrade_kind(req: &RequestHeader) -> Upgrade {
     if is_ws && req.method == http::Method::GET && !has_body { Upgrade::WebSocket } else { Upgrade::Other }
 }
 
-/// Counts and logs a refusal; a dry-run one only recorded.
-fn note_refusal(route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAddr>, path: &str) {
+/// Counts, logs and records in the audit log a refusal; a dry-run one only recorded.
+async fn note_refusal(shared: &Shared, req: &RequestHeader, route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAddr>, path: &str, identity: Option<&str>) {
     let verdict = if refusal.enforce { "refuse" } else { "would_refuse" };
     metrics::HTTP_DECISIONS.with_label_values(&[route, verdict, &refusal.rule]).inc();
     if refusal.rule.starts_with("rate-limit:") {
@@ -151,6 +152,18 @@ fn note_refusal(route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAdd
         tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, status = refusal.status, reason = %refusal.reason, "http request refused");
     } else {
         tracing::warn!(peer = ?peer, %path, route, rule = %refusal.rule, reason = %refusal.reason, "http request would be refused (dry-run)");
+    }
+    if let Some(audit) = &shared.audit {
+        let seen = HttpSeen { peer: peer.map(|p| p.to_string()).unwrap_or_default(), identity, method: req.method.as_str(), path, route };
+        audit.record(record::http_refusal(&seen, refusal)).await;
+    }
+}
+
+/// Records an allowed request when the policy records it (`audit.record_allowed`).
+async fn note_allowed(shared: &Shared, req: &RequestHeader, admitted: &Admitted, peer: Option<std::net::IpAddr>) {
+    if let (Some(audit), true) = (&shared.audit, admitted.audited) {
+        let seen = HttpSeen { peer: peer.map(|p| p.to_string()).unwrap_or_default(), identity: Some(&admitted.identity().name), method: req.method.as_str(), path: &admitted.path, route: admitted.route.class.label() };
+        audit.record(record::http_allowed(&seen)).await;
     }
 }
 
@@ -200,7 +213,7 @@ impl ProxyHttp for Clawguard {
             };
             ctx.answered = true;
             if let Err(refusal) = checked {
-                note_refusal("websocket", &refusal, ip, session.req_header().uri.path());
+                note_refusal(&self.shared, session.req_header(), "websocket", &refusal, ip, session.req_header().uri.path(), None).await;
                 respond_refusal(session, &self.shared, &refusal).await?;
                 return Ok(true);
             }
@@ -222,17 +235,19 @@ impl ProxyHttp for Clawguard {
         match admitted {
             Ok(admitted) => {
                 for recorded in &admitted.recorded {
-                    note_refusal(admitted.route.class.label(), recorded, ip, &admitted.path);
+                    note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), recorded, ip, &admitted.path, Some(&admitted.identity().name)).await;
                 }
                 if matches!(admitted.body, BodyPlan::Judge { .. }) {
                     ctx.held = Some(BytesMut::new());
+                } else {
+                    note_allowed(&self.shared, session.req_header(), &admitted, ip).await;
                 }
                 ctx.admitted = Some(admitted);
                 Ok(false)
             }
             Err(refusal) => {
                 ctx.answered = true;
-                note_refusal("none", &refusal, ip, session.req_header().uri.path());
+                note_refusal(&self.shared, session.req_header(), "none", &refusal, ip, session.req_header().uri.path(), None).await;
                 respond_refusal(session, &self.shared, &refusal).await?;
                 Ok(true)
             }
@@ -248,7 +263,7 @@ impl ProxyHttp for Clawguard {
             ctx.body_seen += body.as_ref().map_or(0, Bytes::len);
             if ctx.body_seen > limit {
                 let refusal = clawguard_filters::http::too_large(&admitted.path, limit);
-                note_refusal(admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path);
+                note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path, Some(&admitted.identity().name)).await;
                 ctx.refusal = Some(refusal);
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "request body over the route's limit"));
             }
@@ -260,7 +275,7 @@ impl ProxyHttp for Clawguard {
         if held.len() > limit {
             ctx.held = None;
             let refusal = clawguard_filters::http::too_large(&admitted.path, limit);
-            note_refusal(admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path);
+            note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &refusal, ctx.peer.as_ref().map(|p| p.ip), &admitted.path, Some(&admitted.identity().name)).await;
             ctx.refusal = Some(refusal);
             return Err(Error::explain(ErrorType::HTTPStatus(413), "request body too large to judge"));
         }
@@ -278,13 +293,14 @@ impl ProxyHttp for Clawguard {
             clawguard_filters::http::judge_body(&self.shared.env(), &peer, admitted, &http_request(session.req_header(), &view, false), &whole)
         };
         if let Err(refusal) = judged {
-            note_refusal(admitted.route.class.label(), &refusal, Some(peer.ip), &admitted.path);
+            note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &refusal, Some(peer.ip), &admitted.path, Some(&admitted.identity().name)).await;
             ctx.refusal = Some(refusal);
             return Err(Error::explain(ErrorType::HTTPStatus(403), "request refused by clawguard"));
         }
-        for recorded in admitted.recorded.drain(..) {
-            note_refusal(admitted.route.class.label(), &recorded, Some(peer.ip), &admitted.path);
+        for recorded in std::mem::take(&mut admitted.recorded) {
+            note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &recorded, Some(peer.ip), &admitted.path, Some(&admitted.identity().name)).await;
         }
+        note_allowed(&self.shared, session.req_header(), admitted, Some(peer.ip)).await;
         *body = Some(whole);
         Ok(())
     }

@@ -78,6 +78,11 @@ impl Lifecycle {
         if let Err(why) = gateway_ready(upstream).await {
             failing.push(format!("gateway {upstream}: {why}"));
         }
+        // With `on_failure = "block"` a log that cannot write refuses what it must record: not
+        // ready (as Vault stops answering when no audit device writes).
+        if let Some(audit) = self.shared.audit.as_ref().filter(|a| a.down()) {
+            failing.push(format!("the audit log in {} cannot write", audit.dir.display()));
+        }
         failing
     }
 }

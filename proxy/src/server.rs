@@ -82,6 +82,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         "clawguard starting"
     );
     server.run(pingora::server::RunArgs::default());
+    if let Some(audit) = &shared.audit {
+        audit.close();
+    }
     tracing::info!("clawguard stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use clawguard_filters::nodes::NodePolicy;
 use clawguard_filters::replay::ReplayCache;
 use clawguard_filters::sessions::SessionLedger;
 use clawguard_policies::LoadedPolicy;
+use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,8 @@ pub struct Shared {
     /// HTTP route decisions and response header rules apply (off only for the benchmark's
     /// baseline: `CLAWGUARD_BENCH_NO_HTTP_DECISIONS`, see docs/benchmarks.md).
     pub http_decisions: bool,
+    /// The audit log (`None`: off, or the embedded policy, which has no directory for it).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Shared {
@@ -68,7 +71,19 @@ impl Shared {
         let base = cfg.path.as_deref().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
         let store = crate::pin_file::store_path(&base, &policy.nodes.store);
         let pins = PersistentPins::start(store, NodePolicy::new(&policy.nodes))?;
+        let audit = match &cfg.path {
+            Some(path) => crate::audit::AuditLog::open(&policy.audit, &base, &cfg.policy.version).with_context(|| format!("the audit log of {}", path.display()))?,
+            None => {
+                tracing::warn!("no audit log: the embedded policy has no directory to keep one in (run with --policy)");
+                None
+            }
+        };
+        if let Some(a) = &audit {
+            let source = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            a.record_now(clawguard_filters::surfaces::record::policy_load(&cfg.policy.version, &source));
+        }
         Ok(Shared {
+            audit,
             pins,
             ledger: SessionLedger::default(),
             approvals: ApprovalMemory::default(),
@@ -93,6 +108,7 @@ impl Shared {
 
     /// The decision environment: the policy, the clock, the shared state.
     pub fn env(&self) -> Env<'_> {
-        Env { guard: &self.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals }
+        let audit_down = self.audit.as_ref().is_some_and(|a| a.down());
+        Env { guard: &self.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down }
     }
 }

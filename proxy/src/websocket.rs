@@ -9,6 +9,7 @@
 //! loop has room, so a slow peer on either side back-pressures the other; no
 //! buffer grows without bound.
 
+use crate::audit::AuditLog;
 use crate::metrics;
 use crate::respond::respond_error;
 use crate::shared::Shared;
@@ -18,6 +19,7 @@ use clawguard_filters::conn_limits::{Caps, LimitExceeded};
 use clawguard_filters::engine::{coalesce, Direction, Limits, Output, Verdict, WsEngine};
 use clawguard_filters::peer::Peer;
 use clawguard_filters::access::Notice;
+use clawguard_filters::surfaces::record::{self, Connection};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -123,7 +125,8 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         close_grace: Duration::from_millis(ws.close_grace_ms),
         handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
-    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot).await;
+    let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)), peer: peer.ip.to_string(), identity: identity.clone(), role: None };
+    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn).await;
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
 }
@@ -340,7 +343,17 @@ struct Timers {
 }
 
 /// Runs the connection until it ends; returns how it ended.
-async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>) -> &'static str {
+/// Numbers the connections of this process for the audit log (`ws-<n>`).
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// What `deliver` records in the audit log, and for which connection.
+struct Recording<'a> {
+    audit: Option<&'a AuditLog>,
+    conn: Connection,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection) -> &'static str {
     let (mut up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -378,6 +391,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         }
     };
     let main = async move {
+        let mut rec = Recording { audit: shared.audit.as_deref(), conn };
         let mut shutdown = shared.shutdown.clone();
         let mut pins_changed = shared.pins.subscribe();
         let mut shutdown_seen = *shutdown.borrow();
@@ -390,10 +404,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut end = "client closed";
         if shutdown_seen {
             let out = engine.close(1001, "clawguard is shutting down");
-            let _ = deliver(ds, &c2s_tx, out).await;
+            let _ = deliver(ds, &c2s_tx, out, &mut rec).await;
         } else if !early.is_empty() {
             let out = engine.on_gateway_bytes(&shared.env(), &early);
-            if deliver(ds, &c2s_tx, out).await.is_err() {
+            if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() {
                 end = "client write failed";
             }
         }
@@ -417,7 +431,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
                         let out = engine.on_client_bytes(&shared.env(), &data);
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,
                     Err(_) => { end = "client read failed"; }
@@ -427,7 +441,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     Some(data) => {
                         last_activity = Instant::now();
                         let out = engine.on_gateway_bytes(&shared.env(), &data);
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     None => {
                         upstream_open = false;
@@ -443,21 +457,21 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                             tracing::warn!(code, error = ?failure, "the gateway closed a websocket without a close frame");
                             metrics::WS_UPSTREAM_LOST.with_label_values(&[if code == 1012 { "1012" } else { "1011" }]).inc();
                             let out = engine.close(code, reason);
-                            if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                            if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                         }
                     }
                 },
                 changed = pins_changed.changed() => {
                     if changed.is_ok() {
                         let out = engine.recheck(&shared.env());
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },
                 changed = shutdown.changed(), if !shutdown_seen => {
                     if changed.is_err() || *shutdown.borrow() {
                         shutdown_seen = true;
                         let out = engine.close(1001, "clawguard is shutting down");
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },
                 _ = sleep_until(deadline) => {
@@ -466,10 +480,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     } else if !engine.access().is_established() && handshake_deadline.is_some_and(|d| Instant::now() >= d) {
                         // As the gateway does when no handshake completes in time.
                         let out = engine.close(1000, "handshake timeout");
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     } else {
                         let out = engine.close(1001, "idle timeout");
-                        if deliver(ds, &c2s_tx, out).await.is_err() { end = "client write failed"; }
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },
             }
@@ -496,8 +510,26 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Writes an engine output: frames to the gateway through the channel, frames
 /// to the client directly; counts verdicts.
-async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: Output) -> Result<()> {
-    let Output { to_gateway: up, to_client, forwarded, decided, notices } = out;
+async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: Output, rec: &mut Recording<'_>) -> Result<()> {
+    let Output { to_gateway: up, to_client, forwarded, decided, notices, allowed } = out;
+    // Recorded before anything is written: with `audit.fsync = "always"` a client never sees an
+    // answer whose record is not on disk.
+    if let Some(audit) = rec.audit {
+        for notice in &notices {
+            if let Notice::Established { role, .. } = notice {
+                rec.conn.role = Some(role.to_string());
+            }
+            if !matches!(notice, Notice::VersionMismatch { .. }) {
+                audit.record(record::ws_notice(&rec.conn, notice)).await;
+            }
+        }
+        for d in &decided {
+            audit.record(record::ws_decision(&rec.conn, d)).await;
+        }
+        for method in &allowed {
+            audit.record(record::ws_allowed(&rec.conn, method)).await;
+        }
+    }
     for notice in notices {
         match notice {
             Notice::VersionMismatch { gateway, expected } => {

@@ -46,6 +46,9 @@ pub struct Guard {
     inference_methods: Vec<Glob>,
     /// The HTTP surface's routes, origins and headers.
     pub http: crate::checks::http_policy::HttpPolicy,
+    /// Which allowed requests the audit log records (`audit.record_allowed`; `None` when the
+    /// audit log is off).
+    pub record_allowed: Option<clawguard_policies::RecordAllowed>,
 }
 
 impl Guard {
@@ -67,6 +70,16 @@ impl Guard {
             clients: crate::state::limits::ClientLimits::new(&policy.limits, &governor::clock::DefaultClock::default()),
             inference_methods: policy.limits.inference_methods.clone(),
             http: crate::checks::http_policy::HttpPolicy::new(policy),
+            record_allowed: policy.audit.enabled.then_some(policy.audit.record_allowed),
+        }
+    }
+
+    /// Whether an allowed request for `method` is recorded in the audit log.
+    pub fn records_method(&self, method: &str) -> bool {
+        match self.record_allowed {
+            None | Some(clawguard_policies::RecordAllowed::None) => false,
+            Some(clawguard_policies::RecordAllowed::All) => true,
+            Some(clawguard_policies::RecordAllowed::Sensitive) => crate::protocol::scopes::is_sensitive(method),
         }
     }
 
@@ -121,6 +134,9 @@ pub struct Env<'a> {
     pub ledger: &'a SessionLedger,
     /// Approval ids seen and the exec policy's verdict on their commands.
     pub approvals: &'a crate::checks::exec_guard::ApprovalMemory,
+    /// The audit log cannot record now and its policy is `on_failure = "block"`: requests that
+    /// must be recorded are refused.
+    pub audit_down: bool,
 }
 
 /// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
@@ -145,7 +161,7 @@ impl Default for InMemory {
 impl InMemory {
     /// The decision environment over this state.
     pub fn env<'a>(&'a self, guard: &'a Guard, now_ms: u64) -> Env<'a> {
-        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals }
+        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down: false }
     }
 }
 

@@ -12,6 +12,12 @@ pub fn lookup(method: &str) -> Option<Required> {
     METHODS.binary_search_by(|(name, _)| (*name).cmp(method)).ok().map(|i| METHODS[i].1)
 }
 
+/// Whether a method writes, grants or runs (what `audit.record_allowed = "sensitive"` records):
+/// everything but the table's read-only methods and node-role events. An unknown method counts.
+pub fn is_sensitive(method: &str) -> bool {
+    !matches!(lookup(method), Some(Required::Scope(Scope::Read | Scope::SessionsRead)) | Some(Required::NodeRole)) && method != "connect"
+}
+
 /// Methods that `operator.sessions.read` allows although the table says `operator.read`.
 const SESSION_READ: &[&str] = &[
     "chat.history", "chat.message.get", "chat.metadata", "chat.startup", "session.members.list", "session.members.listEvidence",

@@ -231,6 +231,8 @@ pub struct Access {
     resolutions: Vec<(String, String, String)>,
     /// What the request being judged needs from its answer, kept if it is forwarded.
     staged: Option<Staged>,
+    /// The method of the request just judged, when the audit log records it if allowed.
+    audit_method: Option<String>,
 }
 
 /// What a request's answer must be read for, noted while it is judged.
@@ -350,7 +352,14 @@ impl Access {
             pending_pair_lists: Vec::new(),
             resolutions: Vec::new(),
             staged: None,
+            audit_method: None,
         }
+    }
+
+    /// The method of the last request forwarded, if the audit log records it as allowed
+    /// (taken: the engine reports it once).
+    pub fn take_audit_method(&mut self) -> Option<String> {
+        self.audit_method.take()
     }
 
     /// Pins the identity (for `clawguard decide --identity`): later evidence does not change it.
@@ -475,6 +484,7 @@ impl Access {
                     Err(e) => return self.unreadable(env, &id, &method, e),
                 };
                 let judgement = self.request(env, &id, &method, &params);
+                self.audit_method = (judgement.action == Action::Forward && env.guard.records_method(&method)).then(|| method.to_string());
                 // What the answer must be read for is kept only for a request that reaches the
                 // gateway: a refused request's id could be reused by a later one.
                 let staged = std::mem::take(&mut self.staged);
@@ -627,6 +637,11 @@ impl Access {
             let details = json!({ "code": "INVALID_HANDSHAKE", "source": "clawguard", "rule": "handshake" });
             let reason = "connect is only valid as the first request".to_string();
             return self.judge(env, Action::Refuse { reply: reply(id, "INVALID_REQUEST", &reason, details), close: None, rule: "handshake".into(), reason });
+        }
+        if env.audit_down && env.guard.records_method(method) {
+            let reason = format!("the audit log cannot record now (audit.on_failure = \"block\") and an allowed {method} request must be recorded: refused until the log writes again");
+            let details = json!({ "code": "AUDIT_UNAVAILABLE", "source": "clawguard", "rule": "audit" });
+            return self.judge(env, Action::Refuse { reply: reply(id, "UNAVAILABLE", &reason, details), close: None, rule: "audit".into(), reason });
         }
         let identity = self.resolution.identity.clone();
         if let Some(why) = identity.method_refusal(method) {

@@ -90,6 +90,20 @@ pub struct Decided {
     pub rule: String,
     /// Why, in words.
     pub reason: String,
+    /// The method of the request (or the event's name) the verdict was on, when it reads.
+    pub target: Option<String>,
+}
+
+/// The method of a request or the name of an event in a text message (for the audit log).
+fn message_target(m: &Message) -> Option<String> {
+    if m.opcode != OpCode::Text {
+        return None;
+    }
+    match crate::protocol::gateway::parse_frame(&m.payload).ok()? {
+        crate::protocol::gateway::GatewayFrame::Req { method, .. } => Some(method.to_string()),
+        crate::protocol::gateway::GatewayFrame::Event { event, .. } => Some(event.to_string()),
+        _ => None,
+    }
 }
 
 /// What one call into the engine wants written.
@@ -106,6 +120,8 @@ pub struct Output {
     pub decided: Vec<Decided>,
     /// Things worth logging about the connection (handshake done, version mismatch).
     pub notices: Vec<Notice>,
+    /// Client requests forwarded that the audit log records as allowed, by method.
+    pub allowed: Vec<String>,
 }
 
 impl Output {
@@ -170,6 +186,11 @@ pub struct WsEngine {
 }
 
 impl WsEngine {
+    /// The name of the connection's identity.
+    pub fn identity_name(&self) -> &str {
+        &self.access.resolution().identity.name
+    }
+
     /// A new connection from `peer`, just after the 101. `seed` seeds the masking keys of
     /// frames clawguard itself sends to the gateway.
     pub fn new(env: &Env<'_>, peer: Peer, limits: Limits, seed: u64) -> Self {
@@ -261,7 +282,7 @@ impl WsEngine {
                     // client still sending receives it, but nothing more it sends is read.
                     self.discard_client();
                     self.start_close(&mut out, (e.close_code(), &reason), (e.close_code(), &reason));
-                    out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
+                    out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason, target: None });
                 }
             }
         }
@@ -283,7 +304,7 @@ impl WsEngine {
                 Err(e) => {
                     let reason = format!("upstream protocol error: {e}");
                     self.start_close(&mut out, (1011, &reason), (e.close_code(), &e.to_string()));
-                    out.decided.push(Decided { direction: Direction::GatewayToClient, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason });
+                    out.decided.push(Decided { direction: Direction::GatewayToClient, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason, target: None });
                 }
             }
         }
@@ -373,6 +394,9 @@ impl WsEngine {
         let Judgement { action, enforce } = judgement;
         let (rule, reason) = match &action {
             Action::Forward => {
+                if dir == Direction::ClientToGateway {
+                    out.allowed.extend(self.access.take_audit_method());
+                }
                 let frames = self.frames_of(dir, m);
                 return out.forward(dir, frames);
             }
@@ -382,10 +406,11 @@ impl WsEngine {
             | Action::Drop { rule, reason }
             | Action::Close { rule, reason, .. } => (rule.clone(), reason.clone()),
         };
+        let target = m.as_ref().and_then(message_target);
         if !enforce {
             let frames = self.frames_of(dir, m);
             out.forward(dir, frames);
-            out.decided.push(Decided { direction: dir, verdict: Verdict::WouldDeny, rule, reason });
+            out.decided.push(Decided { direction: dir, verdict: Verdict::WouldDeny, rule, reason, target });
             return;
         }
         let verdict = match action {
@@ -421,7 +446,7 @@ impl WsEngine {
                 Verdict::Close
             }
         };
-        out.decided.push(Decided { direction: dir, verdict, rule, reason });
+        out.decided.push(Decided { direction: dir, verdict, rule, reason, target });
     }
 
     fn start_close(&mut self, out: &mut Output, client: (u16, &str), gateway: (u16, &str)) {

@@ -141,6 +141,8 @@ pub struct Admitted {
     pub remove: Vec<&'static str>,
     /// Refusals recorded but not enforced (dry-run).
     pub recorded: Vec<HttpRefusal>,
+    /// Whether the audit log records this request as allowed (`audit.record_allowed`).
+    pub audited: bool,
 }
 
 impl Admitted {
@@ -266,7 +268,16 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
             Err(_) => return Err(bad_request("unreadable-input", format!("Content-Length {declared:?} is not a number"), "BAD_CONTENT_LENGTH")),
         }
     }
-    let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded };
+    let audited = match env.guard.record_allowed {
+        None | Some(clawguard_policies::RecordAllowed::None) => false,
+        Some(clawguard_policies::RecordAllowed::All) => true,
+        Some(clawguard_policies::RecordAllowed::Sensitive) => !matches!(req.method, "GET" | "HEAD" | "OPTIONS"),
+    };
+    if env.audit_down && audited {
+        let reason = format!("the audit log cannot record now (audit.on_failure = \"block\") and an allowed {} {path} must be recorded: refused until the log writes again", req.method);
+        check(HttpRefusal::new(503, "unavailable", "audit", reason, json!({ "code": "AUDIT_UNAVAILABLE" })))?;
+    }
+    let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded, audited };
     if let Some(r) = crate::state::limits::HttpRoute::of(&admitted.path) {
         if let Err(limited) = env.guard.clients.http(r, &admitted.identity().name, peer.ip) {
             let key = if r == crate::state::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };

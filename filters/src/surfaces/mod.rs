@@ -12,3 +12,4 @@ pub mod access;
 pub mod decide;
 pub mod engine;
 pub mod http;
+pub mod record;

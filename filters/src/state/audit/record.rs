@@ -247,6 +247,9 @@ fn put(map: &mut Map<String, Value>, key: &str, value: Option<String>) {
 /// The family of protections a rule belongs to (`control.family`).
 pub fn control_family(rule: &str) -> &'static str {
     let base = rule.split(':').next().unwrap_or(rule);
+    if base.starts_with("identity-") || base.starts_with("http-tool") || base == "scope-ceiling" {
+        return "access";
+    }
     match base {
         "scope" | "identity" | "methods" | "method" | "tools" | "tool" | "grants" | "grant" | "chat-command" | "admin" | "role" => "access",
         "exec" | "exec-approval" => "exec",

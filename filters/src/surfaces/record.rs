@@ -1,0 +1,228 @@
+//! What each surface's decisions say in the audit log: WebSocket verdicts, connection outcomes,
+//! pin changes, allowed requests, HTTP refusals, policy loads, turned into
+//! `state::audit::record::Event`s (the proxy adds nothing but the time).
+
+use crate::state::audit::record::{Actor, Category, Event, Outcome, Severity, Target};
+use crate::surfaces::access::Notice;
+use crate::surfaces::engine::{Decided, Direction, Verdict};
+use crate::surfaces::http::HttpRefusal;
+use serde_json::Value;
+
+/// The connection an event happened on.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// clawguard's id for the connection.
+    pub id: String,
+    /// The client's address.
+    pub peer: String,
+    /// The identity's name.
+    pub identity: String,
+    /// The role, once the handshake said.
+    pub role: Option<String>,
+}
+
+impl Connection {
+    fn actor(&self) -> Actor {
+        Actor { identity: Some(self.identity.clone()), role: self.role.clone(), ..Actor::default() }
+    }
+
+    fn stamp(&self, mut e: Event) -> Event {
+        e.conn = Some(self.id.clone());
+        e.peer = Some(self.peer.clone());
+        if e.actor.identity.is_none() {
+            e.actor = self.actor();
+        }
+        e
+    }
+}
+
+/// The category of a verdict by its rule and the method it was on.
+fn category_of(rule: &str, method: Option<&str>) -> Category {
+    let base = rule.split(':').next().unwrap_or(rule);
+    match base {
+        "exec" | "exec-approval" => return Category::Exec,
+        "node-pin" => return Category::Node,
+        "session-owner" | "sessions" | "session-quota" => return Category::Session,
+        "rate-limit" | "limits" | "lockout" | "connections" | "body-limit" => return Category::Limit,
+        "config-guard" => return Category::Config,
+        "grants" | "chat-command" => return Category::Approval,
+        "handshake" | "replay" | "identity" | "auth" => return Category::Auth,
+        _ => {}
+    }
+    match method {
+        Some("connect") => Category::Auth,
+        Some("tools.invoke") => Category::Tool,
+        Some(m) if m.starts_with("config.") => Category::Config,
+        Some(m) if m.contains("pair") || m.contains("approv") || m.starts_with("device.token") => Category::Approval,
+        Some(m) if m.starts_with("sessions.") || m.starts_with("chat.") => Category::Session,
+        Some(m) if m.starts_with("node.") => Category::Node,
+        _ => Category::Method,
+    }
+}
+
+/// A refusal of something dangerous ranks high.
+fn severity_of(category: Category, enforced: bool) -> Severity {
+    if !enforced {
+        return Severity::Low;
+    }
+    match category {
+        Category::Exec | Category::Config | Category::Approval | Category::Node => Severity::High,
+        _ => Severity::Medium,
+    }
+}
+
+/// A WebSocket verdict other than a plain forward.
+pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
+    let category = category_of(&d.rule, d.target.as_deref());
+    let (outcome, decision) = match d.verdict {
+        Verdict::WouldDeny => (Outcome::Denied, "would_refuse"),
+        Verdict::Reply => (Outcome::Denied, "refuse"),
+        Verdict::Drop => (Outcome::Denied, "drop"),
+        Verdict::Close => (Outcome::Denied, "close"),
+        Verdict::Rewrite => (Outcome::Success, "rewrite"),
+        Verdict::Forward => (Outcome::Success, "allow"),
+    };
+    let kind = if d.direction == Direction::ClientToGateway { "method" } else { "event" };
+    let mut e = Event::new(category, if d.verdict == Verdict::Close { "ws.close" } else { "ws.message" }, outcome, Target::new(kind, d.target.clone().unwrap_or_default()));
+    e.decision = decision.into();
+    e.enforced = d.verdict != Verdict::WouldDeny;
+    e.severity = if d.verdict == Verdict::Rewrite { Severity::Low } else { severity_of(category, e.enforced) };
+    e.rule = Some(d.rule.clone());
+    e.reason = Some(d.reason.clone());
+    e.details.insert("direction".into(), Value::from(d.direction.label()));
+    conn.stamp(e)
+}
+
+/// A client request forwarded that the policy records as allowed.
+pub fn ws_allowed(conn: &Connection, method: &str) -> Event {
+    let category = category_of("", Some(method));
+    let mut e = Event::new(category, "ws.request", Outcome::Success, Target::new("method", method));
+    e.decision = "allow".into();
+    conn.stamp(e)
+}
+
+/// A notice from the engine (handshake done, node pin changes, version mismatch).
+pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
+    match n {
+        Notice::Established { identity, client, device, role, scopes } => {
+            let mut e = Event::new(Category::Auth, "ws.connect", Outcome::Success, Target::new("connection", conn.id.clone()));
+            e.actor = Actor {
+                identity: Some(identity.clone()),
+                role: Some(role.to_string()),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                device_id: (!device.is_empty()).then(|| device.clone()),
+                client: (!client.is_empty()).then(|| client.clone()),
+            };
+            e.reason = Some(format!("identity {identity:?} connected as {role}"));
+            conn.stamp(e)
+        }
+        Notice::NodeUpgrade { device, beyond } => {
+            let mut e = Event::new(Category::Node, "node.pin.pending", Outcome::Denied, Target::new("node", device.clone()));
+            e.severity = Severity::High;
+            e.decision = "hold".into();
+            e.rule = Some("node-pin".into());
+            e.reason = Some("the node declared more than its pin: held to its pin, the rest pending approval".into());
+            e.details.insert("beyond".into(), serde_json::json!({ "commands": beyond.commands, "caps": beyond.caps, "permissions": beyond.permissions }));
+            conn.stamp(e)
+        }
+        Notice::PinFollowed { device, decision, by } => {
+            let mut e = Event::new(Category::Node, "node.pin.follow", Outcome::Success, Target::new("node", device.clone()));
+            e.decision = decision.to_string();
+            e.rule = Some("node-pin".into());
+            e.reason = Some(format!("the pin follows a gateway pairing decision ({decision}) by {by:?}"));
+            conn.stamp(e)
+        }
+        Notice::VersionMismatch { gateway, expected } => {
+            let mut e = Event::new(Category::Config, "gateway.version", Outcome::Failure, Target::new("gateway", gateway.clone()));
+            e.severity = Severity::Low;
+            e.decision = "note".into();
+            e.reason = Some(format!("the gateway is {gateway}; clawguard's method table describes {expected}"));
+            conn.stamp(e)
+        }
+    }
+}
+
+/// An HTTP request as the audit log sees it.
+#[derive(Debug, Clone)]
+pub struct HttpSeen<'a> {
+    /// The client's address.
+    pub peer: String,
+    /// The identity, when resolved.
+    pub identity: Option<&'a str>,
+    /// The method.
+    pub method: &'a str,
+    /// The path (canonical when it read).
+    pub path: &'a str,
+    /// The route class's label.
+    pub route: &'a str,
+}
+
+/// An HTTP refusal (or would-refusal in dry-run).
+pub fn http_refusal(req: &HttpSeen<'_>, r: &HttpRefusal) -> Event {
+    let method = if req.route == "tools_invoke" { Some("tools.invoke") } else { None };
+    let category = match category_of(&r.rule, method) {
+        Category::Method => Category::Http,
+        c => c,
+    };
+    let mut e = Event::new(category, "http.request", Outcome::Denied, Target::new("route", format!("{} {}", req.method, req.path)));
+    e.enforced = r.enforce;
+    e.decision = if r.enforce { "refuse".into() } else { "would_refuse".into() };
+    e.severity = severity_of(category, r.enforce);
+    e.rule = Some(r.rule.clone());
+    e.reason = Some(r.reason.clone());
+    e.details.insert("status".into(), Value::from(r.status));
+    e.details.insert("route".into(), Value::from(req.route));
+    if let Some(tool) = r.details.get("tool") {
+        e.details.insert("tool".into(), tool.clone());
+    }
+    e.actor = Actor { identity: req.identity.map(str::to_string), ..Actor::default() };
+    e.peer = Some(req.peer.clone());
+    e
+}
+
+/// An HTTP request allowed, when the policy records it.
+pub fn http_allowed(req: &HttpSeen<'_>) -> Event {
+    let mut e = Event::new(Category::Http, "http.request", Outcome::Success, Target::new("route", format!("{} {}", req.method, req.path)));
+    e.details.insert("route".into(), Value::from(req.route));
+    e.actor = Actor { identity: req.identity.map(str::to_string), ..Actor::default() };
+    e.peer = Some(req.peer.clone());
+    e
+}
+
+/// A policy loaded (at start or reload).
+pub fn policy_load(version: &str, source: &str) -> Event {
+    let mut e = Event::new(Category::Config, "policy.load", Outcome::Success, Target::new("policy", source));
+    e.reason = Some(format!("policy {version} in force"));
+    e.details.insert("version".into(), Value::from(version));
+    e
+}
+
+/// A change to the node pin store seen on disk (`clawguard nodes approve|revoke`).
+pub fn pin_store_change(device: &str, change: &str) -> Event {
+    let mut e = Event::new(Category::Node, "node.pin.change", Outcome::Success, Target::new("node", device));
+    e.decision = change.into();
+    e.severity = Severity::Medium;
+    e.reason = Some(format!("node {device}: {change} in the pin store"));
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue14_a_refused_admin_call_is_an_access_denial_on_its_method_and_connection() {
+        let conn = Connection { id: "c1".into(), peer: "127.0.0.1".into(), identity: "local".into(), role: Some("operator".into()) };
+        let d = Decided { direction: Direction::ClientToGateway, verdict: Verdict::Reply, rule: "scope".into(), reason: "missing scope: operator.admin".into(), target: Some("config.apply".into()) };
+        let e = ws_decision(&conn, &d);
+        assert_eq!((e.category, e.outcome, e.decision.as_str(), e.enforced), (Category::Config, Outcome::Denied, "refuse", true));
+        assert_eq!(e.target.name, "config.apply");
+        assert_eq!(e.actor.identity.as_deref(), Some("local"));
+        assert_eq!(e.conn.as_deref(), Some("c1"));
+        let would = Decided { verdict: Verdict::WouldDeny, rule: "exec".into(), target: Some("node.invoke".into()), ..d };
+        let e = ws_decision(&conn, &would);
+        assert_eq!((e.category, e.decision.as_str(), e.enforced, e.severity), (Category::Exec, "would_refuse", false, Severity::Low));
+        let limit = ws_decision(&conn, &Decided { verdict: Verdict::Reply, rule: "rate-limit:ws-messages".into(), ..would });
+        assert_eq!(limit.category, Category::Limit);
+    }
+}
