@@ -297,11 +297,12 @@ impl Writer {
             }
             metrics::AUDIT_QUEUE.sub(batch.len() as i64);
             let mut checkpointed = false;
+            // While the file cannot take what a failed write left pending, nothing new is
+            // chained: the chain on disk stays whole, and the loss is counted.
+            let blocked = !self.sink.pending.is_empty();
             for (event, ts, ack) in batch {
                 let category = event.category.name();
-                // While the file cannot take what is pending, nothing new is chained: the chain
-                // on disk stays whole, and the loss is counted.
-                if !self.sink.pending.is_empty() {
+                if blocked {
                     metrics::AUDIT_DROPPED.with_label_values(&[category, "write_failed"]).inc();
                     if let Some(a) = ack {
                         let _ = a.send(false);
@@ -316,13 +317,13 @@ impl Writer {
                 acks.extend(ack);
             }
             let now = now_ns();
-            if self.sink.pending.is_empty() && self.recorder.checkpoint_due(now) {
+            if !blocked && self.recorder.checkpoint_due(now) {
                 let line = self.recorder.checkpoint(now);
                 self.sink.push(vec![line]);
                 checkpointed = true;
             }
             if close.is_some() {
-                if self.sink.pending.is_empty() {
+                if !blocked {
                     let seal = self.recorder.seal(now_ns());
                     self.sink.push(vec![seal]);
                 }
@@ -362,6 +363,12 @@ impl Writer {
                 }
             }
             if let Some(done) = close {
+                if blocked && self.sink.pending.is_empty() {
+                    // What was pending went out at last: the seal follows it.
+                    let seal = self.recorder.seal(now_ns());
+                    self.sink.push(vec![seal]);
+                    let _ = self.sink.write_pending().and_then(|()| self.sink.file.sync_data());
+                }
                 if !self.sink.pending.is_empty() {
                     tracing::error!(bytes = self.sink.pending.len(), "the audit log could not be sealed: records not written");
                 }
