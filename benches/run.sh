@@ -53,6 +53,19 @@ connection_bytes_burst = 1000000000
 gateway_messages_per_second = 1000000000
 gateway_bytes_per_second = 1000000000
 http_hooks_per_minute = 1000000000
+# The load's connect and requests are granted (read and write, every session), so every
+# WebSocket request is judged and forwarded; the load client fails on any answer that is not
+# the upstream's.
+[[identity]]
+name = "bench"
+roles = ["operator"]
+scopes = ["operator.read", "operator.write"]
+sessions = ["**"]
+[identity.match]
+cidr = ["127.0.0.0/8"]
+[[identity]]
+name = "default"
+scopes = []
 TOML
 "$BIN/clawguard" run --policy "$WORK/clawguard.toml" 2> "$WORK/clawguard.log" & PIDS+=($!)
 if [[ -n ${BASELINE:-} ]]; then

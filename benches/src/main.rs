@@ -125,7 +125,9 @@ async fn ws_echo(mut ws: WebSocketStream<TcpStream>) -> anyhow::Result<()> {
         let Message::Text(text) = msg? else { continue };
         let frame: serde_json::Value = serde_json::from_str(&text)?;
         let reply = if frame["method"] == "connect" {
-            serde_json::json!({"type":"res","id":frame["id"],"ok":true,"payload":{"type":"hello-ok","protocol":4}})
+            // Grants what the (narrowed) connect asks for, as the gateway does for its owner.
+            let scopes = frame["params"]["scopes"].clone();
+            serde_json::json!({"type":"res","id":frame["id"],"ok":true,"payload":{"type":"hello-ok","protocol":4,"auth":{"role":"operator","scopes":scopes}}})
         } else {
             serde_json::json!({"type":"res","id":frame["id"],"ok":true,"payload":{"ok":true,"ts":1795268067476u64}})
         };
@@ -143,8 +145,13 @@ async fn ws_load(url: &str, conns: usize, seconds: u64) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
             ws.next().await; // challenge
-            ws.send(Message::text(r#"{"type":"req","id":"1","method":"connect","params":{}}"#)).await?;
-            ws.next().await; // hello-ok
+            // A connect the benchmark policy grants, so that every request below is judged and
+            // forwarded (not refused by clawguard): docs/benchmarks.md.
+            ws.send(Message::text(r#"{"type":"req","id":"1","method":"connect","params":{"minProtocol":4,"maxProtocol":4,"role":"operator","scopes":["operator.read","operator.write"],"client":{"id":"cli","mode":"cli","version":"bench","platform":"linux"}}}"#)).await?;
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"hello-ok\"") => {}
+                other => anyhow::bail!("the connect was not answered with hello-ok: {other:?}"),
+            }
             let start = Instant::now();
             let mut latencies = Vec::with_capacity(100_000);
             let mut i = 2u64;
@@ -156,7 +163,9 @@ async fn ws_load(url: &str, conns: usize, seconds: u64) -> anyhow::Result<()> {
                 ws.send(Message::text(req)).await?;
                 loop {
                     match ws.next().await {
-                        Some(Ok(Message::Text(_))) => break,
+                        // Only the upstream's answer counts: its payload carries its timestamp.
+                        Some(Ok(Message::Text(t))) if t.contains("\"ok\":true") && t.contains("1795268067476") => break,
+                        Some(Ok(Message::Text(t))) => anyhow::bail!("an answer that is not the upstream's: {t:.300}"),
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => return Err(anyhow::Error::from(e)),
                         None => anyhow::bail!("connection closed"),

@@ -175,7 +175,7 @@ impl AuditLog {
             Some(r) if !audit.encrypt_fields.is_empty() => Some((FieldCipher::new(read_secret(r, base, false)?), audit.encrypt_fields.clone())),
             _ => None,
         };
-        let nonce = Box::new(|| rand::random::<[u8; 12]>());
+        let nonce = Box::new(rand::random::<[u8; 12]>);
         let mut recorder = Recorder::new(keys, redactor, cipher, nonce).with_checkpoints(audit.checkpoint_every, audit.checkpoint_interval_seconds);
         recorder.set_policy_version(policy_version);
         let now = now_ns();

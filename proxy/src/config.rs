@@ -45,6 +45,9 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
     if let Err(e) = clawguard_filters::exec::ExecPolicy::new(&policy.policy) {
         return Err(policy.source.error_at(Some(e.span.clone()), e.to_string()));
     }
+    if let Err(e) = clawguard_filters::audit::redact::Redactor::new(&policy.policy.audit.redact_patterns) {
+        return Err(policy.source.error_at_key(&["audit", "redact_patterns"], e.to_string()));
+    }
     let tls = tls::load(&policy, &base)?;
     Ok(Config { policy, path: path.map(Path::to_path_buf), loaded_at: SystemTime::now(), tls })
 }

@@ -516,7 +516,8 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
     // answer whose record is not on disk.
     if let Some(audit) = rec.audit {
         for notice in &notices {
-            if let Notice::Established { role, .. } = notice {
+            if let Notice::Established { identity, role, .. } = notice {
+                rec.conn.identity = identity.clone();
                 rec.conn.role = Some(role.to_string());
             }
             if !matches!(notice, Notice::VersionMismatch { .. }) {

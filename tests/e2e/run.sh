@@ -54,6 +54,8 @@ start_clawguard() {
     printf '[server]\nlisten = ["127.0.0.1:%s"]\nshutdown_grace_seconds = 1\n' "$port"
     printf '[upstream]\naddress = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$GW_PORT" "$admin"
     printf '%s\n' "$@"
+    # Every instance keeps its own audit log (one writer per chain).
+    printf '[audit]\ndir = "audit-%s"\n' "$name"
   } > "$WORK/$name.toml"
   "$CLAWGUARD" run --policy "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
   PIDS+=($!)
@@ -575,6 +577,33 @@ else
 fi
 grep -q allowInsecureAuth "$WORK/gateway/openclaw.json" && fail "config unchanged" "allowInsecureAuth reached the gateway's config" \
   || pass "the gateway's config file is unchanged (no allowInsecureAuth)"
+
+# --- the audit log (issue 14) ------------------------------------------------------------------
+# An admin call by the read-only loopback identity of the http instance, refused.
+WS_REQUESTS='[["config.apply",{"raw":"{}","baseHash":"e2e"}]]' node "$E2E/ws-session.cjs" "ws://127.0.0.1:$HT_PORT" "$TOKEN" "operator.read" 127.0.0.1 > "$WORK/audit-admin.json"
+# A clean stop seals each log; then each verifies, pinned to the key `audit key` prints.
+for name in local limits http; do
+  pid=$(pgrep -f -- "--policy $WORK/$name.toml" | head -1)
+  [[ -n $pid ]] && kill -TERM "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  key=$("$CLAWGUARD" audit key --policy "$WORK/$name.toml" | sed -n 's/^public_key //p')
+  "$CLAWGUARD" audit verify --key "$key" "$WORK/audit-$name" > "$WORK/audit-verify-$name.txt"; rc=$?
+  (( rc == 0 )) && pass "issue 14: clawguard audit verify of the $name instance's log exits 0 (sealed, key pinned)" || fail "audit verify $name" "rc $rc: $(head -c 600 "$WORK/audit-verify-$name.txt")"
+  python3 "$ROOT/tests/audit/verify_audit.py" --key "$key" "$WORK/audit-$name"/audit-*.jsonl > "$WORK/audit-py-$name.json" \
+    && pass "issue 14: the independent verifier agrees on the $name log" || fail "python verifier $name" "$(cat "$WORK/audit-py-$name.json")"
+done
+found() { # found INSTANCE DESCRIPTION SEARCH-ARGS...: at least one record matches
+  local name=$1 what=$2; shift 2
+  local n; n=$("$CLAWGUARD" audit search "$@" "$WORK/audit-$name" | wc -l)
+  (( n > 0 )) && pass "issue 14: audit search finds $what" || fail "audit search: $what" "no record in $WORK/audit-$name"
+}
+found http "the admin call (config.apply) refused for the loopback identity reader" --identity reader --outcome denied --text '"name":"config.apply"'
+found local "the node's command upgrade held pending approval, for e2e-operator" --identity e2e-operator --category node --text node.pin.pending
+found local "the exec refusal of system.run (curl | sh), for e2e-operator" --identity e2e-operator --category exec --rule exec --outcome denied
+found limits "the rate-limit trip on chat.send, for e2e-operator" --identity e2e-operator --rule rate-limit:session-inference
+found local "the handshakes of the real CLI (ws.connect, with role and scopes)" --category auth --text '"action":"ws.connect"'
+# No secret of the run is in any log: the gateway token, bytes of it anywhere.
+if grep -rqF -- "$TOKEN" "$WORK"/audit-*/; then fail "audit redaction" "the gateway token is in an audit log"; else pass "issue 14: the gateway token appears in no audit log"; fi
 
 echo "e2e: $PASSED passed, $FAILED failed"
 (( FAILED == 0 ))

@@ -39,8 +39,10 @@ impl Connection {
 /// The category of a verdict by its rule and the method it was on.
 fn category_of(rule: &str, method: Option<&str>) -> Category {
     let base = rule.split(':').next().unwrap_or(rule);
+    if base.starts_with("exec") {
+        return Category::Exec;
+    }
     match base {
-        "exec" | "exec-approval" => return Category::Exec,
         "node-pin" => return Category::Node,
         "session-owner" | "sessions" | "session-quota" => return Category::Session,
         "rate-limit" | "limits" | "lockout" | "connections" | "body-limit" => return Category::Limit,

@@ -250,6 +250,9 @@ pub fn control_family(rule: &str) -> &'static str {
     if base.starts_with("identity-") || base.starts_with("http-tool") || base == "scope-ceiling" {
         return "access";
     }
+    if base.starts_with("exec") {
+        return "exec";
+    }
     match base {
         "scope" | "identity" | "methods" | "method" | "tools" | "tool" | "grants" | "grant" | "chat-command" | "admin" | "role" => "access",
         "exec" | "exec-approval" => "exec",
