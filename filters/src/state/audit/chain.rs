@@ -15,34 +15,59 @@ pub const GENESIS_PREV: &str = "000000000000000000000000000000000000000000000000
 
 /// The canonical text of a JSON value: object keys sorted at every depth, no white space.
 pub fn canonical(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                let mut out = Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sorted(&map[k]));
+    let mut out = Vec::with_capacity(512);
+    write_canonical(&mut out, value);
+    // Only UTF-8 text is written (keys and strings as serde_json escapes them).
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the canonical form of `value` without copying it.
+fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Object(map) => write_object(out, map, None),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                Value::Object(out)
+                write_canonical(out, v);
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    // Serialising a `Value` cannot fail (its keys are strings).
-    serde_json::to_string(&sorted(value)).unwrap_or_default()
 }
 
 /// The hash of a record (its fields without `hash`) chained to `prev`.
 pub fn record_hash(record: &Map<String, Value>, prev: &str) -> String {
-    let mut without = record.clone();
-    without.remove("hash");
+    let mut text = Vec::with_capacity(512);
+    // A borrowed view of the record as a value, without its hash.
+    write_object(&mut text, record, Some("hash"));
     let mut h = Sha256::new();
     h.update([0u8]);
-    h.update(canonical(&Value::Object(without)).as_bytes());
+    h.update(&text);
     h.update(prev.as_bytes());
     hex::encode(h.finalize())
+}
+
+fn write_object(out: &mut Vec<u8>, record: &Map<String, Value>, skip: Option<&str>) {
+    // Entries sorted by key, so no key is looked up again.
+    let mut entries: Vec<(&String, &Value)> = record.iter().filter(|(k, _)| Some(k.as_str()) != skip).collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_canonical(out, v);
+    }
+    out.push(b'}');
 }
 
 /// The writer's side: the next sequence number and the head hash.
@@ -82,7 +107,9 @@ impl Chain {
         record.insert("hash".into(), Value::from(hash.clone()));
         self.next_seq += 1;
         self.head = hash;
-        canonical(&Value::Object(record))
+        let mut line = Vec::with_capacity(640);
+        write_object(&mut line, &record, None);
+        String::from_utf8(line).unwrap_or_default()
     }
 }
 

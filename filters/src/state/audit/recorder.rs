@@ -12,6 +12,10 @@ use clawguard_policies::EncryptedField;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+/// Top-level record fields whose values clawguard itself chooses from a closed set: not searched
+/// for secrets.
+const CLOSED_FIELDS: &[&str] = &["type", "ts", "category", "action", "outcome", "severity", "policy_version", "enforced", "control"];
+
 /// The format name in genesis records.
 pub const FORMAT: &str = "clawguard-audit/1";
 
@@ -143,9 +147,18 @@ impl Recorder {
     pub fn event(&mut self, event: &Event, now_ns: u128) -> Vec<String> {
         let ts = rfc3339(now_ns);
         let keys = &self.keys;
-        let mut fields = event.fields(&ts, &self.policy_version, |d| keys.hmac(d));
-        let mut value = Value::Object(std::mem::take(&mut fields));
-        self.redactor.redact(&mut value, keys);
+        let fields = event.fields(&ts, &self.policy_version, |d| keys.hmac(d));
+        let mut value = Value::Object(fields);
+        // Every string that can carry input is redacted; the closed vocabulary (type, time,
+        // category, action, outcome, severity, the policy's version and the control) cannot.
+        // (No top-level field has a secret's name: each value is searched on its own.)
+        if let Value::Object(map) = &mut value {
+            for (k, v) in map.iter_mut() {
+                if !CLOSED_FIELDS.contains(&k.as_str()) {
+                    self.redactor.redact(v, keys);
+                }
+            }
+        }
         if let Some((cipher, which)) = &self.cipher {
             for field in which {
                 let (outer, inner) = match field {
