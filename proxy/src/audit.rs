@@ -26,6 +26,9 @@ pub fn now_ns() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
+/// How often the writer drains the queue when no request waits for its record.
+const BATCH_INTERVAL: Duration = Duration::from_millis(10);
+
 enum Msg {
     Event(Box<Event>, u128, Option<tokio::sync::oneshot::Sender<bool>>),
     Close(std::sync::mpsc::Sender<()>),
@@ -179,7 +182,14 @@ impl AuditLog {
         let mut recorder = Recorder::new(keys, redactor, cipher, nonce).with_checkpoints(audit.checkpoint_every, audit.checkpoint_interval_seconds);
         recorder.set_policy_version(policy_version);
         let now = now_ns();
-        let files = log_files(&dir)?;
+        let mut files = log_files(&dir)?;
+        // A crash right after a rotation can leave the new file empty: the chain goes on in the
+        // file before it.
+        while files.len() > 1 && files.last().and_then(|f| std::fs::metadata(f).ok()).is_some_and(|m| m.len() == 0) {
+            if let Some(empty) = files.pop() {
+                std::fs::remove_file(&empty).with_context(|| format!("cannot remove the empty audit file {}", empty.display()))?;
+            }
+        }
         let (path, name) = match files.last() {
             Some(p) => (p.clone(), p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
             None => (dir.join(file_name(0)), file_name(0)),
@@ -221,6 +231,11 @@ impl AuditLog {
         let thread = std::thread::Builder::new().name("clawguard-audit".into()).spawn(move || writer.run(rx))?;
         tracing::info!(dir = %dir.display(), file = %path.display(), "audit log open");
         Ok(Some(Arc::new(AuditLog { tx, healthy, on_failure: audit.on_failure, fsync: audit.fsync, thread: Mutex::new(Some(thread)), dir })))
+    }
+
+    /// Whether a request whose record was not taken must be refused (`on_failure = "block"`).
+    pub fn blocks(&self) -> bool {
+        self.on_failure == OnFailure::Block
     }
 
     /// Whether requests that must be recorded are to be refused now (`on_failure = "block"`
@@ -277,8 +292,22 @@ impl AuditLog {
 impl Writer {
     fn run(&mut self, rx: Receiver<Msg>) {
         let mut acks: Vec<tokio::sync::oneshot::Sender<bool>> = Vec::new();
+        // With `fsync = "always"` a request waits for its record: the writer wakes for each
+        // one. Otherwise it drains the queue every 10 ms, so that recording costs a request a
+        // queue push and no wake-up of this thread (on two cores, a wake-up per record halved
+        // WebSocket throughput; docs/benchmarks.md).
+        let wait_each = self.audit.fsync == Fsync::Always;
         loop {
-            let msg = rx.recv_timeout(Duration::from_millis(250));
+            let msg = if wait_each {
+                rx.recv_timeout(Duration::from_millis(250))
+            } else {
+                std::thread::sleep(BATCH_INTERVAL);
+                match rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            };
             let mut batch = Vec::new();
             let mut close = None;
             match msg {
@@ -288,7 +317,7 @@ impl Writer {
                 // Every sender is gone: seal and stop.
                 Err(RecvTimeoutError::Disconnected) => close = Some(std::sync::mpsc::channel().0),
             }
-            while close.is_none() && batch.len() < 4096 {
+            while close.is_none() && batch.len() < 65_536 {
                 match rx.try_recv() {
                     Ok(Msg::Event(e, ts, ack)) => batch.push((e, ts, ack)),
                     Ok(Msg::Close(done)) => close = Some(done),

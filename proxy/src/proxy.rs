@@ -159,12 +159,16 @@ async fn note_refusal(shared: &Shared, req: &RequestHeader, route: &str, refusal
     }
 }
 
-/// Records an allowed request when the policy records it (`audit.record_allowed`).
-async fn note_allowed(shared: &Shared, req: &RequestHeader, admitted: &Admitted, peer: Option<std::net::IpAddr>) {
-    if let (Some(audit), true) = (&shared.audit, admitted.audited) {
-        let seen = HttpSeen { peer: peer.map(|p| p.to_string()).unwrap_or_default(), identity: Some(&admitted.identity().name), method: req.method.as_str(), path: &admitted.path, route: admitted.route.class.label() };
-        audit.record(record::http_allowed(&seen)).await;
+/// Records an allowed request when the policy records it (`audit.record_allowed`); the refusal
+/// to send when the record was not taken and the log blocks (`audit.on_failure = "block"`).
+async fn note_allowed(shared: &Shared, req: &RequestHeader, admitted: &Admitted, peer: Option<std::net::IpAddr>) -> Option<Box<HttpRefusal>> {
+    let audit = shared.audit.as_ref().filter(|_| admitted.audited)?;
+    let seen = HttpSeen { peer: peer.map(|p| p.to_string()).unwrap_or_default(), identity: Some(&admitted.identity().name), method: req.method.as_str(), path: &admitted.path, route: admitted.route.class.label() };
+    if audit.record(record::http_allowed(&seen)).await || !audit.blocks() {
+        return None;
     }
+    metrics::HTTP_DECISIONS.with_label_values(&[admitted.route.class.label(), "refuse", "audit"]).inc();
+    Some(clawguard_filters::http::audit_unavailable(req.method.as_str(), &admitted.path))
 }
 
 #[async_trait]
@@ -239,8 +243,10 @@ impl ProxyHttp for Clawguard {
                 }
                 if matches!(admitted.body, BodyPlan::Judge { .. }) {
                     ctx.held = Some(BytesMut::new());
-                } else {
-                    note_allowed(&self.shared, session.req_header(), &admitted, ip).await;
+                } else if let Some(refusal) = note_allowed(&self.shared, session.req_header(), &admitted, ip).await {
+                    ctx.answered = true;
+                    respond_refusal(session, &self.shared, &refusal).await?;
+                    return Ok(true);
                 }
                 ctx.admitted = Some(admitted);
                 Ok(false)
@@ -300,7 +306,10 @@ impl ProxyHttp for Clawguard {
         for recorded in std::mem::take(&mut admitted.recorded) {
             note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &recorded, Some(peer.ip), &admitted.path, Some(&admitted.identity().name)).await;
         }
-        note_allowed(&self.shared, session.req_header(), admitted, Some(peer.ip)).await;
+        if let Some(refusal) = note_allowed(&self.shared, session.req_header(), admitted, Some(peer.ip)).await {
+            ctx.refusal = Some(refusal);
+            return Err(Error::explain(ErrorType::HTTPStatus(503), "the audit log cannot record"));
+        }
         *body = Some(whole);
         Ok(())
     }

@@ -527,8 +527,17 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
         for d in &decided {
             audit.record(record::ws_decision(&rec.conn, d)).await;
         }
+        let mut unrecorded = 0;
         for method in &allowed {
-            audit.record(record::ws_allowed(&rec.conn, method)).await;
+            if !audit.record(record::ws_allowed(&rec.conn, method)).await {
+                unrecorded += 1;
+            }
+        }
+        if unrecorded > 0 && audit.blocks() {
+            // Nothing the log must record goes through unrecorded: the requests are not
+            // forwarded and the connection ends.
+            tracing::error!(conn = %rec.conn.id, unrecorded, "the audit log did not take an allowed request's record (audit.on_failure = \"block\"): closing the connection");
+            return Err(Error::explain(ErrorType::InternalError, "the audit log cannot record"));
         }
     }
     for notice in notices {

@@ -274,8 +274,9 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
         Some(clawguard_policies::RecordAllowed::Sensitive) => !matches!(req.method, "GET" | "HEAD" | "OPTIONS"),
     };
     if env.audit_down && audited {
-        let reason = format!("the audit log cannot record now (audit.on_failure = \"block\") and an allowed {} {path} must be recorded: refused until the log writes again", req.method);
-        check(HttpRefusal::new(503, "unavailable", "audit", reason, json!({ "code": "AUDIT_UNAVAILABLE" })))?;
+        let mut r = *audit_unavailable(req.method, &path);
+        r.enforce = enforce;
+        check(r)?;
     }
     let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded, audited };
     if let Some(r) = crate::state::limits::HttpRoute::of(&admitted.path) {
@@ -344,6 +345,12 @@ pub fn admit_upgrade(env: &Env<'_>, req: &HttpRequest<'_>) -> Result<(), Box<Htt
         Some((origin, why)) => Err(Box::new(HttpRefusal::new(403, "forbidden", "origin", why, json!({ "code": "ORIGIN_NOT_ALLOWED", "origin": origin })))),
         None => Ok(()),
     }
+}
+
+/// A request refused because the audit log cannot record it (`audit.on_failure = "block"`).
+pub fn audit_unavailable(method: &str, path: &str) -> Box<HttpRefusal> {
+    let reason = format!("the audit log cannot record now (audit.on_failure = \"block\") and an allowed {method} {path} must be recorded: refused until the log writes again");
+    Box::new(HttpRefusal::new(503, "unavailable", "audit", reason, json!({ "code": "AUDIT_UNAVAILABLE" })))
 }
 
 /// A body over the route's limit.
