@@ -27,6 +27,8 @@ pub struct PersistentPins {
     unsaved: Mutex<Vec<PinOp>>,
     wake: Mutex<mpsc::Sender<()>>,
     generation: watch::Sender<u64>,
+    /// Where changes made by others (`clawguard nodes approve|revoke`) are recorded.
+    audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 impl PersistentPins {
@@ -41,10 +43,15 @@ impl PersistentPins {
             pin_file::load(&path)?
         };
         let (wake_tx, wake_rx) = mpsc::channel();
-        let pins = Arc::new(PersistentPins { store: Mutex::new(store), unsaved: Mutex::default(), wake: Mutex::new(wake_tx), generation: watch::channel(0).0 });
+        let pins = Arc::new(PersistentPins { store: Mutex::new(store), unsaved: Mutex::default(), wake: Mutex::new(wake_tx), generation: watch::channel(0).0, audit: std::sync::OnceLock::new() });
         let keeper = Keeper { pins: Arc::downgrade(&pins), stamp: pin_file::stamp(&path), path, policy, reported: None };
         std::thread::Builder::new().name("clawguard-pins".into()).spawn(move || keeper.run(wake_rx))?;
         Ok(pins)
+    }
+
+    /// Records the changes others make to the store in `audit` from now on.
+    pub fn record_changes_in(&self, audit: Arc<crate::audit::AuditLog>) {
+        let _ = self.audit.set(audit);
     }
 
     /// A receiver that changes whenever the store does (connections recheck their node).
@@ -110,6 +117,14 @@ impl Keeper {
                     next.apply(op, &self.policy);
                 }
                 if *store != next {
+                    // A change this process did not make (clawguard nodes): in the audit log.
+                    if ops.is_empty() {
+                        if let Some(audit) = pins.audit.get() {
+                            for (device, change) in changes(&store, &next) {
+                                audit.record_now(clawguard_filters::surfaces::record::pin_store_change(device, change));
+                            }
+                        }
+                    }
                     *store = next.clone();
                     pins.generation.send_modify(|g| *g += 1);
                 }
@@ -139,5 +154,58 @@ impl Keeper {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// What changed between two stores, per node: `approved`, `revoked`, `pending cleared`,
+/// `pending`, `added`, `removed` or `changed`.
+fn changes<'a>(before: &'a PinStore, after: &'a PinStore) -> Vec<(&'a str, &'static str)> {
+    let devices: std::collections::BTreeSet<&String> = before.nodes.keys().chain(after.nodes.keys()).collect();
+    devices
+        .into_iter()
+        .filter_map(|d| {
+            let (b, a) = (before.nodes.get(d), after.nodes.get(d));
+            let change = match (b, a) {
+                (Some(b), Some(a)) if b == a => return None,
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(b), Some(a)) if b.pin != a.pin && a.pin.is_some() => "approved",
+                (Some(b), Some(a)) if b.pin != a.pin => "revoked",
+                (Some(b), Some(a)) if b.pending.is_some() && a.pending.is_none() => "pending cleared",
+                (Some(_), Some(a)) if a.pending.is_some() => "pending",
+                _ => "changed",
+            };
+            Some((d.as_str(), change))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawguard_filters::nodes::{NodeRecord, Pending, Pin, Surface};
+
+    fn record(pin: bool, pending: bool) -> NodeRecord {
+        let surface = Surface::default();
+        NodeRecord {
+            pin: pin.then(|| Pin { surface: surface.clone(), approved_by: "ops".into(), approved_at_ms: 1 }),
+            pending: pending.then(|| Pending { declared: surface.clone(), first_seen_ms: 1, last_seen_ms: 1 }),
+            ..NodeRecord::default()
+        }
+    }
+
+    #[test]
+    fn issue14_pin_store_changes_by_others_are_named_per_node() {
+        let mut before = PinStore::default();
+        before.nodes.insert("a".into(), record(false, true));
+        before.nodes.insert("b".into(), record(true, false));
+        before.nodes.insert("c".into(), record(true, false));
+        let mut after = before.clone();
+        after.nodes.insert("a".into(), record(true, false));
+        after.nodes.insert("b".into(), record(false, false));
+        after.nodes.remove("c");
+        after.nodes.insert("d".into(), record(false, true));
+        assert_eq!(changes(&before, &after), vec![("a", "approved"), ("b", "revoked"), ("c", "removed"), ("d", "added")]);
+        assert!(changes(&before, &before).is_empty());
     }
 }

@@ -79,6 +79,7 @@ impl Shared {
             }
         };
         if let Some(a) = &audit {
+            pins.record_changes_in(a.clone());
             let source = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             a.record_now(clawguard_filters::surfaces::record::policy_load(&cfg.policy.version, &source));
         }

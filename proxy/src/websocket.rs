@@ -342,7 +342,6 @@ struct Timers {
     handshake: Duration,
 }
 
-/// Runs the connection until it ends; returns how it ended.
 /// Numbers the connections of this process for the audit log (`ws-<n>`).
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -352,6 +351,7 @@ struct Recording<'a> {
     conn: Connection,
 }
 
+/// Runs the connection until it ends; returns how it ended.
 #[allow(clippy::too_many_arguments)]
 async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection) -> &'static str {
     let (mut up_read, mut up_write) = upstream.into_split();

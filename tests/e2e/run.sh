@@ -601,6 +601,7 @@ found http "the admin call (config.apply) refused for the loopback identity read
 found local "the node's command upgrade held pending approval, for e2e-operator" --identity e2e-operator --category node --text node.pin.pending
 found local "the exec refusal of system.run (curl | sh), for e2e-operator" --identity e2e-operator --category exec --rule exec --outcome denied
 found limits "the rate-limit trip on chat.send, for e2e-operator" --identity e2e-operator --rule rate-limit:session-inference
+found local "clawguard nodes approve of the node's upgrade (a pin store change by another process)" --category node --text '"decision":"approved"'
 found local "the handshakes of the real CLI (ws.connect, with role and scopes)" --category auth --text '"action":"ws.connect"'
 # No secret of the run is in any log: the gateway token, bytes of it anywhere.
 if grep -rqF -- "$TOKEN" "$WORK"/audit-*/; then fail "audit redaction" "the gateway token is in an audit log"; else pass "issue 14: the gateway token appears in no audit log"; fi
