@@ -194,6 +194,11 @@ impl ProxyHttp for Clawguard {
             ctx.answered = true;
             metrics::REFUSALS.with_label_values(&["tls_required"]).inc();
             tracing::warn!(peer = ?ip, path = %session.req_header().uri.path(), "refused plaintext request from a non-loopback peer");
+            if let Some(audit) = &self.shared.audit {
+                let req = session.req_header();
+                let peer = ip.map(|p| p.to_string()).unwrap_or_default();
+                audit.record(record::refused_early(&peer, req.method.as_str(), req.uri.path(), "tls", "plaintext is only accepted from loopback", 403)).await;
+            }
             respond_error(session, 403, "tls_required", "clawguard: plaintext is only accepted from loopback; connect with TLS").await?;
             return Ok(true);
         }
@@ -201,6 +206,11 @@ impl ProxyHttp for Clawguard {
         if matches!(upgrade, Upgrade::Other) {
             ctx.answered = true;
             metrics::REFUSALS.with_label_values(&["bad_upgrade"]).inc();
+            if let Some(audit) = &self.shared.audit {
+                let req = session.req_header();
+                let peer = ip.map(|p| p.to_string()).unwrap_or_default();
+                audit.record(record::refused_early(&peer, req.method.as_str(), req.uri.path(), "bad-upgrade", "only WebSocket upgrades (GET, no body) are proxied", 400)).await;
+            }
             respond_error(session, 400, "bad_upgrade", "clawguard: only WebSocket upgrades (GET, no body) are proxied").await?;
             return Ok(true);
         }

@@ -60,6 +60,9 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
             };
             tracing::warn!(peer = %peer.ip, limit = limited.limit, "websocket upgrade rate limited");
             let message = format!("clawguard: {why}: retry in {} ms", limited.retry_after.as_millis().max(1));
+            if let Some(audit) = &shared.audit {
+                audit.record(record::refused_early(&peer.ip.to_string(), "GET", session.req_header().uri.path(), &format!("rate-limit:{}", limited.limit), &why, 429)).await;
+            }
             return crate::respond::respond_rate_limited(session, &limited, &message).await;
         }
     }
@@ -75,6 +78,9 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
             tracing::warn!(peer = %peer.ip, %identity, reason = %limit, "websocket upgrade refused");
             // A cap of the whole proxy is an overload (503), one of the client's own a 429.
             let status = if matches!(limit, LimitExceeded::PendingTotal { .. }) { 503 } else { 429 };
+            if let Some(audit) = &shared.audit {
+                audit.record(record::refused_early(&peer.ip.to_string(), "GET", session.req_header().uri.path(), "connections", &limit.to_string(), status)).await;
+            }
             return respond_error(session, status, "too_many_connections", &format!("clawguard: {limit}")).await;
         }
     };

@@ -140,6 +140,8 @@ async fn issue14_a_log_written_by_the_binary_verifies_in_both_verifiers_and_is_s
         assert_eq!(request(run.addr, "POST", &format!("/nowhere/{i}"), "", ""), 404);
     }
     assert_eq!(request(run.addr, "POST", "/tools/invoke", "Content-Type: application/json\r\n", r#"{"tool":"exec","args":{"command":"id"}}"#), 403);
+    // Refused before any identity is judged: an upgrade that is not a GET WebSocket.
+    assert_eq!(request(run.addr, "POST", "/", "Upgrade: websocket\r\nConnection: Upgrade\r\n", ""), 400);
     run.stop("TERM");
     let files = run.files();
     let (code, report) = verify(&[&run.audit_dir()], Some(&public_key(&run)));
@@ -160,6 +162,7 @@ async fn issue14_a_log_written_by_the_binary_verifies_in_both_verifiers_and_is_s
     assert_eq!(tool.len(), 1);
     assert_eq!((tool[0]["category"].as_str(), tool[0]["details"]["tool"].as_str()), (Some("tool"), Some("exec")));
     assert_eq!(search(&["--category", "config", "--text", "policy.load"]).len(), 1);
+    assert_eq!(search(&["--rule", "bad-upgrade", "--outcome", "denied"]).len(), 1);
     let out = Command::new(clawguard_bin()).args(["audit", "export", "--format", "csv"]).arg(run.audit_dir()).output().unwrap();
     let csv = String::from_utf8(out.stdout).unwrap();
     assert!(csv.starts_with("seq,ts,type,category"), "{csv:.200}");

@@ -182,6 +182,21 @@ pub fn http_refusal(req: &HttpSeen<'_>, r: &HttpRefusal) -> Event {
     e
 }
 
+/// A request or upgrade refused before any identity was judged (TLS required, a malformed
+/// upgrade, an address over its connection rate or caps, a lockout).
+pub fn refused_early(peer: &str, method: &str, path: &str, rule: &str, reason: &str, status: u16) -> Event {
+    let category = match category_of(rule, None) {
+        Category::Method => Category::Http,
+        c => c,
+    };
+    let mut e = Event::new(category, "http.request", Outcome::Denied, Target::new("route", format!("{method} {path}")));
+    e.rule = Some(rule.to_string());
+    e.reason = Some(reason.to_string());
+    e.details.insert("status".into(), Value::from(status));
+    e.peer = Some(peer.to_string());
+    e
+}
+
 /// An HTTP request allowed, when the policy records it.
 pub fn http_allowed(req: &HttpSeen<'_>) -> Event {
     let mut e = Event::new(Category::Http, "http.request", Outcome::Success, Target::new("route", format!("{} {}", req.method, req.path)));
