@@ -561,7 +561,7 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
                 metrics::PIN_FOLLOWED.with_label_values(&[decision]).inc();
                 tracing::info!(node = %device, decision, identity = %by, "node pin follows a gateway pairing decision");
             }
-            Notice::Established { identity, client, device, role, scopes } => {
+            Notice::Established { identity, client, device, role, scopes, .. } => {
                 tracing::debug!(%identity, %client, %device, role, ?scopes, "gateway handshake complete")
             }
         }

@@ -175,12 +175,16 @@ pub enum Notice {
     Established {
         /// The identity.
         identity: String,
+        /// How the identity was chosen.
+        why: String,
         /// `client.id/mode`, or empty.
         client: String,
         /// The device id, or empty.
         device: String,
         /// The role.
         role: &'static str,
+        /// Scopes the connect asked for (after narrowing to the ceiling).
+        requested: Vec<&'static str>,
         /// Effective scopes.
         scopes: Vec<&'static str>,
     },
@@ -1171,15 +1175,18 @@ impl Access {
         }
         let version = hello.and_then(|h| h.server).and_then(|s| s.version);
         let expected = &env.guard.gateway_version;
-        notices.push(match version {
-            Some(v) if v != *expected => Notice::VersionMismatch { gateway: v, expected: expected.clone() },
-            _ => Notice::Established {
-                identity: self.resolution.identity.name.clone(),
-                client: self.client.as_ref().map(|(i, m)| format!("{i}/{m}")).unwrap_or_default(),
-                device: self.device_id.clone().unwrap_or_default(),
-                role: self.role.name(),
-                scopes: self.effective_scopes().names(),
-            },
+        if let Some(v) = version.filter(|v| v != expected) {
+            notices.push(Notice::VersionMismatch { gateway: v, expected: expected.clone() });
+        }
+        // Whatever the version, the connection is established (and is recorded as such).
+        notices.push(Notice::Established {
+            identity: self.resolution.identity.name.clone(),
+            why: self.resolution.why.to_string(),
+            client: self.client.as_ref().map(|(i, m)| format!("{i}/{m}")).unwrap_or_default(),
+            device: self.device_id.clone().unwrap_or_default(),
+            role: self.role.name(),
+            requested: self.requested.names(),
+            scopes: self.effective_scopes().names(),
         });
         (forward, notices)
     }

@@ -106,7 +106,7 @@ pub fn ws_allowed(conn: &Connection, method: &str) -> Event {
 /// A notice from the engine (handshake done, node pin changes, version mismatch).
 pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
     match n {
-        Notice::Established { identity, client, device, role, scopes } => {
+        Notice::Established { identity, why, client, device, role, requested, scopes } => {
             let mut e = Event::new(Category::Auth, "ws.connect", Outcome::Success, Target::new("connection", conn.id.clone()));
             e.actor = Actor {
                 identity: Some(identity.clone()),
@@ -115,7 +115,9 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
                 device_id: (!device.is_empty()).then(|| device.clone()),
                 client: (!client.is_empty()).then(|| client.clone()),
             };
-            e.reason = Some(format!("identity {identity:?} connected as {role}"));
+            e.reason = Some(format!("identity {identity:?} ({why}) connected as {role}"));
+            e.details.insert("requested".into(), serde_json::json!(requested));
+            e.details.insert("granted".into(), serde_json::json!(scopes));
             conn.stamp(e)
         }
         Notice::NodeUpgrade { device, beyond } => {
