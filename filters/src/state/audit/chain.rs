@@ -70,6 +70,41 @@ fn write_object(out: &mut Vec<u8>, record: &Map<String, Value>, skip: Option<&st
     out.push(b'}');
 }
 
+/// The byte offset just after the `n`th top-level entry of a canonical object's text: the
+/// `n`th comma at depth 1 outside strings.
+fn entry_end(text: &[u8], n: usize) -> usize {
+    let (mut depth, mut in_string, mut escaped, mut seen) = (0usize, false, false, 0usize);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            b',' if depth == 1 => {
+                seen += 1;
+                if seen == n {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
+}
+
 /// The writer's side: the next sequence number and the head hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
@@ -103,13 +138,23 @@ impl Chain {
     pub fn append(&mut self, mut record: Map<String, Value>) -> String {
         record.insert("seq".into(), Value::from(self.next_seq));
         record.insert("prev".into(), Value::from(self.head.clone()));
-        let hash = record_hash(&record, &self.head);
-        record.insert("hash".into(), Value::from(hash.clone()));
+        record.remove("hash");
+        // Serialised once: the canonical text without `hash` is hashed, then `hash` goes in at
+        // its sorted place (after the last key that sorts before it; `prev` and `seq` follow).
+        let mut text = Vec::with_capacity(640);
+        write_object(&mut text, &record, None);
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(&text);
+        h.update(self.head.as_bytes());
+        let hash = hex::encode(h.finalize());
+        let before = record.keys().filter(|k| k.as_str() < "hash").count();
+        let at = if before == 0 { 1 } else { entry_end(&text, before) };
+        let field = if before == 0 { format!("\"hash\":\"{hash}\",") } else { format!(",\"hash\":\"{hash}\"") };
+        text.splice(at..at, field.into_bytes());
         self.next_seq += 1;
         self.head = hash;
-        let mut line = Vec::with_capacity(640);
-        write_object(&mut line, &record, None);
-        String::from_utf8(line).unwrap_or_default()
+        String::from_utf8(text).unwrap_or_default()
     }
 }
 
@@ -138,5 +183,14 @@ mod tests {
         assert_eq!(v["hash"], hex::encode(h.finalize()));
         assert_eq!(chain.head(), v["hash"]);
         assert_eq!(chain.next_seq(), 1);
+        // The spliced line is exactly the canonical form, whatever sorts before "hash".
+        for fields in [json!({"a": {"x": "},\"hash\"", "y": [1, {"z": ","}]}, "b": "\\\"", "type": "event"}), json!({"type": "seal"}), json!({"aaa": 1, "hz": 2})] {
+            let Value::Object(r) = fields else { unreachable!() };
+            let line = chain.append(r);
+            let parsed: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(line, canonical(&parsed));
+            let Value::Object(m) = &parsed else { unreachable!() };
+            assert_eq!(record_hash(m, m["prev"].as_str().unwrap()), m["hash"]);
+        }
     }
 }
