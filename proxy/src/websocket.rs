@@ -521,11 +521,15 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
     // Recorded before anything is written: with `audit.fsync = "always"` a client never sees an
     // answer whose record is not on disk.
     if let Some(audit) = rec.audit {
+        // The handshake's identity first: the other notices of the same answer (a node's
+        // upgrade) are that identity's.
         for notice in &notices {
             if let Notice::Established { identity, role, .. } = notice {
                 rec.conn.identity = identity.clone();
                 rec.conn.role = Some(role.to_string());
             }
+        }
+        for notice in &notices {
             if !matches!(notice, Notice::VersionMismatch { .. }) {
                 audit.record(record::ws_notice(&rec.conn, notice)).await;
             }
