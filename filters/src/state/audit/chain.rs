@@ -154,6 +154,7 @@ impl Chain {
         text.splice(at..at, field.into_bytes());
         self.next_seq += 1;
         self.head = hash;
+        // Only UTF-8 is written (serde_json's escaping of UTF-8 keys and strings, ASCII hex).
         String::from_utf8(text).unwrap_or_default()
     }
 }

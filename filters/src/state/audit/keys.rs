@@ -21,10 +21,11 @@ pub enum KeyError {
 /// Reads a 32-byte secret as stored in a key file or variable: 64 hex digits (white space around
 /// them ignored) or exactly 32 raw bytes.
 pub fn parse_secret(bytes: &[u8]) -> Result<[u8; 32], KeyError> {
+    // Not UTF-8 is not hex: then only the raw 32-byte form can be right, checked below.
     let text = std::str::from_utf8(bytes).ok().map(str::trim);
     if let Some(t) = text.filter(|t| t.len() == 64) {
-        if let Ok(v) = hex::decode(t) {
-            return Ok(v.try_into().unwrap_or([0; 32]));
+        if let Some(key) = hex::decode(t).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            return Ok(key);
         }
     }
     bytes.try_into().map_err(|_| KeyError::Length(bytes.len()))

@@ -225,6 +225,7 @@ pub fn verify_files(files: &[(String, String)], pinned: Option<&str>) -> Report 
             return report;
         };
         let seq = r["seq"].as_u64().unwrap_or(0);
+        // `parsed` kept only records whose seq, prev and hash read; these defaults never apply.
         let prev = r["prev"].as_str().unwrap_or("");
         let hash = r["hash"].as_str().unwrap_or("");
         let kind = r.get("type").and_then(Value::as_str).unwrap_or("event");
@@ -286,6 +287,7 @@ pub fn verify_files(files: &[(String, String)], pinned: Option<&str>) -> Report 
                 report.problem = Some(fail(p, Some(seq), detail));
                 return report;
             }
+            // Shown in the report only, after the signature verified over these very fields.
             report.last_checkpoint = Some(Checkpoint {
                 kind: kind.to_string(),
                 seq,
@@ -298,6 +300,7 @@ pub fn verify_files(files: &[(String, String)], pinned: Option<&str>) -> Report 
             after_checkpoint += 1;
         }
         if kind == "crash" {
+            // The reason is informational (the marker is hashed and chained like any record).
             report.crashes.push((seq, r.get("reason").and_then(Value::as_str).unwrap_or("").to_string()));
         }
         if let Some(v) = r.get("policy_version").and_then(Value::as_str).filter(|v| !v.is_empty()) {
@@ -336,6 +339,8 @@ fn check_signed(r: &Map<String, Value>, kind: &str, seq: u64, prev: &str, key: O
     let Some(public) = key else {
         return Err((Problem::BadSignature, format!("the {kind} at {seq} names no public key")));
     };
+    // A missing key id or ts reads as empty: the id then fails to match the key and the
+    // signature fails to verify, so a missing field is refused (key-mismatch / bad-signature).
     let claimed_id = r.get("key_id").and_then(Value::as_str).unwrap_or("");
     let public_key = parse_public(public).map_err(|e| (Problem::KeyMismatch, e.to_string()))?;
     if key_id(&public_key) != claimed_id {
