@@ -2,8 +2,9 @@
 # The audit log's cost on the WebSocket path (issue 14): two clawguards of the same release build
 # in front of the same upstream, one with the audit log off, one with `record_allowed = "all"`
 # (every request recorded, checkpoints every 1000 records, fsync at checkpoints), measured
-# alternately at 1, 10 and 50 connections (sequential request/response round trips per
-# connection; ROUNDS rounds, medians).
+# alternately at 1, 10 and 50 connections with one request in flight per connection (round
+# trips), and at 1 and 10 connections with 32 in flight (pipelined throughput); ROUNDS rounds,
+# medians. POINTS="conns:depth …" chooses other points.
 #
 #   benches/audit_ws.sh [SECONDS_PER_POINT] [ROUNDS]
 #
@@ -68,7 +69,9 @@ start off "$OFF" "$OFF_ADMIN" 'enabled = false'
 start on "$ON" "$ON_ADMIN" 'record_allowed = "all"'
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 {s += $2} END {printf "%d", s + 0}'; }
 declare -A rps p50 p99
-for conns in 1 10 50; do
+POINTS=${POINTS:-"1:1 10:1 50:1 1:32 10:32"}
+for point in $POINTS; do
+  conns=${point%:*} depth=${point#*:}
   for round in $(seq 1 "$ROUNDS"); do
     order=(off on); (( round % 2 == 0 )) && order=(on off)
     for name in "${order[@]}"; do
@@ -76,32 +79,32 @@ for conns in 1 10 50; do
       fwd0=$(metric "$admin" 'clawguard_ws_messages_total{direction="c2s",verdict="forward"}')
       ref0=$(metric "$admin" 'clawguard_decisions_total')
       rec0=$(metric "$admin" 'clawguard_audit_records_total')
-      out=$("$BIN/clawguard-load" ws --url "ws://127.0.0.1:$p/" --conns "$conns" --seconds "$SECS")
+      out=$("$BIN/clawguard-load" ws --url "ws://127.0.0.1:$p/" --conns "$conns" --depth "$depth" --seconds "$SECS")
       sleep 0.3   # the writer drains its queue
       fwd=$(( $(metric "$admin" 'clawguard_ws_messages_total{direction="c2s",verdict="forward"}') - fwd0 ))
       ref=$(( $(metric "$admin" 'clawguard_decisions_total') - ref0 ))
       rec=$(( $(metric "$admin" 'clawguard_audit_records_total') - rec0 ))
       trips=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["round_trips"])' "$out")
-      (( ref == 0 )) || { echo "$name c=$conns: clawguard refused $ref messages" >&2; exit 1; }
-      (( fwd >= trips )) || { echo "$name c=$conns: $fwd forwarded for $trips round trips" >&2; exit 1; }
+      (( ref == 0 )) || { echo "$name $point: clawguard refused $ref messages" >&2; exit 1; }
+      (( fwd >= trips )) || { echo "$name $point: $fwd forwarded for $trips round trips" >&2; exit 1; }
       if [[ $name == on ]]; then
         # Every forwarded request (round trips, warm-up, connects) is one allowed record, and
         # each connect also a ws.connect record.
-        (( rec >= fwd )) || { echo "on c=$conns: $rec audit records for $fwd requests forwarded" >&2; exit 1; }
+        (( rec >= fwd )) || { echo "on $point: $rec audit records for $fwd requests forwarded" >&2; exit 1; }
       else
-        (( rec == 0 )) || { echo "off c=$conns: $rec audit records with the log off" >&2; exit 1; }
+        (( rec == 0 )) || { echo "off $point: $rec audit records with the log off" >&2; exit 1; }
       fi
       read -r r a b < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["per_second"], d["p50_us"], d["p99_us"])' "$out")
-      rps[$name.$conns]+="$r "; p50[$name.$conns]+="$a "; p99[$name.$conns]+="$b "
+      rps[$name.$point]+="$r "; p50[$name.$point]+="$a "; p99[$name.$point]+="$b "
     done
   done
 done
 med() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' $1; }
-echo "| conns | round trips/s off / on | on/off | p50 µs off / on | p50 added | p99 µs off / on |"
-echo "|---|---|---|---|---|---|"
-for conns in 1 10 50; do
-  ro=$(med "${rps[off.$conns]}") rn=$(med "${rps[on.$conns]}") po=$(med "${p50[off.$conns]}") pn=$(med "${p50[on.$conns]}") qo=$(med "${p99[off.$conns]}") qn=$(med "${p99[on.$conns]}")
-  python3 -c 'import sys; c,ro,rn,po,pn,qo,qn=sys.argv[1:]; ro,rn,po,pn,qo,qn=map(float,(ro,rn,po,pn,qo,qn)); print(f"| {c} | {ro:.0f} / {rn:.0f} | {rn/ro:.3f}× | {po:.0f} / {pn:.0f} | {pn-po:+.0f} µs | {qo:.0f} / {qn:.0f} |")' "$conns" "$ro" "$rn" "$po" "$pn" "$qo" "$qn"
+echo "| conns | in flight | answers/s off / on | on/off | p50 µs off / on | p50 added | p99 µs off / on |"
+echo "|---|---|---|---|---|---|---|"
+for point in $POINTS; do
+  ro=$(med "${rps[off.$point]}") rn=$(med "${rps[on.$point]}") po=$(med "${p50[off.$point]}") pn=$(med "${p50[on.$point]}") qo=$(med "${p99[off.$point]}") qn=$(med "${p99[on.$point]}")
+  python3 -c 'import sys; c,d,ro,rn,po,pn,qo,qn=sys.argv[1:]; ro,rn,po,pn,qo,qn=map(float,(ro,rn,po,pn,qo,qn)); print(f"| {c} | {d} | {ro:.0f} / {rn:.0f} | {rn/ro:.3f}× | {po:.0f} / {pn:.0f} | {pn-po:+.0f} µs | {qo:.0f} / {qn:.0f} |")' "${point%:*}" "${point#*:}" "$ro" "$rn" "$po" "$pn" "$qo" "$qn"
 done
 echo
 echo "audit records written by the audited instance: $(metric "$ON_ADMIN" 'clawguard_audit_records_total'); log: $(du -sh "$WORK/on/audit" | cut -f1)"

@@ -3,8 +3,9 @@
 //! - `upstream`: a lean stand-in for the gateway on one port: keep-alive HTTP answering
 //!   every request with a 13-byte body, and WebSocket with the gateway's handshake
 //!   (challenge, connect → hello-ok) answering every `req` with a `res`.
-//! - `ws`: N connections, each doing sequential request/response round trips for a
-//!   fixed time; prints round trips per second and p50/p99 latency as JSON.
+//! - `ws`: N connections, each doing request/response round trips for a fixed time, one
+//!   request at a time or `--depth` pipelined; prints answers per second and p50/p99 latency
+//!   as JSON.
 //!
 //! HTTP load is generated with `wrk` (see `benches/run.sh`).
 #![forbid(unsafe_code)]
@@ -44,6 +45,10 @@ enum Command {
         /// Seconds of measurement (after a 1 s warm-up).
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Requests in flight per connection: 1 is sequential round trips, more is pipelined
+        /// (a new request sent as each answer arrives).
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
     },
 }
 
@@ -57,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Upstream { listen } => upstream(&listen).await,
-            Command::Ws { url, conns, seconds } => ws_load(&url, conns, seconds).await,
+            Command::Ws { url, conns, seconds, depth } => ws_load(&url, conns, seconds, depth.max(1)).await,
         }
     })
 }
@@ -136,7 +141,7 @@ async fn ws_echo(mut ws: WebSocketStream<TcpStream>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ws_load(url: &str, conns: usize, seconds: u64) -> anyhow::Result<()> {
+async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize) -> anyhow::Result<()> {
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -157,24 +162,35 @@ async fn ws_load(url: &str, conns: usize, seconds: u64) -> anyhow::Result<()> {
             let mut i = 2u64;
             // A typical ~300-byte request frame.
             let pad = "x".repeat(180);
-            while start.elapsed() < warmup + measure {
-                let req = format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":50,"pad":"{pad}"}}}}"#);
-                let t0 = Instant::now();
-                ws.send(Message::text(req)).await?;
-                loop {
-                    match ws.next().await {
-                        // Only the upstream's answer counts: its payload carries its timestamp.
-                        Some(Ok(Message::Text(t))) if t.contains("\"ok\":true") && t.contains("1795268067476") => break,
-                        Some(Ok(Message::Text(t))) => anyhow::bail!("an answer that is not the upstream's: {t:.300}"),
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => return Err(anyhow::Error::from(e)),
-                        None => anyhow::bail!("connection closed"),
+            // When each request in flight was sent, oldest first (answers come in order).
+            let mut in_flight = std::collections::VecDeque::with_capacity(depth);
+            loop {
+                let running = start.elapsed() < warmup + measure;
+                if !running && in_flight.is_empty() {
+                    break;
+                }
+                if running && in_flight.len() < depth {
+                    while in_flight.len() < depth {
+                        let req = format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":50,"pad":"{pad}"}}}}"#);
+                        ws.feed(Message::text(req)).await?;
+                        in_flight.push_back(Instant::now());
+                        i += 1;
                     }
+                    ws.flush().await?;
                 }
-                if start.elapsed() > warmup {
-                    latencies.push(t0.elapsed().as_nanos() as u64);
+                match ws.next().await {
+                    // Only the upstream's answer counts: its payload carries its timestamp.
+                    Some(Ok(Message::Text(t))) if t.contains("\"ok\":true") && t.contains("1795268067476") => {}
+                    Some(Ok(Message::Text(t))) => anyhow::bail!("an answer that is not the upstream's: {t:.300}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                    None => anyhow::bail!("connection closed"),
                 }
-                i += 1;
+                let sent = in_flight.pop_front().ok_or_else(|| anyhow::anyhow!("an answer to no request"))?;
+                let at = start.elapsed();
+                if at > warmup && at <= warmup + measure {
+                    latencies.push(sent.elapsed().as_nanos() as u64);
+                }
             }
             let _ = ws.close(None).await;
             Ok::<_, anyhow::Error>(latencies)

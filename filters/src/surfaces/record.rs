@@ -86,7 +86,7 @@ pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
     };
     let kind = if d.direction == Direction::ClientToGateway { "method" } else { "event" };
     let mut e = Event::new(category, if d.verdict == Verdict::Close { "ws.close" } else { "ws.message" }, outcome, Target::new(kind, d.target.clone().unwrap_or_default()));
-    e.decision = decision.into();
+    e.decision = decision;
     e.enforced = d.verdict != Verdict::WouldDeny;
     e.severity = if d.verdict == Verdict::Rewrite { Severity::Low } else { severity_of(category, e.enforced) };
     e.rule = Some(d.rule.clone());
@@ -99,7 +99,7 @@ pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
 pub fn ws_allowed(conn: &Connection, method: &str) -> Event {
     let category = category_of("", Some(method));
     let mut e = Event::new(category, "ws.request", Outcome::Success, Target::new("method", method));
-    e.decision = "allow".into();
+    e.decision = "allow";
     conn.stamp(e)
 }
 
@@ -123,7 +123,7 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
         Notice::NodeUpgrade { device, beyond } => {
             let mut e = Event::new(Category::Node, "node.pin.pending", Outcome::Denied, Target::new("node", device.clone()));
             e.severity = Severity::High;
-            e.decision = "hold".into();
+            e.decision = "hold";
             e.rule = Some("node-pin".into());
             e.reason = Some("the node declared more than its pin: held to its pin, the rest pending approval".into());
             e.details.insert("beyond".into(), serde_json::json!({ "commands": beyond.commands, "caps": beyond.caps, "permissions": beyond.permissions }));
@@ -131,7 +131,7 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
         }
         Notice::PinFollowed { device, decision, by } => {
             let mut e = Event::new(Category::Node, "node.pin.follow", Outcome::Success, Target::new("node", device.clone()));
-            e.decision = decision.to_string();
+            e.decision = decision;
             e.rule = Some("node-pin".into());
             e.reason = Some(format!("the pin follows a gateway pairing decision ({decision}) by {by:?}"));
             conn.stamp(e)
@@ -139,7 +139,7 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
         Notice::VersionMismatch { gateway, expected } => {
             let mut e = Event::new(Category::Config, "gateway.version", Outcome::Failure, Target::new("gateway", gateway.clone()));
             e.severity = Severity::Low;
-            e.decision = "note".into();
+            e.decision = "note";
             e.reason = Some(format!("the gateway is {gateway}; clawguard's method table describes {expected}"));
             conn.stamp(e)
         }
@@ -170,7 +170,7 @@ pub fn http_refusal(req: &HttpSeen<'_>, r: &HttpRefusal) -> Event {
     };
     let mut e = Event::new(category, "http.request", Outcome::Denied, Target::new("route", format!("{} {}", req.method, req.path)));
     e.enforced = r.enforce;
-    e.decision = if r.enforce { "refuse".into() } else { "would_refuse".into() };
+    e.decision = if r.enforce { "refuse" } else { "would_refuse" };
     e.severity = severity_of(category, r.enforce);
     e.rule = Some(r.rule.clone());
     e.reason = Some(r.reason.clone());
@@ -217,9 +217,9 @@ pub fn policy_load(version: &str, source: &str) -> Event {
 }
 
 /// A change to the node pin store seen on disk (`clawguard nodes approve|revoke`).
-pub fn pin_store_change(device: &str, change: &str) -> Event {
+pub fn pin_store_change(device: &str, change: &'static str) -> Event {
     let mut e = Event::new(Category::Node, "node.pin.change", Outcome::Success, Target::new("node", device));
-    e.decision = change.into();
+    e.decision = change;
     e.severity = Severity::Medium;
     e.reason = Some(format!("node {device}: {change} in the pin store"));
     e
@@ -234,13 +234,13 @@ mod tests {
         let conn = Connection { id: "c1".into(), peer: "127.0.0.1".into(), identity: "local".into(), role: Some("operator".into()) };
         let d = Decided { direction: Direction::ClientToGateway, verdict: Verdict::Reply, rule: "scope".into(), reason: "missing scope: operator.admin".into(), target: Some("config.apply".into()) };
         let e = ws_decision(&conn, &d);
-        assert_eq!((e.category, e.outcome, e.decision.as_str(), e.enforced), (Category::Config, Outcome::Denied, "refuse", true));
+        assert_eq!((e.category, e.outcome, e.decision, e.enforced), (Category::Config, Outcome::Denied, "refuse", true));
         assert_eq!(e.target.name, "config.apply");
         assert_eq!(e.actor.identity.as_deref(), Some("local"));
         assert_eq!(e.conn.as_deref(), Some("c1"));
         let would = Decided { verdict: Verdict::WouldDeny, rule: "exec".into(), target: Some("node.invoke".into()), ..d };
         let e = ws_decision(&conn, &would);
-        assert_eq!((e.category, e.decision.as_str(), e.enforced, e.severity), (Category::Exec, "would_refuse", false, Severity::Low));
+        assert_eq!((e.category, e.decision, e.enforced, e.severity), (Category::Exec, "would_refuse", false, Severity::Low));
         let limit = ws_decision(&conn, &Decided { verdict: Verdict::Reply, rule: "rate-limit:ws-messages".into(), ..would });
         assert_eq!(limit.category, Category::Limit);
     }

@@ -22,7 +22,7 @@ pub fn canonical(value: &Value) -> String {
 }
 
 /// Writes the canonical form of `value` without copying it.
-fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(map) => write_object(out, map, None),
         Value::Array(items) => {
@@ -143,19 +143,41 @@ impl Chain {
         // its sorted place (after the last key that sorts before it; `prev` and `seq` follow).
         let mut text = Vec::with_capacity(640);
         write_object(&mut text, &record, None);
-        let mut h = Sha256::new();
-        h.update([0u8]);
-        h.update(&text);
-        h.update(self.head.as_bytes());
-        let hash = hex::encode(h.finalize());
         let before = record.keys().filter(|k| k.as_str() < "hash").count();
-        let at = if before == 0 { 1 } else { entry_end(&text, before) };
-        let field = if before == 0 { format!("\"hash\":\"{hash}\",") } else { format!(",\"hash\":\"{hash}\"") };
-        text.splice(at..at, field.into_bytes());
-        self.next_seq += 1;
-        self.head = hash;
+        let at = if before == 0 { 0 } else { entry_end(&text, before) };
+        self.link(&mut text, 0, at);
         // Only UTF-8 is written (serde_json's escaping of UTF-8 keys and strings, ASCII hex).
         String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// Chains the record whose canonical text without `hash` (with this chain's next `seq` and
+    /// its head as `prev`) is `out[start..]`: hashes it, writes the `hash` entry at its sorted
+    /// place, and moves the head. `at` is the index of the separator that ends the entry
+    /// before that place (a comma, or the closing brace), or of the opening brace when `hash`
+    /// sorts first.
+    pub fn link(&mut self, out: &mut Vec<u8>, start: usize, at: usize) {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(&out[start..]);
+        h.update(self.head.as_bytes());
+        let mut hex_hash = [0u8; 64];
+        // 32 bytes are 64 hex digits: the slice always fits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut hex_hash);
+        // `"hash":"…",` after the opening brace, or `,"hash":"…"` before the separator.
+        let (at, lead, trail) = if out[at] == b'{' { (at + 1, &b""[..], &b","[..]) } else { (at, &b","[..], &b""[..]) };
+        let field_len = lead.len() + 8 + 64 + 1 + trail.len();
+        let end = out.len();
+        out.resize(end + field_len, 0);
+        out.copy_within(at..end, at + field_len);
+        let mut w = at;
+        for part in [lead, b"\"hash\":\"", &hex_hash, b"\"", trail] {
+            out[w..w + part.len()].copy_from_slice(part);
+            w += part.len();
+        }
+        self.head.clear();
+        // Hex digits are ASCII.
+        self.head.push_str(std::str::from_utf8(&hex_hash).unwrap_or_default());
+        self.next_seq += 1;
     }
 }
 

@@ -2,7 +2,7 @@
 //! `security.event` (category, action, outcome, severity, actor, target, policy, control), plus
 //! clawguard's connection id, peer, rule and reason, so a SIEM can join both.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The kind of event (the gateway's categories, plus clawguard's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub struct Event {
     pub category: Category,
     /// What happened: `ws.request`, `ws.connect`, `ws.close`, `http.request`, `node.pin`,
     /// `policy.load`, …
-    pub action: String,
+    pub action: &'static str,
     /// How it ended.
     pub outcome: Outcome,
     /// How much it matters.
@@ -155,7 +155,7 @@ pub struct Event {
     /// On what.
     pub target: Target,
     /// The decision: `allow`, `refuse`, `would_refuse`, `close`, `drop`, `reply`, `rewrite`.
-    pub decision: String,
+    pub decision: &'static str,
     /// The rule responsible, if any.
     pub rule: Option<String>,
     /// Why, in words.
@@ -172,15 +172,15 @@ pub struct Event {
 
 impl Event {
     /// An event with the given category, action and outcome, nothing else yet.
-    pub fn new(category: Category, action: &str, outcome: Outcome, target: Target) -> Self {
+    pub fn new(category: Category, action: &'static str, outcome: Outcome, target: Target) -> Self {
         Event {
             category,
-            action: action.to_string(),
+            action,
             severity: if outcome == Outcome::Success { Severity::Info } else { Severity::Medium },
             outcome,
             actor: Actor::default(),
             target,
-            decision: if outcome == Outcome::Success { "allow".into() } else { "refuse".into() },
+            decision: if outcome == Outcome::Success { "allow" } else { "refuse" },
             rule: None,
             reason: None,
             enforced: true,
@@ -188,59 +188,6 @@ impl Event {
             peer: None,
             details: Map::new(),
         }
-    }
-
-    /// The record's fields (before redaction, encryption and chaining), with the device id
-    /// turned into its keyed hash by `hash`.
-    pub fn fields(&self, ts: &str, policy_version: &str, hash: impl Fn(&str) -> String) -> Map<String, Value> {
-        let mut actor = Map::new();
-        actor.insert("kind".into(), Value::from(if self.actor.identity.is_some() { "identity" } else { "anonymous" }));
-        put(&mut actor, "id", self.actor.identity.clone());
-        put(&mut actor, "role", self.actor.role.clone());
-        if !self.actor.scopes.is_empty() {
-            actor.insert("scopes".into(), json!(self.actor.scopes));
-        }
-        put(&mut actor, "deviceIdHash", self.actor.device_id.as_deref().map(&hash));
-        put(&mut actor, "client", self.actor.client.clone());
-        let mut target = Map::new();
-        target.insert("kind".into(), Value::from(self.target.kind));
-        target.insert("name".into(), Value::from(self.target.name.clone()));
-        put(&mut target, "command", self.target.command.clone());
-        put(&mut target, "session", self.target.session.clone());
-        let mut policy = Map::new();
-        put(&mut policy, "id", self.rule.clone());
-        policy.insert("decision".into(), Value::from(self.decision.clone()));
-        put(&mut policy, "reason", self.reason.clone());
-        policy.insert("version".into(), Value::from(policy_version));
-        let mut r = Map::new();
-        r.insert("type".into(), Value::from("event"));
-        r.insert("ts".into(), Value::from(ts));
-        r.insert("category".into(), Value::from(self.category.name()));
-        r.insert("action".into(), Value::from(self.action.clone()));
-        r.insert("outcome".into(), Value::from(self.outcome.name()));
-        r.insert("severity".into(), Value::from(self.severity.name()));
-        r.insert("actor".into(), Value::Object(actor));
-        r.insert("target".into(), Value::Object(target));
-        r.insert("policy".into(), Value::Object(policy));
-        if let Some(rule) = &self.rule {
-            r.insert("control".into(), json!({ "id": rule, "family": control_family(rule) }));
-        }
-        r.insert("policy_version".into(), Value::from(policy_version));
-        put(&mut r, "conn", self.conn.clone());
-        put(&mut r, "peer", self.peer.clone());
-        put(&mut r, "rule", self.rule.clone());
-        put(&mut r, "reason", self.reason.clone());
-        r.insert("enforced".into(), Value::from(self.enforced));
-        if !self.details.is_empty() {
-            r.insert("details".into(), Value::Object(self.details.clone()));
-        }
-        r
-    }
-}
-
-fn put(map: &mut Map<String, Value>, key: &str, value: Option<String>) {
-    if let Some(v) = value {
-        map.insert(key.into(), Value::from(v));
     }
 }
 
@@ -285,9 +232,33 @@ pub fn rfc3339(ns: u128) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// The UTC day (`YYYY-MM-DD`) of a time in nanoseconds since the epoch.
-pub fn utc_day(ns: u128) -> String {
-    rfc3339(ns)[..10].to_string()
+/// RFC 3339 times for a stream of records: the date and time of day are computed again only
+/// when the second changes.
+#[derive(Debug, Default)]
+pub struct Clock {
+    second: Option<u128>,
+    text: String,
+}
+
+impl Clock {
+    /// `ns` (nanoseconds since the epoch) as [`rfc3339`] writes it.
+    pub fn format(&mut self, ns: u128) -> &str {
+        let second = ns / 1_000_000_000;
+        if self.second != Some(second) || self.text.len() != 30 {
+            self.text = rfc3339(ns);
+            self.second = Some(second);
+        } else {
+            let mut frac = (ns % 1_000_000_000) as u32;
+            let mut digits = [b'0'; 9];
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            // Nine ASCII digits replace nine ASCII digits.
+            self.text.replace_range(20..29, std::str::from_utf8(&digits).unwrap_or("000000000"));
+        }
+        &self.text
+    }
 }
 
 #[cfg(test)]
@@ -299,27 +270,9 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_796_169_600_123_456_789), "2026-12-02T00:00:00.123456789Z");
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
-        assert_eq!(utc_day(1_796_169_600_123_456_789), "2026-12-02");
-    }
-
-    #[test]
-    fn issue14_an_event_reads_as_a_security_event() {
-        let mut e = Event::new(Category::Config, "ws.request", Outcome::Denied, Target::new("method", "config.apply"));
-        e.actor = Actor { identity: Some("local".into()), role: Some("operator".into()), scopes: vec!["operator.read".into()], device_id: Some("dev-1".into()), client: None };
-        e.rule = Some("scope".into());
-        e.reason = Some("config.apply needs operator.admin".into());
-        e.conn = Some("c7".into());
-        let f = Value::Object(e.fields("2026-12-01T00:00:00.000000000Z", "v1", |d| format!("h({d})")));
-        assert_eq!(f["category"], "config");
-        assert_eq!(f["outcome"], "denied");
-        assert_eq!(f["severity"], "medium");
-        assert_eq!(f["actor"], json!({"kind": "identity", "id": "local", "role": "operator", "scopes": ["operator.read"], "deviceIdHash": "h(dev-1)"}));
-        assert_eq!(f["target"], json!({"kind": "method", "name": "config.apply"}));
-        assert_eq!(f["policy"], json!({"id": "scope", "decision": "refuse", "reason": "config.apply needs operator.admin", "version": "v1"}));
-        assert_eq!(f["control"], json!({"id": "scope", "family": "access"}));
-        assert_eq!(f["rule"], "scope");
-        assert_eq!(f["conn"], "c7");
-        assert!(f.get("peer").is_none());
-        assert_eq!(control_family("rate-limit:ws-messages"), "limits");
+        let mut clock = Clock::default();
+        for ns in [0u128, 5, 999_999_999, 1_000_000_000, 1_796_169_600_123_456_789, 1_796_169_600_000_000_001, 1_796_169_599_999_999_999, 1_796_169_599_000_000_000] {
+            assert_eq!(clock.format(ns), rfc3339(ns), "{ns}");
+        }
     }
 }

@@ -6,15 +6,12 @@
 use crate::state::audit::chain::{canonical, Chain};
 use crate::state::audit::encrypt::FieldCipher;
 use crate::state::audit::keys::{signed_message, AuditKeys};
-use crate::state::audit::record::{rfc3339, Event};
+use crate::state::audit::line::{write_event, LineContext};
+use crate::state::audit::record::{rfc3339, Clock, Event};
 use crate::state::audit::redact::Redactor;
 use clawguard_policies::EncryptedField;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-
-/// Top-level record fields whose values clawguard itself chooses from a closed set: not searched
-/// for secrets.
-const CLOSED_FIELDS: &[&str] = &["type", "ts", "category", "action", "outcome", "severity", "policy_version", "enforced", "control"];
 
 /// The format name in genesis records.
 pub const FORMAT: &str = "clawguard-audit/1";
@@ -78,12 +75,14 @@ pub struct Recorder {
     since_checkpoint: u64,
     last_checkpoint_ns: u128,
     policy_version: String,
+    policy_version_json: Vec<u8>,
+    clock: Clock,
 }
 
 impl Recorder {
     /// A recorder; `nonce` gives a fresh random 96-bit nonce for each encrypted field.
     pub fn new(keys: AuditKeys, redactor: Redactor, cipher: Option<(FieldCipher, Vec<EncryptedField>)>, nonce: Box<dyn FnMut() -> [u8; 12] + Send>) -> Self {
-        Recorder { chain: Chain::default(), keys, redactor, cipher, nonce, every: 1000, interval_ns: 60_000_000_000, since_checkpoint: 0, last_checkpoint_ns: 0, policy_version: String::new() }
+        Recorder { chain: Chain::default(), keys, redactor, cipher, nonce, every: 1000, interval_ns: 60_000_000_000, since_checkpoint: 0, last_checkpoint_ns: 0, policy_version: String::new(), policy_version_json: b"\"\"".to_vec(), clock: Clock::default() }
     }
 
     /// A checkpoint after `every` records or `interval_seconds` with records since the last.
@@ -96,6 +95,7 @@ impl Recorder {
     /// The policy version recorded from now on.
     pub fn set_policy_version(&mut self, version: &str) {
         self.policy_version = version.to_string();
+        self.policy_version_json = serde_json::to_vec(version).unwrap_or_else(|_| b"\"\"".to_vec());
     }
 
     /// The keys.
@@ -143,42 +143,35 @@ impl Recorder {
         vec![self.chain.append(r)]
     }
 
-    /// The lines for one event: the record, and a checkpoint when one is due by count.
-    pub fn event(&mut self, event: &Event, now_ns: u128) -> Vec<String> {
-        let ts = rfc3339(now_ns);
-        let keys = &self.keys;
-        let fields = event.fields(&ts, &self.policy_version, |d| keys.hmac(d));
-        let mut value = Value::Object(fields);
-        // Every string that can carry input is redacted; the closed vocabulary (type, time,
-        // category, action, outcome, severity, the policy's version and the control) cannot.
-        // (No top-level field has a secret's name: each value is searched on its own.)
-        if let Value::Object(map) = &mut value {
-            for (k, v) in map.iter_mut() {
-                if !CLOSED_FIELDS.contains(&k.as_str()) {
-                    self.redactor.redact(v, keys);
-                }
-            }
-        }
-        if let Some((cipher, which)) = &self.cipher {
-            for field in which {
-                let (outer, inner) = match field {
-                    EncryptedField::Command => ("target", "command"),
-                    EncryptedField::Session => ("target", "session"),
-                    EncryptedField::Excerpt => ("details", "excerpt"),
-                };
-                if let Some(slot) = value.get_mut(outer).and_then(|o| o.get_mut(inner)) {
-                    if let Some(text) = slot.as_str() {
-                        *slot = cipher.seal(&format!("{outer}.{inner}"), text, (self.nonce)());
-                    }
-                }
-            }
-        }
-        let Value::Object(record) = value else { unreachable!("fields() is an object") };
-        let mut lines = vec![self.chain.append(record)];
+    /// Appends the lines for one event to `out` (each ending in a newline): the record, and a
+    /// checkpoint when one is due by count. Returns how many lines it wrote.
+    pub fn event(&mut self, event: &Event, now_ns: u128, out: &mut Vec<u8>) -> usize {
+        let ts = self.clock.format(now_ns);
+        let mut ctx = LineContext {
+            redactor: &self.redactor,
+            keys: &self.keys,
+            cipher: self.cipher.as_ref().map(|(c, which)| (c, which.as_slice())),
+            nonce: &mut *self.nonce,
+            policy_version_json: &self.policy_version_json,
+        };
+        write_event(out, &mut self.chain, event, ts, &mut ctx);
         self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.every {
-            lines.push(self.signed("checkpoint", now_ns));
+        if self.since_checkpoint < self.every {
+            return 1;
         }
+        let line = self.signed("checkpoint", now_ns);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        2
+    }
+
+    /// The lines of one event as strings (for tests).
+    #[cfg(test)]
+    pub(crate) fn event_lines(&mut self, event: &Event, now_ns: u128) -> Vec<String> {
+        let mut out = Vec::new();
+        let n = self.event(event, now_ns, &mut out);
+        let lines: Vec<String> = String::from_utf8(out).unwrap_or_default().lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), n);
         lines
     }
 
@@ -260,13 +253,13 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert!(first[0].contains("\"type\":\"genesis\""));
         let e = Event::new(Category::Method, "ws.request", Outcome::Denied, Target::new("method", "config.apply"));
-        assert_eq!(r.event(&e, 2).len(), 1);
-        assert_eq!(r.event(&e, 3).len(), 1);
-        let third = r.event(&e, 4);
+        assert_eq!(r.event_lines(&e, 2).len(), 1);
+        assert_eq!(r.event_lines(&e, 3).len(), 1);
+        let third = r.event_lines(&e, 4);
         assert_eq!(third.len(), 2);
         assert!(third[1].contains("\"type\":\"checkpoint\""));
         assert!(!r.checkpoint_due(5));
-        r.event(&e, 5);
+        r.event_lines(&e, 5);
         assert!(!r.checkpoint_due(6));
         assert!(r.checkpoint_due(4 + 60_000_000_000));
     }
@@ -278,7 +271,7 @@ mod tests {
         let mut e = Event::new(Category::Exec, "ws.request", Outcome::Denied, Target::new("method", "node.invoke"));
         e.target.command = Some("curl -H 'Authorization: Bearer abcdefghijklmnop1234' x".into());
         e.reason = Some("key sk-abcdefghijklmnopqrstuvwxyz in the reason".into());
-        let line = &r.event(&e, 2)[0];
+        let line = &r.event_lines(&e, 2)[0];
         assert!(!line.contains("abcdefghijklmnop1234"), "{line}");
         assert!(!line.contains("sk-abcdefghijklmnopqrstuvwxyz"), "{line}");
         assert!(!line.contains("curl"), "the command is encrypted: {line}");

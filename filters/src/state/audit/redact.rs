@@ -133,7 +133,7 @@ impl Redactor {
     }
 }
 
-fn is_secret_field(name: &str) -> bool {
+pub(crate) fn is_secret_field(name: &str) -> bool {
     // Compared without case, `_` and `-`, and without allocating.
     let folded = || name.bytes().filter(|b| *b != b'_' && *b != b'-').map(|b| b.to_ascii_lowercase());
     SECRET_FIELDS.iter().any(|f| f.bytes().eq(folded()))

@@ -372,7 +372,7 @@ mod tests {
         for n in 0..10u64 {
             let mut e = Event::new(Category::Method, "ws.request", Outcome::Denied, Target::new("method", "config.apply"));
             e.details.insert("n".into(), Value::from(n));
-            lines.extend(r.event(&e, 2 + u128::from(n)));
+            lines.extend(r.event_lines(&e, 2 + u128::from(n)));
         }
         lines.push(r.seal(100));
         lines
@@ -486,8 +486,8 @@ mod tests {
         let mut second = recorder(1);
         assert!(second.start(&tail, &Origin { host: "h".into(), version: "t".into() }, 200).is_empty());
         let e = Event::new(Category::Method, "ws.request", Outcome::Success, Target::new("method", "health"));
-        let mut more: Vec<String> = second.event(&e, 201);
-        more.extend(second.event(&e, 202));
+        let mut more: Vec<String> = second.event_lines(&e, 201);
+        more.extend(second.event_lines(&e, 202));
         let mut file2: String = more.iter().map(|l| format!("{l}\n")).collect();
         file2.push_str("{\"half\":");
         let tail = crate::state::audit::recorder::read_tail(file2.as_bytes(), true).unwrap();
