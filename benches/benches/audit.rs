@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
         reason: "missing scope: operator.admin".into(),
         target: Some("config.apply".into()),
     });
-    let allowed = ws_allowed(&conn, "chat.send");
+    let allowed = ws_allowed(&conn, "chat.send".to_string());
     let mut now = 2u128;
     let mut lines = 0usize;
     // The writer appends to one buffer that it writes out and clears every 10 ms.
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The request's own share: the event it hands to the writer's queue.
-    c.bench_function("audit event built (allowed chat.send)", |b| b.iter(|| black_box(ws_allowed(black_box(&conn), black_box("chat.send")))));
+    c.bench_function("audit event built (allowed chat.send)", |b| b.iter(|| black_box(ws_allowed(black_box(&conn), black_box("chat.send").to_string()))));
     // Every record produced a line, and checkpoints came in between.
     assert!(lines > 0 && recorder.head().0.unwrap_or(0) as usize >= lines, "{lines} lines");
 }

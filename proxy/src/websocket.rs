@@ -131,7 +131,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         close_grace: Duration::from_millis(ws.close_grace_ms),
         handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
-    let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)), peer: peer.ip.to_string(), identity: identity.clone(), role: None };
+    let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).into(), peer: peer.ip.to_string().into(), identity: identity.as_str().into(), role: None };
     let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn).await;
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
@@ -525,8 +525,8 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
         // upgrade) are that identity's.
         for notice in &notices {
             if let Notice::Established { identity, role, .. } = notice {
-                rec.conn.identity = identity.clone();
-                rec.conn.role = Some(role.to_string());
+                rec.conn.identity = identity.as_str().into();
+                rec.conn.role = Some((*role).into());
             }
         }
         for notice in &notices {
@@ -538,7 +538,7 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             audit.record(record::ws_decision(&rec.conn, d)).await;
         }
         let mut unrecorded = 0;
-        for method in &allowed {
+        for method in allowed {
             if !audit.record(record::ws_allowed(&rec.conn, method)).await {
                 unrecorded += 1;
             }

@@ -22,6 +22,9 @@ OCTET=$(( $$ % 250 + 1 ))
 HOST_IP="198.18.$OCTET.1" CLIENT_IP="198.18.$OCTET.2"
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  # start_clawguard runs in a subshell (`read … < <(start_clawguard …)`): its instances are
+  # known by their pid files.
+  for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; done
   ip netns del "$NETNS" 2>/dev/null; ip link del "$VETH_HOST" 2>/dev/null
   "$E2E/openclaw.sh" stop "$WORK/gateway" 2>/dev/null
   if (( FAILED == 0 )); then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
@@ -58,7 +61,7 @@ start_clawguard() {
     printf '[audit]\ndir = "audit-%s"\n' "$name"
   } > "$WORK/$name.toml"
   "$CLAWGUARD" run --policy "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
+  echo $! > "$WORK/$name.pid"
   for _ in $(seq 1 100); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 2>/dev/null; then echo "$port $admin"; return 0; fi
     sleep 0.1

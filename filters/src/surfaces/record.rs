@@ -7,18 +7,20 @@ use crate::surfaces::access::Notice;
 use crate::surfaces::engine::{Decided, Direction, Verdict};
 use crate::surfaces::http::HttpRefusal;
 use serde_json::Value;
+use std::sync::Arc;
 
-/// The connection an event happened on.
-#[derive(Debug, Clone, Default)]
+/// The connection an event happened on (its texts shared by all of its records: stamping a
+/// record copies pointers, not strings).
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// clawguard's id for the connection.
-    pub id: String,
+    pub id: Arc<str>,
     /// The client's address.
-    pub peer: String,
+    pub peer: Arc<str>,
     /// The identity's name.
-    pub identity: String,
+    pub identity: Arc<str>,
     /// The role, once the handshake said.
-    pub role: Option<String>,
+    pub role: Option<Arc<str>>,
 }
 
 impl Connection {
@@ -95,9 +97,10 @@ pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
     conn.stamp(e)
 }
 
-/// A client request forwarded that the policy records as allowed.
-pub fn ws_allowed(conn: &Connection, method: &str) -> Event {
-    let category = category_of("", Some(method));
+/// A client request forwarded that the policy records as allowed (its method's name moves into
+/// the record).
+pub fn ws_allowed(conn: &Connection, method: String) -> Event {
+    let category = category_of("", Some(&method));
     let mut e = Event::new(category, "ws.request", Outcome::Success, Target::new("method", method));
     e.decision = "allow";
     conn.stamp(e)
@@ -107,10 +110,10 @@ pub fn ws_allowed(conn: &Connection, method: &str) -> Event {
 pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
     match n {
         Notice::Established { identity, why, client, device, role, requested, scopes } => {
-            let mut e = Event::new(Category::Auth, "ws.connect", Outcome::Success, Target::new("connection", conn.id.clone()));
+            let mut e = Event::new(Category::Auth, "ws.connect", Outcome::Success, Target::new("connection", conn.id.to_string()));
             e.actor = Actor {
-                identity: Some(identity.clone()),
-                role: Some(role.to_string()),
+                identity: Some(identity.as_str().into()),
+                role: Some((*role).into()),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 device_id: (!device.is_empty()).then(|| device.clone()),
                 client: (!client.is_empty()).then(|| client.clone()),
@@ -179,8 +182,8 @@ pub fn http_refusal(req: &HttpSeen<'_>, r: &HttpRefusal) -> Event {
     if let Some(tool) = r.details.get("tool") {
         e.details.insert("tool".into(), tool.clone());
     }
-    e.actor = Actor { identity: req.identity.map(str::to_string), ..Actor::default() };
-    e.peer = Some(req.peer.clone());
+    e.actor = Actor { identity: req.identity.map(Arc::from), ..Actor::default() };
+    e.peer = Some(req.peer.as_str().into());
     e
 }
 
@@ -195,7 +198,7 @@ pub fn refused_early(peer: &str, method: &str, path: &str, rule: &str, reason: &
     e.rule = Some(rule.to_string());
     e.reason = Some(reason.to_string());
     e.details.insert("status".into(), Value::from(status));
-    e.peer = Some(peer.to_string());
+    e.peer = Some(peer.into());
     e
 }
 
@@ -203,8 +206,8 @@ pub fn refused_early(peer: &str, method: &str, path: &str, rule: &str, reason: &
 pub fn http_allowed(req: &HttpSeen<'_>) -> Event {
     let mut e = Event::new(Category::Http, "http.request", Outcome::Success, Target::new("route", format!("{} {}", req.method, req.path)));
     e.details.insert("route".into(), Value::from(req.route));
-    e.actor = Actor { identity: req.identity.map(str::to_string), ..Actor::default() };
-    e.peer = Some(req.peer.clone());
+    e.actor = Actor { identity: req.identity.map(Arc::from), ..Actor::default() };
+    e.peer = Some(req.peer.as_str().into());
     e
 }
 

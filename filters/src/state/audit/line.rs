@@ -215,8 +215,6 @@ pub fn write_event(out: &mut Vec<u8>, chain: &mut Chain, event: &Event, ts: &str
             key(out, &mut first, "reason");
             ctx.text(out, reason);
         }
-        key(out, &mut first, "version");
-        out.extend_from_slice(ctx.policy_version_json);
         out.push(b'}');
     }
     key(out, &mut first, "policy_version");
@@ -322,7 +320,7 @@ mod tests {
         if let Some(s) = &e.target.session {
             target["session"] = text(s);
         }
-        let mut policy = json!({"decision": e.decision, "version": version});
+        let mut policy = json!({"decision": e.decision});
         let mut r = json!({"type": "event", "ts": ts, "category": e.category.name(), "action": e.action, "outcome": e.outcome.name(), "severity": e.severity.name(), "actor": actor, "target": target, "policy_version": version, "enforced": e.enforced, "seq": seq, "prev": prev});
         if let Some(rule) = &e.rule {
             policy["id"] = text(rule);

@@ -3,6 +3,7 @@
 //! clawguard's connection id, peer, rule and reason, so a SIEM can join both.
 
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The kind of event (the gateway's categories, plus clawguard's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +107,10 @@ impl Severity {
 /// Who acted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actor {
-    /// The clawguard identity.
-    pub identity: Option<String>,
+    /// The clawguard identity (shared with the connection's other records).
+    pub identity: Option<Arc<str>>,
     /// `operator` or `node`.
-    pub role: Option<String>,
+    pub role: Option<Arc<str>>,
     /// Scopes (granted, or held).
     pub scopes: Vec<String>,
     /// The device id (recorded as its keyed hash).
@@ -163,9 +164,9 @@ pub struct Event {
     /// Whether the decision was carried out (`false`: dry-run or a shadow limit).
     pub enforced: bool,
     /// The connection id.
-    pub conn: Option<String>,
+    pub conn: Option<Arc<str>>,
     /// The client's address.
-    pub peer: Option<String>,
+    pub peer: Option<Arc<str>>,
     /// More fields (`requested`/`granted` scopes, exec `segments`, `status`, `excerpt`, …).
     pub details: Map<String, Value>,
 }
