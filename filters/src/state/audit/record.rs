@@ -249,14 +249,12 @@ impl Clock {
             self.text = rfc3339(ns);
             self.second = Some(second);
         } else {
-            let mut frac = (ns % 1_000_000_000) as u32;
-            let mut digits = [b'0'; 9];
-            for d in digits.iter_mut().rev() {
-                *d = b'0' + (frac % 10) as u8;
-                frac /= 10;
+            let frac = (ns % 1_000_000_000) as u32;
+            self.text.truncate(20);
+            for p in [100_000_000, 10_000_000, 1_000_000, 100_000, 10_000, 1000, 100, 10, 1] {
+                self.text.push(char::from(b'0' + (frac / p % 10) as u8));
             }
-            // Nine ASCII digits replace nine ASCII digits.
-            self.text.replace_range(20..29, std::str::from_utf8(&digits).unwrap_or("000000000"));
+            self.text.push('Z');
         }
         &self.text
     }

@@ -82,6 +82,10 @@ impl Redactor {
         // The shortest built-in shape is 12 bytes long.
         let built_in = text.len() >= 12 && self.trigger.is_match(text);
         let skip = if built_in { 0 } else { BUILT_IN_PATTERNS.len() };
+        if skip == self.patterns.len() {
+            // No shape can match and the policy added none.
+            return None;
+        }
         let mut spans: Vec<(usize, usize)> = self.patterns[skip..].iter().flat_map(|r| r.find_iter(text).map(|m| (m.start(), m.end()))).collect();
         if spans.is_empty() {
             return None;
