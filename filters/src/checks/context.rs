@@ -74,6 +74,13 @@ impl Guard {
         }
     }
 
+    /// Takes over the rate-limit state of the policy version this one replaces, for every
+    /// limit whose key and rate are unchanged (a reload does not hand out fresh budgets).
+    pub fn carry_state_from(&mut self, old: &Guard) {
+        self.limits.carry_from(&old.limits);
+        self.clients.carry_from(&old.clients);
+    }
+
     /// Whether an allowed request for `method` is recorded in the audit log.
     pub fn records_method(&self, method: &str) -> bool {
         match self.record_allowed {

@@ -154,7 +154,11 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock + Clone> {
     name: &'static str,
-    limiter: Option<Keyed<K, C>>,
+    /// Shared with the same limit of the next policy version when its rate and key cap are
+    /// unchanged ([`KeyedLimit::carry_from`]).
+    limiter: Option<std::sync::Arc<Keyed<K, C>>>,
+    rate: Rate,
+    max_keys: usize,
     clock: C,
     shadow: bool,
 }
@@ -169,8 +173,16 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
     /// A limit of `rate` per key (a rate of 0 disables it), on `clock`, holding at most
     /// `max_keys` keys.
     pub fn new(name: &'static str, rate: Rate, shadow: bool, max_keys: usize, clock: &C) -> Self {
-        let limiter = rate.quota().map(|q| RateLimiter::new(q, BoundedStore::new(max_keys), clock.clone()));
-        KeyedLimit { name, limiter, clock: clock.clone(), shadow }
+        let limiter = rate.quota().map(|q| std::sync::Arc::new(RateLimiter::new(q, BoundedStore::new(max_keys), clock.clone())));
+        KeyedLimit { name, limiter, rate, max_keys, clock: clock.clone(), shadow }
+    }
+
+    /// Takes over the state of the same limit of the previous policy version when its rate and
+    /// key cap are unchanged (a reload keeps what each key has used); otherwise starts afresh.
+    pub fn carry_from(&mut self, old: &Self) {
+        if self.name == old.name && self.rate == old.rate && self.max_keys == old.max_keys {
+            self.limiter = old.limiter.clone();
+        }
     }
 
     /// The limit's name.
@@ -303,6 +315,25 @@ impl<C: Clock + Clone> RateLimits<C> {
     pub fn prune(&self) -> usize {
         self.default.iter().chain(self.profiles.values().flatten()).map(KeyedLimit::prune).sum()
     }
+
+    /// Takes over the previous policy version's state of every limit whose profile, rate and
+    /// key cap are unchanged.
+    pub fn carry_from(&mut self, old: &Self) {
+        // The same keys digest the same way only under the same seed.
+        self.digest = old.digest.clone();
+        carry_profile(&mut self.default, &old.default);
+        for (name, limits) in &mut self.profiles {
+            if let Some(previous) = old.profiles.get(name) {
+                carry_profile(limits, previous);
+            }
+        }
+    }
+}
+
+fn carry_profile<C: Clock + Clone>(new: &mut ProfileLimits<C>, old: &ProfileLimits<C>) {
+    for (n, o) in new.iter_mut().zip(old) {
+        n.carry_from(o);
+    }
 }
 
 /// A direction of a WebSocket connection, for the per-connection limits.
@@ -429,6 +460,18 @@ impl<C: Clock + Clone> ClientLimits<C> {
         }
     }
 
+    /// Takes over the previous policy version's state of every limit whose rate and key cap
+    /// are unchanged (the per-connection limits belong to their connections).
+    pub fn carry_from(&mut self, old: &Self) {
+        self.digest = old.digest.clone();
+        self.ip_connections.carry_from(&old.ip_connections);
+        self.ip_handshakes.carry_from(&old.ip_handshakes);
+        self.lockout.carry_from(&old.lockout);
+        self.http_tools_invoke.carry_from(&old.http_tools_invoke);
+        self.http_inference.carry_from(&old.http_inference);
+        self.http_hooks.carry_from(&old.http_hooks);
+    }
+
     /// A new connection from `ip`: its rate, then whether `ip` is locked out.
     pub fn new_connection(&self, ip: std::net::IpAddr) -> Result<(), Limited> {
         strictest([self.locked_out(ip, None), self.ip_connections.check(&ip)])
@@ -534,14 +577,21 @@ impl<C: Clock + Clone> ConnectionLimits<C> {
     }
 }
 
+/// A lockout's memory: the recent failures and the keys locked out.
+struct LockoutState<K: Hash + Eq + Clone, C: Clock + Clone> {
+    failures: Mutex<HashMap<K, std::collections::VecDeque<C::Instant>>>,
+    locked: Mutex<HashMap<K, C::Instant>>,
+}
+
 /// Auth-failure lockout: the `limit`-th failure of a key within a sliding `window` locks the
 /// key out for `lockout`. Each key keeps the times of its last `limit` failures (so a client
 /// that paces its guesses is counted exactly, unlike a refilling bucket); successes do not
 /// count. At most `max_keys` keys are tracked; past that, the key whose last failure is the
 /// oldest is forgotten first.
 pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
-    failures: Mutex<HashMap<K, std::collections::VecDeque<C::Instant>>>,
-    locked: Mutex<HashMap<K, C::Instant>>,
+    /// Failures and lockouts (shared with the next policy version when its settings are
+    /// unchanged).
+    state: std::sync::Arc<LockoutState<K, C>>,
     limit: u32,
     window: Duration,
     lockout: Duration,
@@ -550,11 +600,18 @@ pub struct Lockout<K: Hash + Eq + Clone, C: Clock + Clone> {
 }
 
 impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
+    /// Takes over the previous policy version's failures and lockouts when its settings are
+    /// unchanged.
+    pub fn carry_from(&mut self, old: &Self) {
+        if (self.limit, self.window, self.lockout, self.max_keys) == (old.limit, old.window, old.lockout, old.max_keys) {
+            self.state = old.state.clone();
+        }
+    }
+
     /// `limit` failures within `window` per key lock it out for `lockout` (`limit` 0: never).
     pub fn new(limit: u32, window: Duration, lockout: Duration, max_keys: usize, clock: &C) -> Self {
         Lockout {
-            failures: Mutex::new(HashMap::new()),
-            locked: Mutex::new(HashMap::new()),
+            state: std::sync::Arc::new(LockoutState { failures: Mutex::new(HashMap::new()), locked: Mutex::new(HashMap::new()) }),
             limit,
             window,
             lockout,
@@ -574,7 +631,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
         }
         let now = self.clock.now();
         let reached = {
-            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let mut failures = self.state.failures.lock().unwrap_or_else(|e| e.into_inner());
             if failures.len() >= self.max_keys && !failures.contains_key(key) {
                 failures.retain(|_, times| times.back().is_some_and(|t| self.within(now, *t)));
                 if failures.len() >= self.max_keys {
@@ -595,7 +652,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
         if !reached {
             return self.is_locked(key).is_some();
         }
-        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locked = self.state.locked.lock().unwrap_or_else(|e| e.into_inner());
         if locked.len() >= self.max_keys && !locked.contains_key(key) {
             locked.retain(|_, until| *until > now);
         }
@@ -608,9 +665,9 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
     /// Forgets expired lockouts and failures older than the window; returns the keys left.
     pub fn prune(&self) -> usize {
         let now = self.clock.now();
-        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locked = self.state.locked.lock().unwrap_or_else(|e| e.into_inner());
         locked.retain(|_, until| *until > now);
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self.state.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.retain(|_, times| times.back().is_some_and(|t| self.within(now, *t)));
         locked.len() + failures.len()
     }
@@ -618,7 +675,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Lockout<K, C> {
     /// How long `key` stays locked out, if it is.
     pub fn is_locked(&self, key: &K) -> Option<Duration> {
         let now = self.clock.now();
-        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locked = self.state.locked.lock().unwrap_or_else(|e| e.into_inner());
         match locked.get(key) {
             Some(until) if *until > now => Some(until.duration_since(now).into()),
             Some(_) => {
@@ -729,6 +786,37 @@ mod tests {
             let _ = limits.check(Limit::NodeInvoke, None, "n");
         }
         assert!(limits.check(Limit::NodeInvoke, None, "n").unwrap_err().shadow);
+    }
+
+    #[test]
+    fn issue15_a_reload_keeps_the_state_of_unchanged_limits_and_resets_changed_ones() {
+        let clock = FakeRelativeClock::default();
+        let parse = |t: &str| clawguard_policies::LoadedPolicy::parse("t.toml", t).unwrap().policy.limits;
+        let before = parse("[limits]\nsystem_run_per_minute = 2\nnode_invoke_per_minute = 3\nauth_failures = 2\n[limits.profile.ci]\nsystem_run_per_minute = 5\n");
+        let old = RateLimits::new(&before, &clock);
+        let old_clients = ClientLimits::new(&before, &clock);
+        for _ in 0..2 {
+            old.check(Limit::SystemRun, None, "n").unwrap();
+            old.check(Limit::SystemRun, Some("ci"), "n").unwrap();
+            old.check(Limit::NodeInvoke, None, "n").unwrap();
+        }
+        let ip: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+        old_clients.auth_failure(ip, None);
+        old_clients.auth_failure(ip, None);
+        assert!(old_clients.new_connection(ip).is_err(), "locked out before the reload");
+        // The reload changes node-invoke's rate only.
+        let after = parse("[limits]\nsystem_run_per_minute = 2\nnode_invoke_per_minute = 4\nauth_failures = 2\n[limits.profile.ci]\nsystem_run_per_minute = 5\n");
+        let mut new = RateLimits::new(&after, &clock);
+        let mut new_clients = ClientLimits::new(&after, &clock);
+        new.carry_from(&old);
+        new_clients.carry_from(&old_clients);
+        assert!(new.check(Limit::SystemRun, None, "n").is_err(), "unchanged: the two used stay used");
+        assert!((0..3).all(|_| new.check(Limit::SystemRun, Some("ci"), "n").is_ok()) && new.check(Limit::SystemRun, Some("ci"), "n").is_err(), "the profile's limit kept its state too");
+        assert!((0..4).all(|_| new.check(Limit::NodeInvoke, None, "n").is_ok()), "a changed rate starts afresh");
+        assert!(new_clients.new_connection(ip).is_err(), "the lockout survives the reload");
+        // Without carrying, the same limits would hand out a fresh budget.
+        let fresh = RateLimits::new(&after, &clock);
+        assert!(fresh.check(Limit::SystemRun, None, "n").is_ok());
     }
 
     fn client_limits(toml: &str, clock: &FakeRelativeClock) -> ClientLimits<FakeRelativeClock> {

@@ -940,6 +940,26 @@ impl Access {
         (judgement, roster)
     }
 
+    /// Re-judges the connection under a new policy version (a reload): the identity of the same
+    /// name takes over, so its lists, ceiling and limits apply from the next message. A
+    /// connection whose identity is gone, whose role that identity no longer allows, or whose
+    /// granted scopes exceed its new ceiling is closed with 1008 ("policy changed").
+    pub fn rebind(&mut self, env: &Env<'_>) -> Option<Judgement> {
+        let name = self.resolution.identity.name.clone();
+        let reason = match env.guard.identities.by_name(&name) {
+            None => format!("policy changed: identity {name:?} is no longer in the policy"),
+            Some(id) if self.is_established() && !id.allows_role(self.role) => format!("policy changed: identity {name:?} may no longer connect as {}", self.role.name()),
+            Some(id) if self.is_established() && !self.granted.minus(id.ceiling).is_empty() => {
+                format!("policy changed: this connection holds {} beyond identity {name:?}'s ceiling", self.granted.minus(id.ceiling).names().join(", "))
+            }
+            Some(id) => {
+                self.resolution.identity = id;
+                return None;
+            }
+        };
+        Some(self.judge(env, Action::Close { code: 1008, rule: "policy-reload".into(), reason }))
+    }
+
     /// Closes a node's connection whose pin was revoked since it connected (call when the
     /// store changes).
     pub fn recheck(&self, env: &Env<'_>) -> Option<Judgement> {

@@ -258,6 +258,19 @@ impl WsEngine {
         out
     }
 
+    /// Re-judges the connection under a new policy version ([`Access::rebind`]): closed with
+    /// 1008 when its identity, role or granted scopes no longer hold.
+    pub fn rebind(&mut self, env: &Env<'_>) -> Output {
+        let mut out = Output::default();
+        if self.closing || self.done {
+            return out;
+        }
+        if let Some(judgement) = self.access.rebind(env) {
+            self.apply(Direction::GatewayToClient, judgement, None, &mut out);
+        }
+        out
+    }
+
     /// Bytes from the client.
     pub fn on_client_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();

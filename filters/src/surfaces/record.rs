@@ -48,7 +48,7 @@ fn category_of(rule: &str, method: Option<&str>) -> Category {
         "node-pin" => return Category::Node,
         "session-owner" | "sessions" | "session-quota" => return Category::Session,
         "rate-limit" | "limits" | "lockout" | "connections" | "body-limit" => return Category::Limit,
-        "config-guard" => return Category::Config,
+        "config-guard" | "policy-reload" => return Category::Config,
         "grants" | "chat-command" => return Category::Approval,
         "handshake" | "replay" | "identity" | "auth" => return Category::Auth,
         _ => {}
