@@ -1,4 +1,4 @@
-//! The admin listener: `/metrics`, `/livez`, `/readyz`, `/policy`.
+//! The admin listener: `/metrics`, `/livez`, `/readyz`, `/policy`, `POST /reload`.
 
 use crate::shared::Shared;
 use crate::readiness::Readiness;
@@ -44,16 +44,33 @@ impl ServeHttp for AdminApp {
                 json(if ready { 200 } else { 503 }, serde_json::json!({ "ready": ready, "failing": failing }))
             }
             "/policy" => {
-                let loaded_at = humantime::format_rfc3339_seconds(self.shared.loaded_at).to_string();
+                let live = self.shared.live();
+                let loaded_at = humantime::format_rfc3339_seconds(live.loaded_at).to_string();
                 let path = self.shared.path.as_ref().map(|p| p.display().to_string());
+                let reloads = self.shared.reloads.lock().map(|r| r.clone()).unwrap_or_default();
+                let rejected = reloads.rejected.as_ref().map(|r| serde_json::json!({ "version": r.version, "error": r.error, "at": humantime::format_rfc3339_seconds(r.at).to_string() }));
                 json(200, serde_json::json!({
-                    "version": self.shared.policy.version,
+                    "version": live.policy.version,
                     "path": path,
                     "source": path.as_deref().unwrap_or("embedded"),
                     "loaded_at": loaded_at,
+                    "reloads_applied": reloads.applied,
+                    "needs_restart": reloads.needs_restart,
+                    "last_rejected": rejected,
                 }))
             }
-            _ => json(404, serde_json::json!({ "error": "not found", "paths": ["/metrics", "/livez", "/readyz", "/policy"] })),
+            "/reload" if session.req_header().method == http::Method::POST => {
+                let shared = self.shared.clone();
+                // Validation reads files (the policy, TLS material): off the async workers.
+                let outcome = tokio::task::spawn_blocking(move || crate::reload::reload(&shared, "admin")).await;
+                match outcome {
+                    Ok(o @ crate::reload::Outcome::Rejected { .. }) => json(422, o.to_json()),
+                    Ok(o) => json(200, o.to_json()),
+                    Err(e) => json(500, serde_json::json!({ "result": "error", "error": e.to_string() })),
+                }
+            }
+            "/reload" => json(405, serde_json::json!({ "error": "POST /reload reloads the policy file" })),
+            _ => json(404, serde_json::json!({ "error": "not found", "paths": ["/metrics", "/livez", "/readyz", "/policy", "POST /reload"] })),
         }
     }
 }

@@ -211,7 +211,8 @@ impl<A: ServerApp + Send + Sync + 'static> ClientListeners<A> {
                     continue;
                 }
             };
-            let server = &shared.policy.policy.server;
+            let live = shared.live();
+            let server = &live.policy.policy.server;
             let admitted = shared.clients.lock().unwrap_or_else(|e| e.into_inner()).try_open(peer.ip(), server.max_connections_per_ip, server.max_connections);
             if let Err(limit) = admitted {
                 tokio::spawn(refuse(tcp, limit, acceptor.is_none()));
@@ -233,7 +234,7 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(tcp: tokio::net::TcpStream,
     let _ = digest.peer_addr.set(Some(peer.into()));
     l4.set_socket_digest(digest);
     let Some(key) = l4.get_socket_digest().map(|d| connection_key(&d)) else { return };
-    let timeout = Duration::from_secs(shared.policy.policy.server.header_timeout_seconds);
+    let timeout = Duration::from_secs(shared.live().policy.policy.server.header_timeout_seconds);
     let phase = shared.heads.register(key, deadline(timeout));
     let requests = async {
         let stream: Stream = match &acceptor {

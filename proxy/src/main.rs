@@ -18,6 +18,8 @@ mod pin_file;
 mod pin_keeper;
 mod proxy;
 mod readiness;
+mod reload;
+mod reload_cli;
 mod respond;
 mod server;
 mod shared;
@@ -63,6 +65,8 @@ enum Command {
     Exec(exec_cli::Args),
     /// The audit log: verify, search, export, tail, key, hash.
     Audit(audit_cli::Args),
+    /// Ask a running clawguard to reload its policy file; exit 0 applied, 1 rejected, 2 unreachable.
+    Reload(reload_cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Decide(args) => decide::run(args),
         Command::Exec(args) => exec_cli::run(args),
         Command::Audit(args) => audit_cli::run(args),
+        Command::Reload(args) => reload_cli::run(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

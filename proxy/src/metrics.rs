@@ -107,6 +107,18 @@ pub static POLICY_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Policy reloads by result (`applied`, `unchanged`, `rejected`).
+pub static POLICY_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_policy_reloads_total", "Policy reloads by result: applied, unchanged, rejected (the running policy stays)", &["result"])
+        .expect("metric registers once")
+});
+
+/// 1 while the policy file on disk is one that did not load (the running version is older).
+pub static POLICY_RELOAD_FAILING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_policy_reload_failing", "1 while the policy file's current contents were rejected and an older version is in force")
+        .expect("metric registers once")
+});
+
 /// Pre-resolved handles for the per-message hot path.
 pub struct HotCounters {
     /// Forwarded client → gateway messages.

@@ -4,7 +4,7 @@
 
 use crate::metrics;
 use crate::respond::{apply_header_ops, respond_error, respond_refusal, ResponseView};
-use crate::shared::Shared;
+use crate::shared::{Live, Shared};
 use crate::websocket;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -46,6 +46,16 @@ pub struct Ctx {
     body_seen: usize,
     /// clawguard's own refusal of the request, for `fail_to_proxy`.
     refusal: Option<Box<HttpRefusal>>,
+    /// The policy version this request is judged by, from its first hook to its last (a
+    /// reload in between applies to the next request).
+    live: Option<Arc<Live>>,
+}
+
+impl Ctx {
+    /// The request's policy version (taken from `shared` the first time).
+    fn live(&mut self, shared: &Shared) -> Arc<Live> {
+        self.live.get_or_insert_with(|| shared.live_arc()).clone()
+    }
 }
 
 /// Request headers as the sans-IO core reads them; a value that is not visible ASCII reads as
@@ -185,7 +195,8 @@ impl ProxyHttp for Clawguard {
             self.shared.heads.request_started(key);
         }
         ctx.peer = peer_of(session);
-        let policy = &self.shared.policy.policy;
+        let live = ctx.live(&self.shared);
+        let policy = &live.policy.policy;
         let (ip, tls) = (ctx.peer.as_ref().map(|p| p.ip), ctx.peer.as_ref().is_some_and(|p| p.tls));
         if let Some(cert) = ctx.peer.as_ref().and_then(|p| p.client_cert.as_ref()) {
             tracing::debug!(sha256 = %cert.sha256, organization = ?cert.organization, "client certificate");
@@ -223,7 +234,7 @@ impl ProxyHttp for Clawguard {
             // The path must be readable and a browser's origin one of clawguard's own or listed.
             let checked = {
                 let view = HeadView(session.req_header());
-                clawguard_filters::http::admit_upgrade(&self.shared.env(), &http_request(session.req_header(), &view, true))
+                clawguard_filters::http::admit_upgrade(&self.shared.env(&live), &http_request(session.req_header(), &view, true))
             };
             ctx.answered = true;
             if let Err(refusal) = checked {
@@ -244,7 +255,7 @@ impl ProxyHttp for Clawguard {
         // by the route table, with the WebSocket's checks.
         let admitted = {
             let view = HeadView(session.req_header());
-            clawguard_filters::http::admit(&self.shared.env(), &peer, &http_request(session.req_header(), &view, false))
+            clawguard_filters::http::admit(&self.shared.env(&live), &peer, &http_request(session.req_header(), &view, false))
         };
         match admitted {
             Ok(admitted) => {
@@ -271,6 +282,7 @@ impl ProxyHttp for Clawguard {
     }
 
     async fn request_body_filter(&self, session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) -> Result<()> {
+        let live = ctx.live(&self.shared);
         let Some(admitted) = ctx.admitted.as_mut() else { return Ok(()) };
         let limit = match admitted.body {
             BodyPlan::Judge { limit } | BodyPlan::Stream { limit } => limit,
@@ -306,7 +318,7 @@ impl ProxyHttp for Clawguard {
         let Some(peer) = ctx.peer.clone() else { return Ok(()) };
         let judged = {
             let view = HeadView(session.req_header());
-            clawguard_filters::http::judge_body(&self.shared.env(), &peer, admitted, &http_request(session.req_header(), &view, false), &whole)
+            clawguard_filters::http::judge_body(&self.shared.env(&live), &peer, admitted, &http_request(session.req_header(), &view, false), &whole)
         };
         if let Err(refusal) = judged {
             note_refusal(&self.shared, session.req_header(), admitted.route.class.label(), &refusal, Some(peer.ip), &admitted.path, Some(&admitted.identity().name)).await;
@@ -324,8 +336,9 @@ impl ProxyHttp for Clawguard {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let up = &self.shared.policy.policy.upstream;
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let live = ctx.live(&self.shared);
+        let up = &live.policy.policy.upstream;
         let mut peer = HttpPeer::new(up.address, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
         Ok(Box::new(peer))
@@ -339,7 +352,8 @@ impl ProxyHttp for Clawguard {
             req.remove_header(*name);
         }
         if let Some(peer) = &ctx.peer {
-            for (name, value) in forwarding_headers(peer.ip, peer.tls, &self.shared.policy.policy.attribution) {
+            let live = ctx.live.clone().unwrap_or_else(|| self.shared.live_arc());
+            for (name, value) in forwarding_headers(peer.ip, peer.tls, &live.policy.policy.attribution) {
                 req.insert_header(name, value)?;
             }
             // The gateway honours the identity's ceiling where its auth mode allows.
@@ -359,7 +373,8 @@ impl ProxyHttp for Clawguard {
             None => (None, "/"),
         };
         let tls = ctx.peer.as_ref().is_some_and(|p| p.tls);
-        let ops = self.shared.guard.http.headers.plan(class, path, tls, &ResponseView(resp));
+        let live = ctx.live.clone().unwrap_or_else(|| self.shared.live_arc());
+        let ops = live.guard.http.headers.plan(class, path, tls, &ResponseView(resp));
         apply_header_ops(resp, ops)
     }
 
@@ -381,7 +396,7 @@ impl ProxyHttp for Clawguard {
             _ => (500, "internal_error"),
         };
         if code > 0 && session.as_downstream().response_written().is_none() {
-            let upstream = self.shared.policy.policy.upstream.address;
+            let upstream = self.shared.live().policy.policy.upstream.address;
             let message = match e.esource() {
                 ErrorSource::Upstream => format!("clawguard: the gateway at {upstream} {}", gateway_failure(e.etype())),
                 _ => format!("clawguard: {}", request_failure(e.etype())),
@@ -400,7 +415,7 @@ impl ProxyHttp for Clawguard {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(key) = connection_of(session) {
-            let timeout = Duration::from_secs(self.shared.policy.policy.server.header_timeout_seconds);
+            let timeout = Duration::from_secs(self.shared.live().policy.policy.server.header_timeout_seconds);
             self.shared.heads.request_finished(key, timeout);
         }
         let kind = if matches!(upgrade_kind(session.req_header()), Upgrade::WebSocket) { "websocket" } else { "http" };

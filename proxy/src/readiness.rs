@@ -74,7 +74,7 @@ impl Lifecycle {
                 failing.push(format!("listener {addr} does not accept connections"));
             }
         }
-        let upstream = self.shared.policy.policy.upstream.address;
+        let upstream = self.shared.live().policy.policy.upstream.address;
         if let Err(why) = gateway_ready(upstream).await {
             failing.push(format!("gateway {upstream}: {why}"));
         }

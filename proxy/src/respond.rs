@@ -42,7 +42,7 @@ async fn respond_json(session: &mut Session, status: u16, body: Vec<u8>, retry_a
         // clawguard's own answers get the API headers.
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let path = session.req_header().uri.path().to_string();
-        let ops = shared.guard.http.headers.plan(None, &path, tls, &NoHeaders);
+        let ops = shared.live().guard.http.headers.plan(None, &path, tls, &NoHeaders);
         apply_header_ops(&mut resp, ops)?;
     }
     session.set_keepalive(None);

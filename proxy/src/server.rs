@@ -23,7 +23,9 @@ use tokio::sync::watch;
 /// Builds the server and runs it until shutdown.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
-    ignore_sighup().context("cannot handle SIGHUP")?;
+    // SIGHUP must never kill the proxy (operators send it to reload): its handler is installed
+    // before anything listens, and reloads once the shared state exists.
+    let (hangups, signals) = sighup_stream().context("cannot handle SIGHUP")?;
     let p = &cfg.policy.policy;
     let listeners: Vec<SocketAddr> = p.server.listen.iter().chain(&p.tls.listen).copied().collect();
     for addr in listeners.iter().chain(std::iter::once(&p.admin.listen)) {
@@ -45,6 +47,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     if !shared.http_decisions {
         tracing::error!("CLAWGUARD_BENCH_NO_HTTP_DECISIONS is set: HTTP requests are forwarded WITHOUT route decisions or security headers (a benchmark baseline; never in production)");
     }
+    crate::reload::on_sighup(hangups, signals, shared.clone()).context("cannot start the SIGHUP handler")?;
+    if shared.path.is_some() {
+        crate::reload::watch_file(Arc::downgrade(&shared)).context("cannot start the policy file watcher")?;
+    }
     let readiness = Arc::new(Mutex::new(Readiness::default()));
     // Rate-limit keys that have fully refilled carry no information: drop them on a timer.
     let pruned = Arc::downgrade(&shared);
@@ -52,7 +58,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     std::thread::Builder::new().name("clawguard-limits".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(shared) = pruned.upgrade() else { return };
-        let left = shared.guard.limits.prune() + shared.guard.clients.prune();
+        let live = shared.live();
+        let left = live.guard.limits.prune() + live.guard.clients.prune();
         crate::metrics::RATE_LIMIT_KEYS.set(i64::try_from(left).unwrap_or(i64::MAX));
         tracing::trace!(keys = left, "rate-limit keys pruned");
     })?;
@@ -89,20 +96,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP must not kill the proxy (operators send it to reload): it is logged and ignored
-/// until hot reload handles it. Installed before anything listens, on its own thread.
-fn ignore_sighup() -> anyhow::Result<()> {
+/// The SIGHUP stream and the runtime that drives it (see `reload::on_sighup`).
+fn sighup_stream() -> anyhow::Result<(tokio::signal::unix::Signal, tokio::runtime::Runtime)> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-    let mut hangups = rt.block_on(async { signal(SignalKind::hangup()) })?;
-    std::thread::Builder::new().name("clawguard-signals".into()).spawn(move || {
-        rt.block_on(async move {
-            while hangups.recv().await.is_some() {
-                tracing::warn!("SIGHUP received: ignored (this build has no policy reload; restart clawguard to apply a changed policy)");
-            }
-        })
-    })?;
-    Ok(())
+    let hangups = rt.block_on(async { signal(SignalKind::hangup()) })?;
+    Ok((hangups, rt))
 }
 
 /// Many WebSocket connections need many descriptors: raise the soft limit to the hard one.

@@ -12,6 +12,7 @@ use clawguard_filters::replay::ReplayCache;
 use clawguard_filters::sessions::SessionLedger;
 use clawguard_policies::LoadedPolicy;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,12 +29,27 @@ const REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At most this many recent signatures are remembered.
 const REPLAY_CAPACITY: usize = 100_000;
 
+/// One policy version in force: the file as loaded and what was compiled from it for decisions.
+/// A reload swaps it whole (`Shared::install`), so a request or message reads one version.
+pub struct Live {
+    /// The policy.
+    pub policy: LoadedPolicy,
+    /// The policy compiled for decisions (identities, rules, limits, mode).
+    pub guard: Guard,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
 /// State shared by every connection.
 pub struct Shared {
-    /// The policy in force.
-    pub policy: LoadedPolicy,
-    /// The policy compiled for decisions (identities, rules, mode).
-    pub guard: Arc<Guard>,
+    /// The policy version in force (see [`Shared::live`]).
+    live: ArcSwap<Live>,
+    /// Counts policy versions installed since start; connections watch it to be re-judged.
+    generation: watch::Sender<u64>,
+    /// The last reload's outcome, for `/policy` (see `reload.rs`).
+    pub reloads: Mutex<crate::reload::ReloadState>,
+    /// Serialises reloads (file watcher, SIGHUP, `/reload`).
+    pub reloading: Mutex<()>,
     /// Device signatures seen in the last 10 minutes, across connections.
     pub replay: Mutex<ReplayCache>,
     /// Open WebSocket connections per address and identity.
@@ -44,8 +60,6 @@ pub struct Shared {
     pub heads: crate::listeners::Heads,
     /// The policy file (`None`: embedded).
     pub path: Option<PathBuf>,
-    /// When the policy was loaded.
-    pub loaded_at: SystemTime,
     /// Becomes `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Whether the listeners and the gateway answer (see `readiness.rs`).
@@ -88,14 +102,15 @@ impl Shared {
             pins,
             ledger: SessionLedger::default(),
             approvals: ApprovalMemory::default(),
-            guard: Arc::new(Guard::new(&cfg.policy.policy)),
+            live: ArcSwap::from_pointee(Live { policy: cfg.policy.clone(), guard: Guard::new(&cfg.policy.policy), loaded_at: cfg.loaded_at }),
+            generation: watch::channel(0).0,
+            reloads: Mutex::new(crate::reload::ReloadState::default()),
+            reloading: Mutex::new(()),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
             clients: Mutex::new(ClientConnections::default()),
             heads: crate::listeners::Heads::default(),
-            policy: cfg.policy.clone(),
             path: cfg.path.clone(),
-            loaded_at: cfg.loaded_at,
             shutdown,
             ready: AtomicBool::new(false),
             http_decisions: std::env::var_os("CLAWGUARD_BENCH_NO_HTTP_DECISIONS").is_none(),
@@ -107,9 +122,32 @@ impl Shared {
         self.ready.load(Ordering::Relaxed) && !*self.shutdown.borrow()
     }
 
-    /// The decision environment: the policy, the clock, the shared state.
-    pub fn env(&self) -> Env<'_> {
+    /// The policy version in force now (cheap: no reference count is touched; keep it for
+    /// one request or message, not across a connection's life).
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// The policy version in force, to hold across a request's hooks.
+    pub fn live_arc(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Puts a new policy version in force and tells every connection to re-judge itself.
+    pub fn install(&self, live: Live) -> Arc<Live> {
+        let previous = self.live.swap(Arc::new(live));
+        self.generation.send_modify(|g| *g += 1);
+        previous
+    }
+
+    /// Changes whenever a new policy version is installed.
+    pub fn policy_changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The decision environment over `live`: the policy, the clock, the shared state.
+    pub fn env<'a>(&'a self, live: &'a Live) -> Env<'a> {
         let audit_down = self.audit.as_ref().is_some_and(|a| a.down());
-        Env { guard: &self.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down }
+        Env { guard: &live.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down }
     }
 }

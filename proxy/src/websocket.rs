@@ -12,7 +12,7 @@
 use crate::audit::AuditLog;
 use crate::metrics;
 use crate::respond::respond_error;
-use crate::shared::Shared;
+use crate::shared::{Live, Shared};
 use bytes::{Bytes, BytesMut};
 use clawguard_filters::attribution::{forwarding_headers, CLIENT_HEADERS_REMOVED};
 use clawguard_filters::conn_limits::{Caps, LimitExceeded};
@@ -44,12 +44,15 @@ const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Handles a WebSocket upgrade request end to end.
 pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
-    let policy = &shared.policy.policy;
+    // The policy version in force for the upgrade; once the connection is open every message
+    // reads the version in force then (and a reload re-judges the connection).
+    let live = shared.live_arc();
+    let policy = &live.policy.policy;
     let ws = &policy.websocket;
     let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes, fragments: ws.max_fragments_per_message };
-    let engine = WsEngine::new(&shared.env(), peer.clone(), limits, rand::random());
+    let engine = WsEngine::new(&shared.env(&live), peer.clone(), limits, rand::random());
     let identity = engine.access().resolution().identity.name.clone();
-    if let Err(limited) = shared.guard.clients.new_connection(peer.ip) {
+    if let Err(limited) = live.guard.clients.new_connection(peer.ip) {
         if limited.shadow {
             metrics::RATE_LIMIT_SHADOW.with_label_values(&[limited.limit]).inc();
         } else {
@@ -66,7 +69,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
             return crate::respond::respond_rate_limited(session, &limited, &message).await;
         }
     }
-    let slot = match Slot::take(shared, peer.ip, &identity) {
+    let slot = match Slot::take(shared, &live, peer.ip, &identity) {
         Ok(slot) => slot,
         Err(limit) => {
             metrics::REFUSALS.with_label_values(&["too_many_connections"]).inc();
@@ -84,7 +87,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
             return respond_error(session, status, "too_many_connections", &format!("clawguard: {limit}")).await;
         }
     };
-    let head = upstream_request_head(session, peer, shared);
+    let head = upstream_request_head(session, peer, &live);
     let up = &policy.upstream;
     let connect = timeout(Duration::from_millis(up.connect_timeout_ms), TcpStream::connect(up.address)).await;
     let mut upstream = match connect {
@@ -132,6 +135,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
         handshake: Duration::from_secs(ws.handshake_timeout_seconds),
     };
     let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).into(), peer: peer.ip.to_string().into(), identity: identity.as_str().into(), role: None };
+    drop(live);
     let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn).await;
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
@@ -140,7 +144,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
 /// The upgrade request as sent to the gateway: the client's head, less the
 /// headers a client may not set and `Sec-WebSocket-Extensions`, plus clawguard's
 /// attribution headers.
-fn upstream_request_head(session: &Session, peer: &Peer, shared: &Shared) -> Vec<u8> {
+fn upstream_request_head(session: &Session, peer: &Peer, live: &Live) -> Vec<u8> {
     let req = session.req_header();
     let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut head = Vec::with_capacity(512);
@@ -155,12 +159,12 @@ fn upstream_request_head(session: &Session, peer: &Peer, shared: &Shared) -> Vec
         }
         push_header(&mut head, n, value.as_bytes());
     }
-    for (name, value) in forwarding_headers(peer.ip, peer.tls, &shared.policy.policy.attribution) {
+    for (name, value) in forwarding_headers(peer.ip, peer.tls, &live.policy.policy.attribution) {
         push_header(&mut head, name, value.as_bytes());
     }
     // The gateway intersects what it grants with this list, so it never grants more than
     // any identity this client can still turn out to be.
-    let ceiling = shared.guard.identities.upgrade_ceiling(peer).names().join(",");
+    let ceiling = live.guard.identities.upgrade_ceiling(peer).names().join(",");
     push_header(&mut head, "x-openclaw-scopes", ceiling.as_bytes());
     head.extend_from_slice(b"\r\n");
     head
@@ -293,9 +297,9 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
-    fn take(shared: &'a Shared, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
-        let ws = &shared.policy.policy.websocket;
-        let clients = &shared.guard.clients;
+    fn take(shared: &'a Shared, live: &Live, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
+        let ws = &live.policy.policy.websocket;
+        let clients = &live.guard.clients;
         let caps = Caps {
             per_ip: ws.max_connections_per_ip,
             per_identity: ws.max_connections_per_identity,
@@ -400,6 +404,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut rec = Recording { audit: shared.audit.as_deref(), conn };
         let mut shutdown = shared.shutdown.clone();
         let mut pins_changed = shared.pins.subscribe();
+        let mut policy_changed = shared.policy_changes();
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
@@ -412,7 +417,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             let out = engine.close(1001, "clawguard is shutting down");
             let _ = deliver(ds, &c2s_tx, out, &mut rec).await;
         } else if !early.is_empty() {
-            let out = engine.on_gateway_bytes(&shared.env(), &early);
+            let out = engine.on_gateway_bytes(&shared.env(&shared.live()), &early);
             if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() {
                 end = "client write failed";
             }
@@ -436,7 +441,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 read = ds.read_request_body(), if can_read_client => match read {
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
-                        let out = engine.on_client_bytes(&shared.env(), &data);
+                        let out = engine.on_client_bytes(&shared.env(&shared.live()), &data);
                         if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,
@@ -446,7 +451,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 chunk = s2c_rx.recv(), if upstream_open => match chunk {
                     Some(data) => {
                         last_activity = Instant::now();
-                        let out = engine.on_gateway_bytes(&shared.env(), &data);
+                        let out = engine.on_gateway_bytes(&shared.env(&shared.live()), &data);
                         if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     None => {
@@ -469,7 +474,14 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 },
                 changed = pins_changed.changed() => {
                     if changed.is_ok() {
-                        let out = engine.recheck(&shared.env());
+                        let out = engine.recheck(&shared.env(&shared.live()));
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                    }
+                },
+                changed = policy_changed.changed() => {
+                    if changed.is_ok() {
+                        // A reload: the connection is judged again by the version now in force.
+                        let out = engine.rebind(&shared.env(&shared.live()));
                         if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },

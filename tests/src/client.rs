@@ -66,6 +66,22 @@ pub async fn connect_with(addr: SocketAddr, scopes: &[&str]) -> Ws {
     ws
 }
 
+/// As [`connect_with`], from the loopback address `source` (such as 127.0.0.2), so that
+/// identities matched by address can be told apart.
+pub async fn connect_from(addr: SocketAddr, source: &str, scopes: &[&str]) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(source.parse().expect("a source address"), 0)).expect("bind the source address");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{addr}/"), MaybeTlsStream::Plain(tcp)).await.expect("websocket upgrade");
+    assert_eq!(resp.status(), 101);
+    let challenge = next_json(&mut ws).await;
+    assert_eq!(challenge["event"], "connect.challenge");
+    send_req(&mut ws, "1", "connect", json!({"minProtocol":4,"maxProtocol":4,"scopes":scopes})).await;
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["payload"]["type"], "hello-ok", "{hello}");
+    ws
+}
+
 /// Waits for the close frame; its code and reason.
 pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
     loop {

@@ -219,6 +219,33 @@ pub fn policy_load(version: &str, source: &str) -> Event {
     e
 }
 
+/// A policy version installed by a reload (`trigger`: `file`, `sighup`, `admin`), naming the
+/// settings it changed that need a restart.
+pub fn policy_reload(version: &str, previous: &str, source: &str, trigger: &str, needs_restart: &[String]) -> Event {
+    let mut e = Event::new(Category::Config, "policy.reload", Outcome::Success, Target::new("policy", source));
+    e.reason = Some(format!("policy {version} in force (was {previous}), reloaded on {trigger}"));
+    e.details.insert("version".into(), Value::from(version));
+    e.details.insert("previous".into(), Value::from(previous));
+    e.details.insert("trigger".into(), Value::from(trigger));
+    if !needs_restart.is_empty() {
+        e.details.insert("needs_restart".into(), Value::from(needs_restart.to_vec()));
+    }
+    e
+}
+
+/// A policy file a reload rejected (the running version stays).
+pub fn policy_rejected(version: Option<&str>, source: &str, trigger: &str, error: &str) -> Event {
+    let mut e = Event::new(Category::Config, "policy.reload", Outcome::Failure, Target::new("policy", source));
+    e.decision = "keep";
+    e.severity = Severity::High;
+    e.reason = Some(error.to_string());
+    if let Some(v) = version {
+        e.details.insert("version".into(), Value::from(v));
+    }
+    e.details.insert("trigger".into(), Value::from(trigger));
+    e
+}
+
 /// A change to the node pin store seen on disk (`clawguard nodes approve|revoke`).
 pub fn pin_store_change(device: &str, change: &'static str) -> Event {
     let mut e = Event::new(Category::Node, "node.pin.change", Outcome::Success, Target::new("node", device));

@@ -1,0 +1,218 @@
+//! Policy hot reload: the policy file is read and validated exactly as `clawguard check` does
+//! (TLS files included), compiled, given the rate-limit state of the version it replaces, and
+//! swapped in whole; every open connection is then re-judged (`websocket.rs`). A file that does
+//! not validate changes nothing: the running version stays, the located error is logged, counted
+//! and shown on `/policy`. Settings that cannot change in a running process are named as
+//! needing a restart, never silently ignored. Triggers: a change of the file's contents (polled,
+//! so a Kubernetes ConfigMap's `..data` swap is seen), SIGHUP, `POST /reload` on the admin
+//! listener, and `clawguard reload`.
+
+use crate::metrics;
+use crate::shared::{Live, Shared};
+use clawguard_filters::context::Guard;
+use clawguard_policies::Policy;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How often the policy file's contents are compared with the running version.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A policy file that did not load.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The version (SHA-256) of the rejected bytes, when they could be read.
+    pub version: Option<String>,
+    /// The error, located (`file:line:column: …`).
+    pub error: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// What `/policy` reports about reloads.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadState {
+    /// The last file that did not load (cleared when a later one does).
+    pub rejected: Option<Rejected>,
+    /// Settings the running version changed that only a restart applies.
+    pub needs_restart: Vec<String>,
+    /// Policy versions installed by reload since start.
+    pub applied: u64,
+}
+
+/// The outcome of one reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new version is in force; `needs_restart` names the settings it changed that are not
+    /// applied until a restart.
+    Applied {
+        /// The new version.
+        version: String,
+        /// The version it replaced.
+        previous: String,
+        /// Settings that need a restart.
+        needs_restart: Vec<String>,
+    },
+    /// The file is the version already in force.
+    Unchanged {
+        /// The version.
+        version: String,
+    },
+    /// The file did not load; the running version stays.
+    Rejected {
+        /// Why (located).
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// As JSON for `/reload` and `clawguard reload`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Outcome::Applied { version, previous, needs_restart } => serde_json::json!({ "result": "applied", "version": version, "previous": previous, "needs_restart": needs_restart }),
+            Outcome::Unchanged { version } => serde_json::json!({ "result": "unchanged", "version": version }),
+            Outcome::Rejected { error } => serde_json::json!({ "result": "rejected", "error": error }),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// The settings of `new` that differ from `old` and that a running process cannot apply.
+pub fn needs_restart(old: &Policy, new: &Policy) -> Vec<String> {
+    // Plain data throughout: equal debug text is equal settings.
+    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    if old.server.listen != new.server.listen {
+        out.push("server.listen (the listeners are bound at start)".to_string());
+    }
+    if old.server.threads != new.server.threads {
+        out.push("server.threads (the worker threads start with the process)".to_string());
+    }
+    if differs(&old.tls, &new.tls) {
+        out.push("tls (listeners and certificates are loaded at start)".to_string());
+    }
+    if old.admin.listen != new.admin.listen {
+        out.push("admin.listen (the admin listener is bound at start)".to_string());
+    }
+    if differs(&old.logging, &new.logging) {
+        out.push("logging (the log format and filter are installed at start)".to_string());
+    }
+    let mut audit = new.audit.clone();
+    audit.record_allowed = old.audit.record_allowed;
+    if differs(&old.audit, &audit) {
+        out.push("audit (the log's directory, keys, rotation and redaction are opened at start; record_allowed applies now)".to_string());
+    }
+    if differs(&old.nodes, &new.nodes) {
+        out.push("nodes (the pin store and its policy are opened at start)".to_string());
+    }
+    out
+}
+
+/// Reads, validates and installs the policy file; `trigger` says what asked (for the log).
+pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
+    let _one_at_a_time = shared.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = shared.path.clone() else {
+        return finish(shared, trigger, Outcome::Rejected { error: "the embedded policy has no file to reload: run with --policy FILE".into() }, None);
+    };
+    let running = shared.live_arc();
+    let cfg = match crate::config::load(Some(&path)) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let version = std::fs::read(&path).ok().map(|b| clawguard_policies::policy_version(&b));
+            return finish(shared, trigger, Outcome::Rejected { error: e.to_string() }, version);
+        }
+    };
+    if cfg.policy.version == running.policy.version {
+        return finish(shared, trigger, Outcome::Unchanged { version: cfg.policy.version }, None);
+    }
+    let restart = needs_restart(&running.policy.policy, &cfg.policy.policy);
+    let mut guard = Guard::new(&cfg.policy.policy);
+    guard.carry_state_from(&running.guard);
+    let version = cfg.policy.version.clone();
+    let previous = shared.install(Live { policy: cfg.policy, guard, loaded_at: cfg.loaded_at });
+    let _ = metrics::POLICY_INFO.remove_label_values(&[&previous.policy.version]);
+    metrics::POLICY_INFO.with_label_values(&[&version]).set(1);
+    if let Some(audit) = &shared.audit {
+        audit.record_now(clawguard_filters::surfaces::record::policy_reload(&version, &previous.policy.version, &path.display().to_string(), trigger, &restart));
+    }
+    finish(shared, trigger, Outcome::Applied { version, previous: previous.policy.version.clone(), needs_restart: restart }, None)
+}
+
+fn finish(shared: &Shared, trigger: &str, outcome: Outcome, rejected_version: Option<String>) -> Outcome {
+    metrics::POLICY_RELOADS.with_label_values(&[outcome.label()]).inc();
+    let mut state = shared.reloads.lock().unwrap_or_else(|e| e.into_inner());
+    match &outcome {
+        Outcome::Applied { version, previous, needs_restart } => {
+            state.rejected = None;
+            state.applied += 1;
+            state.needs_restart.clone_from(needs_restart);
+            metrics::POLICY_RELOAD_FAILING.set(0);
+            tracing::info!(trigger, %version, %previous, "policy reloaded");
+            for setting in needs_restart {
+                tracing::warn!(trigger, %version, setting, "the reloaded policy changes a setting that needs a restart: it is not applied until clawguard restarts");
+            }
+        }
+        Outcome::Unchanged { version } => {
+            if state.rejected.take().is_some() {
+                metrics::POLICY_RELOAD_FAILING.set(0);
+            }
+            tracing::debug!(trigger, %version, "policy unchanged");
+        }
+        Outcome::Rejected { error } => {
+            metrics::POLICY_RELOAD_FAILING.set(1);
+            tracing::error!(trigger, error = %error, "policy reload rejected: the running policy stays in force");
+            if let (Some(audit), Some(path)) = (&shared.audit, &shared.path) {
+                audit.record_now(clawguard_filters::surfaces::record::policy_rejected(rejected_version.as_deref(), &path.display().to_string(), trigger, error));
+            }
+            state.rejected = Some(Rejected { version: rejected_version, error: error.clone(), at: SystemTime::now() });
+        }
+    }
+    outcome
+}
+
+/// Polls the policy file's contents and reloads when they change (a rename over the file, a
+/// ConfigMap's `..data` swap and an edit in place all change what reading the path returns).
+/// A file whose contents were rejected is not retried until they change again.
+pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("clawguard-reload".into()).spawn(move || {
+        let mut seen: Option<String> = None;
+        loop {
+            std::thread::sleep(POLL_INTERVAL);
+            let Some(shared) = shared.upgrade() else { return };
+            let Some(path) = shared.path.clone() else { return };
+            let Ok(bytes) = std::fs::read(&path) else {
+                // A ConfigMap swap can leave the path briefly absent; the next poll sees it.
+                continue;
+            };
+            let version = clawguard_policies::policy_version(&bytes);
+            let running = shared.live().policy.version.clone();
+            if version == running || seen.as_deref() == Some(version.as_str()) {
+                continue;
+            }
+            seen = Some(version);
+            reload(&shared, "file");
+        }
+    })?;
+    Ok(())
+}
+
+/// Reloads on SIGHUP (the signal stream was installed before anything listened, so a SIGHUP
+/// never kills the process).
+pub fn on_sighup(mut hangups: tokio::signal::unix::Signal, rt: tokio::runtime::Runtime, shared: Arc<Shared>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("clawguard-signals".into()).spawn(move || {
+        rt.block_on(async move {
+            while hangups.recv().await.is_some() {
+                let shared = shared.clone();
+                // Validation reads files: off the signal loop.
+                let _ = tokio::task::spawn_blocking(move || reload(&shared, "sighup")).await;
+            }
+        })
+    })?;
+    Ok(())
+}

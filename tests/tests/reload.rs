@@ -1,0 +1,179 @@
+//! Issue 15: policy hot reload of the real binary in front of the fake gateway. A valid edit
+//! applies to the next message of an open connection; a bad one keeps the running policy and is
+//! reported with its location; the file is watched (edits in place and the Kubernetes ConfigMap
+//! `..data` swap); SIGHUP, `POST /reload` and `clawguard reload` trigger it; a connection the
+//! new policy no longer allows is closed with 1008 within a second, with no traffic.
+
+use clawguard_tests::client::*;
+use clawguard_tests::fake_gateway::FakeGateway;
+use clawguard_tests::harness::{clawguard_bin, Clawguard};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Two loopback identities: `ops` (127.0.0.1, admin) and `watcher` (127.0.0.2, read).
+fn identities(ops_extra: &str) -> String {
+    format!(
+        "[[identity]]\nname = \"ops\"\nroles = [\"operator\"]\nscopes = [\"operator.admin\"]\n{ops_extra}\n[identity.match]\ncidr = [\"127.0.0.1/32\"]\n\n\
+         [[identity]]\nname = \"watcher\"\nroles = [\"operator\"]\nscopes = [\"operator.read\"]\n[identity.match]\ncidr = [\"127.0.0.2/32\"]\n\n\
+         [[identity]]\nname = \"default\"\nscopes = []\n"
+    )
+}
+
+/// The running policy file with the identities section replaced.
+fn rewrite(cg: &Clawguard, new_identities: &str) -> String {
+    let text = std::fs::read_to_string(&cg.policy_path).unwrap();
+    let head = &text[..text.find("[[identity]]").expect("the test policy has identities")];
+    format!("{head}{new_identities}")
+}
+
+/// `clawguard reload --admin …`: its exit code and JSON.
+fn reload(cg: &Clawguard) -> (i32, Value) {
+    let out = std::process::Command::new(clawguard_bin()).args(["reload", "--admin", &cg.admin.to_string()]).output().expect("run clawguard reload");
+    let text = String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), serde_json::from_str(&text).unwrap_or_else(|_| panic!("reload printed {text:?} / {}", String::from_utf8_lossy(&out.stderr))))
+}
+
+fn policy(cg: &Clawguard) -> Value {
+    let (status, body) = http_get(cg.admin, "/policy").unwrap();
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+fn metric(cg: &Clawguard, name: &str) -> f64 {
+    let (_, body) = http_get(cg.admin, "/metrics").unwrap();
+    body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_a_valid_edit_applies_to_the_next_message_of_an_open_connection() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, &identities(""));
+    let mut ws = connect(cg.addr).await;
+    send_req(&mut ws, "2", "echo", json!({"n": 1})).await;
+    assert_eq!(next_json(&mut ws).await["payload"]["n"], 1);
+    let before = policy(&cg)["version"].clone();
+    // Written in place (not renamed): the reload below reads the new contents either way.
+    std::fs::write(&cg.policy_path, rewrite(&cg, &identities("deny_methods = [\"echo\"]"))).unwrap();
+    let (code, out) = reload(&cg);
+    assert_eq!((code, out["result"].as_str()), (0, Some("applied")), "{out}");
+    assert_eq!(out["previous"], before);
+    assert_eq!(policy(&cg)["version"], out["version"]);
+    send_req(&mut ws, "3", "echo", json!({"n": 2})).await;
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["ok"], false, "the new deny_methods applies to the open connection's next message: {refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or("").contains("echo"), "{refused}");
+    // Reloading the same file again changes nothing.
+    let (code, out) = reload(&cg);
+    assert_eq!((code, out["result"].as_str()), (0, Some("unchanged")), "{out}");
+    assert!(metric(&cg, "clawguard_policy_reloads_total{result=\"applied\"}") >= 1.0);
+    assert!(cg.log().contains("policy reloaded"), "{}", cg.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_a_bad_edit_keeps_the_running_policy_and_says_where() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, &identities(""));
+    let mut ws = connect(cg.addr).await;
+    let running = policy(&cg)["version"].clone();
+    let good = std::fs::read_to_string(&cg.policy_path).unwrap();
+    let line = good.lines().count() + 2;
+    std::fs::write(&cg.policy_path, format!("{good}\nmode = \"sometimes\"\n")).unwrap();
+    let (code, out) = reload(&cg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["result"], "rejected");
+    let error = out["error"].as_str().unwrap();
+    assert!(error.contains(&format!("policy.toml:{line}:")), "the error is located at line {line}: {error}");
+    let shown = policy(&cg);
+    assert_eq!(shown["version"], running, "the running policy stays");
+    assert_eq!(shown["last_rejected"]["error"], error);
+    assert_eq!(shown["last_rejected"]["version"].as_str().map(str::len), Some(64), "{shown}");
+    assert_eq!(metric(&cg, "clawguard_policy_reload_failing"), 1.0);
+    send_req(&mut ws, "2", "echo", json!({"still": "works"})).await;
+    assert_eq!(next_json(&mut ws).await["payload"]["still"], "works");
+    // Fixing the file clears the failure.
+    std::fs::write(&cg.policy_path, &good).unwrap();
+    assert_eq!(reload(&cg).1["result"], "unchanged");
+    assert_eq!(metric(&cg, "clawguard_policy_reload_failing"), 0.0);
+    assert!(policy(&cg)["last_rejected"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_a_connection_the_new_policy_no_longer_allows_is_closed_within_a_second() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, &identities(""));
+    let mut ops = connect(cg.addr).await;
+    let mut other = connect_from(cg.addr, "127.0.0.2", &["operator.read"]).await;
+    // ops's ceiling drops below what its connection was granted (operator.admin): closed, with
+    // no traffic on it; watcher's connection is untouched.
+    write_atomically(&cg.policy_path, &rewrite(&cg, &identities("").replace("scopes = [\"operator.admin\"]", "scopes = [\"operator.read\"]")));
+    let asked = Instant::now();
+    assert_eq!(reload(&cg).1["result"], "applied");
+    let (code, reason) = expect_close(&mut ops).await;
+    assert!(asked.elapsed() < Duration::from_secs(1), "closed {:?} after the reload", asked.elapsed());
+    assert_eq!(code, 1008);
+    assert!(reason.starts_with("policy changed"), "{reason}");
+    // A read method of the gateway's table (watcher holds operator.read): answered.
+    send_req(&mut other, "2", "health", json!({})).await;
+    assert_eq!(next_json(&mut other).await["payload"]["method"], "health", "the other connection goes on untouched");
+    // An identity that is gone: its connection too.
+    let mut ops = connect_with(cg.addr, &["operator.read"]).await;
+    write_atomically(&cg.policy_path, &rewrite(&cg, "[[identity]]\nname = \"watcher\"\nroles = [\"operator\"]\nscopes = [\"operator.read\"]\n[identity.match]\ncidr = [\"127.0.0.2/32\"]\n\n[[identity]]\nname = \"default\"\nscopes = []\n"));
+    assert_eq!(reload(&cg).1["result"], "applied");
+    let (code, reason) = expect_close(&mut ops).await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("policy changed"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_the_file_is_watched_through_a_configmap_swap_and_sighup_reloads() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, &identities(""));
+    let dir = cg.policy_path.parent().unwrap().to_path_buf();
+    let original = std::fs::read_to_string(&cg.policy_path).unwrap();
+    // The layout the kubelet gives a ConfigMap volume: policy.toml -> ..data/policy.toml,
+    // ..data -> ..<timestamp>. Same contents first: nothing to reload.
+    std::fs::create_dir(dir.join("..2026_12_01_10_00_00.000000001")).unwrap();
+    std::fs::write(dir.join("..2026_12_01_10_00_00.000000001/policy.toml"), &original).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_10_00_00.000000001", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/policy.toml", dir.join("policy.toml.link")).unwrap();
+    std::fs::rename(dir.join("policy.toml.link"), &cg.policy_path).unwrap();
+    let version = policy(&cg)["version"].clone();
+    // The kubelet's update: a new timestamped directory, a new ..data_tmp link, renamed over ..data.
+    let edited = rewrite(&cg, &identities("deny_methods = [\"echo\"]"));
+    std::fs::create_dir(dir.join("..2026_12_01_10_05_00.000000002")).unwrap();
+    std::fs::write(dir.join("..2026_12_01_10_05_00.000000002/policy.toml"), &edited).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_10_05_00.000000002", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_12_01_10_00_00.000000001")).unwrap();
+    let start = Instant::now();
+    while policy(&cg)["version"] == version {
+        assert!(start.elapsed() < Duration::from_secs(5), "the ConfigMap swap was not picked up; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(policy(&cg)["version"].as_str(), Some(clawguard_policies::policy_version(edited.as_bytes()).as_str()));
+    assert!(cg.log().contains("trigger=\"file\"") || cg.log().contains("trigger=file"), "{}", cg.log());
+    // SIGHUP: reloads (here, back to the first contents, written through the same layout).
+    std::fs::write(dir.join("..2026_12_01_10_05_00.000000002/policy.toml"), &original).unwrap();
+    cg.signal("HUP");
+    let start = Instant::now();
+    while policy(&cg)["version"] != version {
+        assert!(start.elapsed() < Duration::from_secs(5), "SIGHUP did not reload; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Whichever came first, SIGHUP asked for a reload (applied, or unchanged if the watcher
+    // had already seen the file).
+    while !cg.log().contains("sighup") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reload on SIGHUP; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = connect(cg.addr).await;
+    send_req(&mut ws, "2", "echo", json!({"back": true})).await;
+    assert_eq!(next_json(&mut ws).await["payload"]["back"], true);
+}
