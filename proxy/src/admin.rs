@@ -61,11 +61,19 @@ impl ServeHttp for AdminApp {
             }
             "/reload" if session.req_header().method == http::Method::POST => {
                 let shared = self.shared.clone();
+                let started = std::time::Instant::now();
                 // Validation reads files (the policy, TLS material): off the async workers.
                 let outcome = tokio::task::spawn_blocking(move || crate::reload::reload(&shared, "admin")).await;
+                // Read, validated, compiled and in force (connections re-judge themselves next).
+                let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let with_time = |o: &crate::reload::Outcome| {
+                    let mut v = o.to_json();
+                    v["took_ms"] = serde_json::json!(took_ms);
+                    v
+                };
                 match outcome {
-                    Ok(o @ crate::reload::Outcome::Rejected { .. }) => json(422, o.to_json()),
-                    Ok(o) => json(200, o.to_json()),
+                    Ok(o @ crate::reload::Outcome::Rejected { .. }) => json(422, with_time(&o)),
+                    Ok(o) => json(200, with_time(&o)),
                     Err(e) => json(500, serde_json::json!({ "result": "error", "error": e.to_string() })),
                 }
             }

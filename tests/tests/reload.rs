@@ -6,7 +6,7 @@
 
 use clawguard_tests::client::*;
 use clawguard_tests::fake_gateway::FakeGateway;
-use clawguard_tests::harness::{clawguard_bin, Clawguard};
+use clawguard_tests::harness::{clawguard_bin, raise_fd_limit, Clawguard};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -176,4 +176,33 @@ async fn issue15_the_file_is_watched_through_a_configmap_swap_and_sighup_reloads
     let mut ws = connect(cg.addr).await;
     send_req(&mut ws, "2", "echo", json!({"back": true})).await;
     assert_eq!(next_json(&mut ws).await["payload"]["back"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_a_reload_under_a_thousand_open_connections_drops_none_still_allowed() {
+    raise_fd_limit();
+    let gw = FakeGateway::start().await;
+    let lifted = "[websocket]\nmax_connections_per_ip = 0\nmax_connections_per_identity = 0\n[limits]\nip_connections_per_second = 0\nip_pending_handshakes = 0\nip_handshakes_per_minute = 0\n";
+    let cg = Clawguard::start_with(gw.addr, &format!("{lifted}{}", identities("")), "max_connections_per_ip = 0\n");
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let addr = cg.addr;
+        tasks.push(tokio::spawn(async move { connect(addr).await }));
+    }
+    let mut open = Vec::new();
+    for t in tasks {
+        open.push(t.await.expect("connection task"));
+    }
+    // The policy changes under all of them (a rule none of them breaks).
+    write_atomically(&cg.policy_path, &rewrite(&cg, &identities("deny_methods = [\"cron.*\"]")));
+    let (code, out) = reload(&cg);
+    assert_eq!((code, out["result"].as_str()), (0, Some("applied")), "{out}");
+    eprintln!("reload under 1,000 open connections: {} ms", out["took_ms"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, metrics) = http_get(cg.admin, "/metrics").unwrap();
+    assert!(metrics.contains("clawguard_ws_connections_active 1000"), "a connection was dropped: {}", metrics.lines().filter(|l| l.contains("active")).collect::<Vec<_>>().join("\n"));
+    for (i, ws) in open.iter_mut().enumerate() {
+        send_req(ws, "2", "echo", json!({"conn": i})).await;
+        assert_eq!(next_json(ws).await["payload"]["conn"], i);
+    }
 }
