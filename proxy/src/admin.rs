@@ -55,6 +55,7 @@ impl ServeHttp for AdminApp {
                     "source": path.as_deref().unwrap_or("embedded"),
                     "loaded_at": loaded_at,
                     "reloads_applied": reloads.applied,
+                    "last_reload_ms": reloads.last_applied_ms,
                     "needs_restart": reloads.needs_restart,
                     "last_rejected": rejected,
                 }))

@@ -3,9 +3,9 @@
 //! swapped in whole; every open connection is then re-judged (`websocket.rs`). A file that does
 //! not validate changes nothing: the running version stays, the located error is logged, counted
 //! and shown on `/policy`. Settings that cannot change in a running process are named as
-//! needing a restart, never silently ignored. Triggers: a change of the file's contents (polled,
-//! so a Kubernetes ConfigMap's `..data` swap is seen), SIGHUP, `POST /reload` on the admin
-//! listener, and `clawguard reload`.
+//! needing a restart, never silently ignored. Triggers: a change of the file's contents (its
+//! directory watched with `notify`, and polled as a fallback, so a Kubernetes ConfigMap's
+//! `..data` swap is seen), SIGHUP, `POST /reload` on the admin listener, and `clawguard reload`.
 
 use crate::metrics;
 use crate::shared::{Live, Shared};
@@ -37,6 +37,9 @@ pub struct ReloadState {
     pub needs_restart: Vec<String>,
     /// Policy versions installed by reload since start.
     pub applied: u64,
+    /// How long the last applied reload took, from reading the file to the new version in
+    /// force (milliseconds).
+    pub last_applied_ms: Option<f64>,
 }
 
 /// The outcome of one reload.
@@ -117,6 +120,7 @@ pub fn needs_restart(old: &Policy, new: &Policy) -> Vec<String> {
 /// Reads, validates and installs the policy file; `trigger` says what asked (for the log).
 pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
     let _one_at_a_time = shared.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    let started = std::time::Instant::now();
     let Some(path) = shared.path.clone() else {
         return finish(shared, trigger, Outcome::Rejected { error: "the embedded policy has no file to reload: run with --policy FILE".into() }, None);
     };
@@ -141,7 +145,11 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
     if let Some(audit) = &shared.audit {
         audit.record_now(clawguard_filters::surfaces::record::policy_reload(&version, &previous.policy.version, &path.display().to_string(), trigger, &restart));
     }
-    finish(shared, trigger, Outcome::Applied { version, previous: previous.policy.version.clone(), needs_restart: restart }, None)
+    let outcome = finish(shared, trigger, Outcome::Applied { version, previous: previous.policy.version.clone(), needs_restart: restart }, None);
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    shared.reloads.lock().unwrap_or_else(|e| e.into_inner()).last_applied_ms = Some(took_ms);
+    tracing::info!(trigger, took_ms, "policy reload done");
+    outcome
 }
 
 fn finish(shared: &Shared, trigger: &str, outcome: Outcome, rejected_version: Option<String>) -> Outcome {
@@ -176,18 +184,48 @@ fn finish(shared: &Shared, trigger: &str, outcome: Outcome, rejected_version: Op
     outcome
 }
 
-/// Polls the policy file's contents and reloads when they change (a rename over the file, a
-/// ConfigMap's `..data` swap and an edit in place all change what reading the path returns).
-/// A file whose contents were rejected is not retried until they change again.
+/// Watches the policy file and reloads when its contents change: the file's directory is
+/// watched (`notify`: an edit in place, a rename over the file and a ConfigMap's `..data` swap
+/// are all events in that directory), and the contents are also compared every
+/// [`POLL_INTERVAL`] in case an event is missed (a filesystem without inotify, a watch that
+/// could not be set). A file whose contents were rejected is not retried until they change.
 pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
+    let dir = shared.upgrade().and_then(|s| s.path.clone()).and_then(|p| p.parent().map(std::path::Path::to_path_buf)).unwrap_or_else(|| ".".into());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| {
+        use notify::Watcher as _;
+        w.watch(if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { &dir }, notify::RecursiveMode::NonRecursive).map(|()| w)
+    });
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy's directory: changes are found by polling every second");
+            None
+        }
+    };
     std::thread::Builder::new().name("clawguard-reload".into()).spawn(move || {
+        // Dropped with the thread: the watch lasts as long as the process.
+        let _watcher = watcher;
         let mut seen: Option<String> = None;
         loop {
-            std::thread::sleep(POLL_INTERVAL);
+            match rx.recv_timeout(POLL_INTERVAL) {
+                // A burst of events (an editor's save, the kubelet's swap): let it settle.
+                Ok(()) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    while rx.try_recv().is_ok() {}
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL_INTERVAL),
+            }
             let Some(shared) = shared.upgrade() else { return };
             let Some(path) = shared.path.clone() else { return };
             let Ok(bytes) = std::fs::read(&path) else {
-                // A ConfigMap swap can leave the path briefly absent; the next poll sees it.
+                // A ConfigMap swap can leave the path briefly absent; the next look sees it.
                 continue;
             };
             let version = clawguard_policies::policy_version(&bytes);
