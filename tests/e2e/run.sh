@@ -581,6 +581,45 @@ fi
 grep -q allowInsecureAuth "$WORK/gateway/openclaw.json" && fail "config unchanged" "allowInsecureAuth reached the gateway's config" \
   || pass "the gateway's config file is unchanged (no allowInsecureAuth)"
 
+# --- policy hot reload (issue 15) -------------------------------------------------------------
+# A running real CLI (`openclaw logs --follow`, polling logs.tail) through an instance whose
+# identity for the CLI's token may read; the policy file is then edited to take operator.read
+# out of that identity's ceiling. No restart: the edit is seen by the file watcher.
+read -r RL_PORT RL_ADMIN < <(start_clawguard reload '[[identity]]' 'name = "tailer"' 'roles = ["operator"]' \
+  'scopes = ["operator.read", "operator.write"]' '[identity.match]' "token_sha256 = [\"$TOKEN_SHA256\"]" \
+  '[[identity]]' 'name = "default"' 'scopes = []') || exit 1
+RL_PID=$(cat "$WORK/reload.pid")
+OPENCLAW_GATEWAY_URL="ws://127.0.0.1:$RL_PORT" openclaw logs --follow --json --interval 300 > "$WORK/tail.out" 2> "$WORK/tail.err" &
+TAIL_PID=$!
+PIDS+=($TAIL_PID)
+for _ in $(seq 1 60); do grep -q '"type":"log"' "$WORK/tail.out" 2>/dev/null && break; sleep 0.5; done
+if grep -q '"type":"log"' "$WORK/tail.out" && kill -0 "$TAIL_PID" 2>/dev/null; then
+  pass "issue 15: openclaw logs --follow streams the gateway's log through clawguard"
+else
+  fail "logs --follow" "$(tail -c 300 "$WORK/tail.err")"
+fi
+lines_before=$(wc -l < "$WORK/tail.out")
+sed -i 's/scopes = \["operator.read", "operator.write"\]/scopes = ["operator.pairing"]/' "$WORK/reload.toml"
+for _ in $(seq 1 40); do grep -q "policy reloaded" "$WORK/reload.log" && break; sleep 0.25; done
+grep -q 'policy reloaded trigger="file"' "$WORK/reload.log" && pass "issue 15: the edited policy file was reloaded by the watcher" \
+  || fail "reload on edit" "$(grep -i reload "$WORK/reload.log" | tail -c 400)"
+# The running CLI's next polls are refused: operator.read is no longer in its identity's ceiling.
+for _ in $(seq 1 40); do grep -q "operator.read" "$WORK/tail.err" && break; sleep 0.25; done
+if grep -q "operator.read" "$WORK/tail.err"; then
+  pass "issue 15: the running CLI's next logs.tail is refused under the tightened ceiling (no restart)"
+else
+  fail "tightened ceiling on the running CLI" "stderr: $(tail -c 400 "$WORK/tail.err"); $(( $(wc -l < "$WORK/tail.out") - lines_before )) more lines"
+fi
+[[ $(cat "$WORK/reload.pid") == "$RL_PID" ]] && kill -0 "$RL_PID" 2>/dev/null && pass "issue 15: the same clawguard process served before and after the edit" || fail "no restart" "pid changed or gone"
+if ! OPENCLAW_GATEWAY_URL="ws://127.0.0.1:$RL_PORT" openclaw gateway call logs.tail --json > "$WORK/tail-after.json" 2>&1 \
+   && grep -q "operator.read" "$WORK/tail-after.json"; then
+  pass "issue 15: a new CLI call of logs.tail is refused for want of operator.read"
+else
+  fail "logs.tail after reload" "$(tail -c 400 "$WORK/tail-after.json")"
+fi
+kill "$TAIL_PID" 2>/dev/null; wait "$TAIL_PID" 2>/dev/null
+grep -q '"action":"policy.reload"' "$WORK"/audit-reload/audit-*.jsonl && pass "issue 15: the reload is in the audit log" || fail "reload audit" "no policy.reload record"
+
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
 WS_REQUESTS='[["config.apply",{"raw":"{}","baseHash":"e2e"}]]' node "$E2E/ws-session.cjs" "ws://127.0.0.1:$HT_PORT" "$TOKEN" "operator.read" 127.0.0.1 > "$WORK/audit-admin.json"
