@@ -23,6 +23,7 @@ use pingora::services::Service;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -180,18 +181,20 @@ pub struct ClientListeners<A> {
     name: String,
     plain: Vec<SocketAddr>,
     tls: Vec<SocketAddr>,
-    acceptor: Option<Arc<Acceptor>>,
+    /// The TLS acceptor in force (a reload of the certificates swaps it; handshakes in
+    /// progress and open connections keep the one they started with).
+    acceptor: Option<Arc<ArcSwap<Acceptor>>>,
     app: Arc<A>,
     shared: Arc<Shared>,
 }
 
 impl<A: ServerApp + Send + Sync + 'static> ClientListeners<A> {
     /// Listeners on `plain` and, with `acceptor`, on `tls`.
-    pub fn new(name: &str, plain: Vec<SocketAddr>, tls: Vec<SocketAddr>, acceptor: Option<Acceptor>, app: A, shared: Arc<Shared>) -> Self {
-        ClientListeners { name: name.to_string(), plain, tls, acceptor: acceptor.map(Arc::new), app: Arc::new(app), shared }
+    pub fn new(name: &str, plain: Vec<SocketAddr>, tls: Vec<SocketAddr>, acceptor: Option<Arc<ArcSwap<Acceptor>>>, app: A, shared: Arc<Shared>) -> Self {
+        ClientListeners { name: name.to_string(), plain, tls, acceptor, app: Arc::new(app), shared }
     }
 
-    async fn accept_loop(listener: tokio::net::TcpListener, acceptor: Option<Arc<Acceptor>>, app: Arc<A>, shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
+    async fn accept_loop(listener: tokio::net::TcpListener, acceptor: Option<Arc<ArcSwap<Acceptor>>>, app: Arc<A>, shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -218,7 +221,8 @@ impl<A: ServerApp + Send + Sync + 'static> ClientListeners<A> {
                 tokio::spawn(refuse(tcp, limit, acceptor.is_none()));
                 continue;
             }
-            let (acceptor, app, shared, shutdown) = (acceptor.clone(), app.clone(), shared.clone(), shutdown.clone());
+            // The certificates in force now.
+            let (acceptor, app, shared, shutdown) = (acceptor.as_ref().map(|a| a.load_full()), app.clone(), shared.clone(), shutdown.clone());
             tokio::spawn(async move {
                 serve(tcp, peer, acceptor, app, &shared, shutdown).await;
                 shared.clients.lock().unwrap_or_else(|e| e.into_inner()).close(peer.ip());

@@ -119,6 +119,11 @@ pub static POLICY_RELOAD_FAILING: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// TLS material (certificate, key, client CA) put in force by a reload.
+pub static TLS_RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!("clawguard_tls_reloads_total", "TLS certificates, keys or client CAs put in force by a reload (new handshakes use them)").expect("metric registers once")
+});
+
 /// Pre-resolved handles for the per-message hot path.
 pub struct HotCounters {
     /// Forwarded client → gateway messages.

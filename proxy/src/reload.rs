@@ -48,12 +48,14 @@ pub enum Outcome {
     /// A new version is in force; `needs_restart` names the settings it changed that are not
     /// applied until a restart.
     Applied {
-        /// The new version.
+        /// The new version (the same as `previous` when only the certificates changed).
         version: String,
         /// The version it replaced.
         previous: String,
         /// Settings that need a restart.
         needs_restart: Vec<String>,
+        /// Whether new TLS material (certificate, key, client CA) is in force.
+        tls: bool,
     },
     /// The file is the version already in force.
     Unchanged {
@@ -71,7 +73,7 @@ impl Outcome {
     /// As JSON for `/reload` and `clawguard reload`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Outcome::Applied { version, previous, needs_restart } => serde_json::json!({ "result": "applied", "version": version, "previous": previous, "needs_restart": needs_restart }),
+            Outcome::Applied { version, previous, needs_restart, tls } => serde_json::json!({ "result": "applied", "version": version, "previous": previous, "needs_restart": needs_restart, "tls_reloaded": tls }),
             Outcome::Unchanged { version } => serde_json::json!({ "result": "unchanged", "version": version }),
             Outcome::Rejected { error } => serde_json::json!({ "result": "rejected", "error": error }),
         }
@@ -97,8 +99,8 @@ pub fn needs_restart(old: &Policy, new: &Policy) -> Vec<String> {
     if old.server.threads != new.server.threads {
         out.push("server.threads (the worker threads start with the process)".to_string());
     }
-    if differs(&old.tls, &new.tls) {
-        out.push("tls (listeners and certificates are loaded at start)".to_string());
+    if old.tls.listen != new.tls.listen {
+        out.push("tls.listen (the listeners are bound at start; certificates, keys and the client CA reload live)".to_string());
     }
     if old.admin.listen != new.admin.listen {
         out.push("admin.listen (the admin listener is bound at start)".to_string());
@@ -132,8 +134,28 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
             return finish(shared, trigger, Outcome::Rejected { error: e.to_string() }, version);
         }
     };
+    // New certificates go in force for new handshakes; open connections keep theirs.
+    let tls = match (&shared.tls, &cfg.tls) {
+        (Some(slot), Some(material)) => {
+            let mut version = slot.version.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = *version != material.version;
+            if changed {
+                slot.acceptor.store(Arc::new(pingora::listeners::tls::Acceptor::from_server_config(material.server_config.clone())));
+                version.clone_from(&material.version);
+                metrics::TLS_RELOADS.inc();
+                tracing::info!(trigger, tls = %material.version, "TLS certificates reloaded: new handshakes use them");
+            }
+            changed
+        }
+        _ => false,
+    };
     if cfg.policy.version == running.policy.version {
-        return finish(shared, trigger, Outcome::Unchanged { version: cfg.policy.version }, None);
+        let outcome = if tls {
+            Outcome::Applied { version: cfg.policy.version.clone(), previous: cfg.policy.version, needs_restart: Vec::new(), tls }
+        } else {
+            Outcome::Unchanged { version: cfg.policy.version }
+        };
+        return finish(shared, trigger, outcome, None);
     }
     let restart = needs_restart(&running.policy.policy, &cfg.policy.policy);
     let mut guard = Guard::new(&cfg.policy.policy);
@@ -145,7 +167,7 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
     if let Some(audit) = &shared.audit {
         audit.record_now(clawguard_filters::surfaces::record::policy_reload(&version, &previous.policy.version, &path.display().to_string(), trigger, &restart));
     }
-    let outcome = finish(shared, trigger, Outcome::Applied { version, previous: previous.policy.version.clone(), needs_restart: restart }, None);
+    let outcome = finish(shared, trigger, Outcome::Applied { version, previous: previous.policy.version.clone(), needs_restart: restart, tls }, None);
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
     shared.reloads.lock().unwrap_or_else(|e| e.into_inner()).last_applied_ms = Some(took_ms);
     tracing::info!(trigger, took_ms, "policy reload done");
@@ -156,7 +178,7 @@ fn finish(shared: &Shared, trigger: &str, outcome: Outcome, rejected_version: Op
     metrics::POLICY_RELOADS.with_label_values(&[outcome.label()]).inc();
     let mut state = shared.reloads.lock().unwrap_or_else(|e| e.into_inner());
     match &outcome {
-        Outcome::Applied { version, previous, needs_restart } => {
+        Outcome::Applied { version, previous, needs_restart, .. } => {
             state.rejected = None;
             state.applied += 1;
             state.needs_restart.clone_from(needs_restart);
@@ -184,7 +206,8 @@ fn finish(shared: &Shared, trigger: &str, outcome: Outcome, rejected_version: Op
     outcome
 }
 
-/// Watches the policy file and reloads when its contents change: the file's directory is
+/// Watches the policy file (and the TLS files it names) and reloads when their contents
+/// change: the policy file's directory is
 /// watched (`notify`: an edit in place, a rename over the file and a ConfigMap's `..data` swap
 /// are all events in that directory), and the contents are also compared every
 /// [`POLL_INTERVAL`] in case an event is missed (a filesystem without inotify, a watch that
@@ -229,11 +252,19 @@ pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
                 continue;
             };
             let version = clawguard_policies::policy_version(&bytes);
-            let running = shared.live().policy.version.clone();
-            if version == running || seen.as_deref() == Some(version.as_str()) {
+            let (running, tls_files) = {
+                let live = shared.live();
+                let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                (live.policy.version.clone(), crate::tls::files_version(&live.policy.policy, &base))
+            };
+            let running_tls = shared.tls.as_ref().map(|slot| slot.version.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            // The certificates count only while the policy in force names the same files.
+            let tls_changed = version == running && running_tls.is_some() && tls_files != running_tls;
+            let state = format!("{version}/{}", tls_files.unwrap_or_default());
+            if (version == running && !tls_changed) || seen.as_deref() == Some(state.as_str()) {
                 continue;
             }
-            seen = Some(version);
+            seen = Some(state);
             reload(&shared, "file");
         }
     })?;

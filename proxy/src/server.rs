@@ -10,7 +10,6 @@ use crate::readiness::{Lifecycle, Readiness};
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;
 use crate::listeners::ClientListeners;
-use pingora::listeners::tls::Acceptor;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -66,7 +65,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Client connections are admitted, held to head deadlines and (on TLS listeners) handshaken
     // with clawguard's own rustls config by clawguard's accept loop, then served by pingora.
-    let acceptor = cfg.tls.as_ref().map(|tls| Acceptor::from_server_config(tls.server_config.clone()));
+    let acceptor = shared.tls.as_ref().map(|slot| slot.acceptor.clone());
     let tls_listen = if acceptor.is_some() { p.tls.listen.clone() } else { Vec::new() };
     let app = http_proxy(&server.configuration, Clawguard::new(shared.clone()));
     let proxy = ClientListeners::new("clawguard proxy", p.server.listen.clone(), tls_listen, acceptor, app, shared.clone());

@@ -40,8 +40,18 @@ pub struct Live {
     pub loaded_at: SystemTime,
 }
 
+/// The TLS listeners' certificates in force, swapped by a reload that changes them.
+pub struct TlsSlot {
+    /// The acceptor new handshakes use.
+    pub acceptor: Arc<ArcSwap<pingora::listeners::tls::Acceptor>>,
+    /// The version of the files it was built from (`tls::TlsMaterial::version`).
+    pub version: Mutex<String>,
+}
+
 /// State shared by every connection.
 pub struct Shared {
+    /// The TLS listeners' certificates (`None`: no TLS listener).
+    pub tls: Option<TlsSlot>,
     /// The policy version in force (see [`Shared::live`]).
     live: ArcSwap<Live>,
     /// Counts policy versions installed since start; connections watch it to be re-judged.
@@ -97,7 +107,12 @@ impl Shared {
             let source = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             a.record_now(clawguard_filters::surfaces::record::policy_load(&cfg.policy.version, &source));
         }
+        let tls = cfg.tls.as_ref().map(|m| TlsSlot {
+            acceptor: Arc::new(ArcSwap::from_pointee(pingora::listeners::tls::Acceptor::from_server_config(m.server_config.clone()))),
+            version: Mutex::new(m.version.clone()),
+        });
         Ok(Shared {
+            tls,
             audit,
             pins,
             ledger: SessionLedger::default(),

@@ -5,6 +5,7 @@
 
 use clawguard_policies::{ClientAuth, LoadedPolicy, PolicyError};
 use pingora::tls::{version, CertificateDer, PrivateKeyDer, RootCertStore, ServerConfig, WebPkiClientVerifier};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
@@ -15,6 +16,29 @@ pub struct TlsMaterial {
     /// preference (`ignore_client_order`), ALPN h2 and http/1.1, and the mTLS
     /// verifier when `client_ca` is set.
     pub server_config: Arc<ServerConfig>,
+    /// SHA-256 of the certificate, key and client CA files' bytes: a reload installs new
+    /// material only when it changed.
+    pub version: String,
+}
+
+/// The version of the TLS files a policy names (`None`: no TLS listener): what
+/// [`TlsMaterial::version`] would be, without parsing them (the file watcher's view).
+pub fn files_version(policy: &clawguard_policies::Policy, base: &Path) -> Option<String> {
+    let tls = &policy.tls;
+    if tls.listen.is_empty() {
+        return None;
+    }
+    let files = [tls.cert.as_ref(), tls.key.as_ref(), tls.client_ca.as_ref()];
+    let mut h = Sha256::new();
+    for f in files.into_iter().flatten() {
+        // An unreadable file hashes as its error: a change either way is a change.
+        match std::fs::read(resolve(base, field_path(f))) {
+            Ok(bytes) => h.update(&bytes),
+            Err(e) => h.update(e.to_string().as_bytes()),
+        }
+        h.update([0u8]);
+    }
+    Some(hex::encode(h.finalize()))
 }
 
 /// Validates the policy's TLS files; `None` when no TLS listener is configured.
@@ -30,8 +54,12 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
     };
     let fail = |field: &Spanned<PathBuf>, msg: String| src.error_at(Some(field.span()), msg);
 
+    // The version is over the bytes read here, in the order files_version reads them.
+    let mut version = Sha256::new();
     let cert_path = resolve(base, field_path(cert_field));
     let certs = read_pem(&cert_path, cert_field, &fail)?;
+    version.update(&certs);
+    version.update([0u8]);
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &certs[..])
         .collect::<Result<_, _>>()
         .map_err(|e| fail(cert_field, format!("{}: not valid PEM: {e}", cert_path.display())))?;
@@ -40,6 +68,8 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
     }
     let key_path = resolve(base, field_path(key_field));
     let key_pem = read_pem(&key_path, key_field, &fail)?;
+    version.update(&key_pem);
+    version.update([0u8]);
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| fail(key_field, format!("{}: not valid PEM: {e}", key_path.display())))?
         .ok_or_else(|| fail(key_field, format!("{}: no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key", key_path.display())))?;
@@ -48,6 +78,8 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
         Some(ca_field) => {
             let ca_path = resolve(base, field_path(ca_field));
             let pem = read_pem(&ca_path, ca_field, &fail)?;
+            version.update(&pem);
+            version.update([0u8]);
             let mut roots = RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut &pem[..]) {
                 let cert = cert.map_err(|e| fail(ca_field, format!("{}: not valid PEM: {e}", ca_path.display())))?;
@@ -73,7 +105,7 @@ pub fn load(policy: &LoadedPolicy, base: &Path) -> Result<Option<TlsMaterial>, P
     // provider lists AES-256-GCM and AES-128-GCM before ChaCha20, all with forward secrecy.
     config.ignore_client_order = true;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(TlsMaterial { server_config: Arc::new(config) }))
+    Ok(Some(TlsMaterial { server_config: Arc::new(config), version: hex::encode(version.finalize()) }))
 }
 
 fn field_path(field: &Spanned<PathBuf>) -> &Path {

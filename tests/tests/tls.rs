@@ -277,3 +277,56 @@ async fn issue12_the_server_cipher_order_applies_and_h2_is_offered() {
     drop(cg);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 15: new certificates (here a new CA and server certificate written over the files the
+/// policy names) are picked up without a restart: new handshakes present them, an open
+/// connection goes on; a bad certificate keeps the running one and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_certificates_rotate_without_dropping_connections() {
+    let dir = temp_dir("rotate");
+    let first = make_pki(&dir);
+    let gw = FakeGateway::start().await;
+    let port = free_port();
+    let cg = Clawguard::start(gw.addr, &tls_policy(&dir, port, false));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(client_config(&first, false)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{port}/"), tls).await.unwrap();
+    let next = |m: Message| -> Value { serde_json::from_str(m.to_text().unwrap()).unwrap() };
+    assert_eq!(next(ws.next().await.unwrap().unwrap())["event"], "connect.challenge");
+    ws.send(Message::text(json!({"type":"req","id":"1","method":"connect","params":{"scopes":["operator.admin"]}}).to_string())).await.unwrap();
+    assert_eq!(next(ws.next().await.unwrap().unwrap())["payload"]["type"], "hello-ok");
+
+    // Rotation: a new CA and server certificate over the same files.
+    let second = make_pki(&dir);
+    let start = std::time::Instant::now();
+    loop {
+        if https_get(client_config(&second, false), addr, "/headers").await.is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "the new certificate was not served; log:\n{}", cg.log());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(https_get(client_config(&first, false), addr, "/headers").await.is_err(), "the old certificate is no longer presented");
+    ws.send(Message::text(json!({"type":"req","id":"2","method":"echo","params":{"after":"rotation"}}).to_string())).await.unwrap();
+    assert_eq!(next(ws.next().await.unwrap().unwrap())["payload"]["after"], "rotation", "the open connection goes on");
+    assert!(cg.log().contains("TLS certificates reloaded"), "{}", cg.log());
+
+    // A broken certificate: the running one stays, and /policy says which file and why.
+    std::fs::write(dir.join("server.pem"), "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").unwrap();
+    let start = std::time::Instant::now();
+    let rejected = loop {
+        let (_, body) = clawguard_tests::client::http_get(cg.admin, "/policy").unwrap();
+        let p: Value = serde_json::from_str(&body).unwrap();
+        if !p["last_rejected"].is_null() {
+            break p["last_rejected"]["error"].as_str().unwrap_or("").to_string();
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "the broken certificate was not reported; log:\n{}", cg.log());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(rejected.contains("server.pem"), "{rejected}");
+    let resp = https_get(client_config(&second, false), addr, "/headers").await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "the last good certificate is still served: {resp}");
+    drop(cg);
+    let _ = std::fs::remove_dir_all(dir);
+}
