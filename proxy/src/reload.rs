@@ -88,7 +88,8 @@ impl Outcome {
     }
 }
 
-/// The settings of `new` that differ from `old` and that a running process cannot apply.
+/// The settings of `new` that differ from `old` (the policy the process started with) and that a
+/// running process cannot apply.
 pub fn needs_restart(old: &Policy, new: &Policy) -> Vec<String> {
     // Plain data throughout: equal debug text is equal settings.
     let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
@@ -149,15 +150,17 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
         }
         _ => false,
     };
+    // Judged against what the process started with: a setting changed two reloads ago still
+    // needs the restart.
+    let restart = needs_restart(&shared.started, &cfg.policy.policy);
     if cfg.policy.version == running.policy.version {
         let outcome = if tls {
-            Outcome::Applied { version: cfg.policy.version.clone(), previous: cfg.policy.version, needs_restart: Vec::new(), tls }
+            Outcome::Applied { version: cfg.policy.version.clone(), previous: cfg.policy.version, needs_restart: restart, tls }
         } else {
             Outcome::Unchanged { version: cfg.policy.version }
         };
         return finish(shared, trigger, outcome, None);
     }
-    let restart = needs_restart(&running.policy.policy, &cfg.policy.policy);
     let mut guard = Guard::new(&cfg.policy.policy);
     guard.carry_state_from(&running.guard);
     let version = cfg.policy.version.clone();
@@ -284,4 +287,26 @@ pub fn on_sighup(mut hangups: tokio::signal::unix::Signal, rt: tokio::runtime::R
         })
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        clawguard_policies::LoadedPolicy::parse("p.toml", text).unwrap_or_else(|e| panic!("{e}")).policy
+    }
+
+    #[test]
+    fn issue15_what_needs_a_restart_is_named_and_what_applies_live_is_not() {
+        let start = policy("[server]\nlisten = [\"127.0.0.1:18790\"]\n[audit]\nrecord_allowed = \"sensitive\"\n");
+        assert!(needs_restart(&start, &start).is_empty());
+        // Live: identities, limits, the HTTP rules, record_allowed, the TLS files.
+        let live = policy("[server]\nlisten = [\"127.0.0.1:18790\"]\n[audit]\nrecord_allowed = \"all\"\n[limits]\nsystem_run_per_minute = 1\n");
+        assert!(needs_restart(&start, &live).is_empty(), "{:?}", needs_restart(&start, &live));
+        let restart = policy("[server]\nlisten = [\"127.0.0.1:18791\"]\nthreads = 3\n[admin]\nlisten = \"127.0.0.1:15021\"\n[logging]\nlevel = \"debug\"\n[audit]\ndir = \"elsewhere\"\n[nodes]\nstore = \"other.json\"\n");
+        let reported = needs_restart(&start, &restart);
+        let named: Vec<&str> = reported.iter().map(|s| s.split(' ').next().unwrap_or("")).collect();
+        assert_eq!(named, ["server.listen", "server.threads", "admin.listen", "logging", "audit", "nodes"]);
+    }
 }

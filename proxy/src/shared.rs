@@ -60,6 +60,8 @@ pub struct Shared {
     pub reloads: Mutex<crate::reload::ReloadState>,
     /// Serialises reloads (file watcher, SIGHUP, `/reload`).
     pub reloading: Mutex<()>,
+    /// The policy the process started with: what needs a restart is judged against it.
+    pub started: clawguard_policies::Policy,
     /// Device signatures seen in the last 10 minutes, across connections.
     pub replay: Mutex<ReplayCache>,
     /// Open WebSocket connections per address and identity.
@@ -121,6 +123,7 @@ impl Shared {
             generation: watch::channel(0).0,
             reloads: Mutex::new(crate::reload::ReloadState::default()),
             reloading: Mutex::new(()),
+            started: cfg.policy.policy.clone(),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
             clients: Mutex::new(ClientConnections::default()),
