@@ -4,7 +4,9 @@
 # recorded), against the same build with the audit log off, counted by valgrind's callgrind
 # (every thread, the audit writer included) over the same load in the same run. Unlike time on
 # a shared VM, the count hardly varies from run to run (kernel time is not in it: see
-# audit_ws.sh for wall-clock figures).
+# audit_ws.sh for wall-clock figures). Caveat: valgrind does not offer the CPU's SHA extensions,
+# so under callgrind sha2 runs its software path (about 40 % of the audited instance's count in
+# session 8); the count overstates the hashing against a real run.
 #
 #   benches/audit_instructions.sh [SECONDS]      (needs valgrind: apt-get install valgrind)
 #   KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate).
