@@ -363,11 +363,28 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 pub struct Gateway {
     /// The gateway version the policy targets; a `hello-ok` from another version is logged and counted.
     pub version: String,
+    /// What a `hello-ok` from another version does besides the log and the metric: `log`
+    /// (default) or `unready` (`/readyz` answers 503 until a reload names the version).
+    pub on_version_mismatch: OnVersionMismatch,
+}
+
+/// `gateway.on_version_mismatch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnVersionMismatch {
+    /// Logged and counted (`clawguard_gateway_version_mismatch_total`); still ready. The
+    /// default: methods the method table does not know need `operator.admin`, so a newer
+    /// gateway's new methods stay closed to everyone else, and a gateway upgraded ahead of its
+    /// policy is not taken out of service.
+    #[default]
+    Log,
+    /// Also not ready, until a reload names the gateway's version.
+    Unready,
 }
 
 impl Default for Gateway {
     fn default() -> Self {
-        Gateway { version: "2026.9.6".into() }
+        Gateway { version: "2026.9.6".into(), on_version_mismatch: OnVersionMismatch::Log }
     }
 }
 

@@ -124,6 +124,11 @@ pub static TLS_RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
     pingora_prometheus::prometheus::register_int_counter!("clawguard_tls_reloads_total", "TLS certificates, keys or client CAs put in force by a reload (new handshakes use them)").expect("metric registers once")
 });
 
+/// 1 once a handshake showed a gateway version other than `gateway.version` (until a reload).
+pub static GATEWAY_DRIFT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_gateway_version_drift", "1 once a hello-ok showed a gateway version other than gateway.version (until a reload)").expect("metric registers once")
+});
+
 /// Pre-resolved handles for the per-message hot path.
 pub struct HotCounters {
     /// Forwarded client → gateway messages.

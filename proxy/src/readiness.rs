@@ -74,9 +74,18 @@ impl Lifecycle {
                 failing.push(format!("listener {addr} does not accept connections"));
             }
         }
-        let upstream = self.shared.live().policy.policy.upstream.address;
+        let (upstream, gateway) = {
+            let live = self.shared.live();
+            (live.policy.policy.upstream.address, live.policy.policy.gateway.clone())
+        };
         if let Err(why) = gateway_ready(upstream).await {
             failing.push(format!("gateway {upstream}: {why}"));
+        }
+        // A gateway of another version may speak a protocol the method table does not describe.
+        if gateway.on_version_mismatch == clawguard_policies::OnVersionMismatch::Unready {
+            if let Some(seen) = self.shared.drift.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                failing.push(format!("the gateway is version {seen}, not gateway.version {} (gateway.on_version_mismatch = \"unready\"): update the policy and reload", gateway.version));
+            }
         }
         // With `on_failure = "block"` a log that cannot write refuses what it must record: not
         // ready (as Vault stops answering when no audit device writes).

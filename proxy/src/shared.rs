@@ -62,6 +62,8 @@ pub struct Shared {
     pub reloading: Mutex<()>,
     /// The policy the process started with: what needs a restart is judged against it.
     pub started: clawguard_policies::Policy,
+    /// The last gateway version seen that is not `gateway.version` (cleared by a reload).
+    pub drift: Mutex<Option<String>>,
     /// Device signatures seen in the last 10 minutes, across connections.
     pub replay: Mutex<ReplayCache>,
     /// Open WebSocket connections per address and identity.
@@ -124,6 +126,7 @@ impl Shared {
             reloads: Mutex::new(crate::reload::ReloadState::default()),
             reloading: Mutex::new(()),
             started: cfg.policy.policy.clone(),
+            drift: Mutex::new(None),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
             clients: Mutex::new(ClientConnections::default()),
@@ -154,6 +157,9 @@ impl Shared {
     /// Puts a new policy version in force and tells every connection to re-judge itself.
     pub fn install(&self, live: Live) -> Arc<Live> {
         let previous = self.live.swap(Arc::new(live));
+        // The new version says which gateway to expect: the next handshake tells again.
+        *self.drift.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        crate::metrics::GATEWAY_DRIFT.set(0);
         self.generation.send_modify(|g| *g += 1);
         previous
     }

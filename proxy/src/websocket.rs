@@ -359,6 +359,8 @@ static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 struct Recording<'a> {
     audit: Option<&'a AuditLog>,
     conn: Connection,
+    /// Where a gateway version other than the policy's is noted (readiness reads it).
+    drift: &'a std::sync::Mutex<Option<String>>,
 }
 
 /// Runs the connection until it ends; returns how it ended.
@@ -401,7 +403,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         }
     };
     let main = async move {
-        let mut rec = Recording { audit: shared.audit.as_deref(), conn };
+        let mut rec = Recording { audit: shared.audit.as_deref(), conn, drift: &shared.drift };
         let mut shutdown = shared.shutdown.clone();
         let mut pins_changed = shared.pins.subscribe();
         let mut policy_changed = shared.policy_changes();
@@ -566,7 +568,9 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
         match notice {
             Notice::VersionMismatch { gateway, expected } => {
                 metrics::VERSION_MISMATCH.inc();
+                metrics::GATEWAY_DRIFT.set(1);
                 tracing::warn!(%gateway, %expected, "the gateway's version differs from the one clawguard's method table describes");
+                *rec.drift.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
             }
             Notice::NodeUpgrade { device, beyond } => {
                 metrics::NODE_PIN_UPGRADES.inc();

@@ -59,6 +59,8 @@ struct Ctx {
     seen: Arc<Mutex<Seen>>,
     sse_gate: Arc<Semaphore>,
     tick_ms: Option<u64>,
+    /// `hello-ok.server.version`, when it reports one.
+    server_version: Option<String>,
 }
 
 impl FakeGateway {
@@ -69,11 +71,20 @@ impl FakeGateway {
 
     /// Starts with `tick` events every `tick_ms`.
     pub async fn start_with(tick_ms: Option<u64>) -> FakeGateway {
+        Self::spawn(tick_ms, None).await
+    }
+
+    /// Starts as a gateway whose `hello-ok` says it is `version`.
+    pub async fn start_reporting_version(version: &str) -> FakeGateway {
+        Self::spawn(None, Some(version.to_string())).await
+    }
+
+    async fn spawn(tick_ms: Option<u64>, server_version: Option<String>) -> FakeGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake gateway");
         let addr = listener.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let sse_gate = Arc::new(Semaphore::new(0));
-        let ctx = Ctx { seen: seen.clone(), sse_gate: sse_gate.clone(), tick_ms };
+        let ctx = Ctx { seen: seen.clone(), sse_gate: sse_gate.clone(), tick_ms, server_version };
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let ctx = ctx.clone();
@@ -296,7 +307,11 @@ async fn websocket(ws: WebSocketStream<TcpStream>, ctx: Ctx) -> anyhow::Result<(
             }
             connected = true;
             let role = params["role"].as_str().unwrap_or("operator").to_string();
-            tx.send(res(&id, json!({"type":"hello-ok","protocol":4,"auth":{"role":role,"scopes":params["scopes"].clone()}}))).await?;
+            let mut hello = json!({"type":"hello-ok","protocol":4,"auth":{"role":role,"scopes":params["scopes"].clone()}});
+            if let Some(v) = &ctx.server_version {
+                hello["server"] = json!({ "version": v });
+            }
+            tx.send(res(&id, hello)).await?;
             continue;
         }
         match method.as_str() {

@@ -210,3 +210,36 @@ async fn issue15_a_reload_under_a_thousand_open_connections_drops_none_still_all
         assert_eq!(next_json(ws).await["payload"]["conn"], i);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_a_gateway_of_another_version_turns_readiness_off_when_the_policy_says_so() {
+    let gw = FakeGateway::start_reporting_version("2099.1.1").await;
+    // The default (log): counted, still ready.
+    let logged = Clawguard::start(gw.addr, "");
+    let _ws = connect(logged.addr).await;
+    assert!(metric(&logged, "clawguard_gateway_version_mismatch_total") >= 1.0);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(http_get(logged.admin, "/readyz").unwrap().0, 200, "on_version_mismatch = \"log\" stays ready");
+    // "unready": not ready from the next check on, until a reload names the version.
+    let cg = Clawguard::start(gw.addr, "[gateway]\non_version_mismatch = \"unready\"\n");
+    let _ws = connect(cg.addr).await;
+    let start = Instant::now();
+    let body = loop {
+        let (status, body) = http_get(cg.admin, "/readyz").unwrap();
+        if status == 503 {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still ready after a gateway of another version; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("2099.1.1") && body.contains("gateway.version"), "{body}");
+    assert_eq!(metric(&cg, "clawguard_gateway_version_drift"), 1.0);
+    let text = std::fs::read_to_string(&cg.policy_path).unwrap().replace("[gateway]\n", "[gateway]\nversion = \"2099.1.1\"\n");
+    reload_to(&cg, &text);
+    let start = Instant::now();
+    while http_get(cg.admin, "/readyz").unwrap().0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(5), "not ready again after the reload; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&cg, "clawguard_gateway_version_drift"), 0.0);
+}
