@@ -3,7 +3,7 @@
 //! Labels are low-cardinality: directions, verdicts, rule names from the policy.
 
 use pingora_prometheus::prometheus::{
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -128,6 +128,39 @@ pub static TLS_RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static GATEWAY_DRIFT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("clawguard_gateway_version_drift", "1 once a hello-ok showed a gateway version other than gateway.version (until a reload)").expect("metric registers once")
 });
+
+/// This build (value 1), labelled with clawguard's version.
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("clawguard_build_info", "clawguard's build (value 1), labelled with its version", &["version"]).expect("metric registers once")
+});
+
+/// 1 while `/readyz` says ready.
+pub static READY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_ready", "1 while /readyz answers 200 (listeners accept, the gateway is ready, the audit log writes)").expect("metric registers once")
+});
+
+/// HTTP answers by route class and status class (WebSocket upgrades under `websocket`).
+pub static HTTP_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_http_responses_total", "HTTP answers by route class and status class (1xx..5xx, or none when no answer was sent)", &["route", "status_class"])
+        .expect("metric registers once")
+});
+
+/// How long clawguard's decision took: an HTTP request head (and its body when the route
+/// judges one), or one read of client bytes on a WebSocket (every message in it).
+pub static DECISION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "clawguard_decision_duration_seconds",
+        "Time clawguard spent deciding: per HTTP request (head, and body when judged), per read of WebSocket client bytes",
+        &["surface"],
+        vec![0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.01]
+    )
+    .expect("metric registers once")
+});
+
+/// The decision histograms, resolved once.
+pub static DECISION_HTTP: LazyLock<Histogram> = LazyLock::new(|| DECISION_SECONDS.with_label_values(&["http"]));
+/// The WebSocket decision histogram.
+pub static DECISION_WS: LazyLock<Histogram> = LazyLock::new(|| DECISION_SECONDS.with_label_values(&["websocket"]));
 
 /// Pre-resolved handles for the per-message hot path.
 pub struct HotCounters {

@@ -255,6 +255,7 @@ impl ProxyHttp for Clawguard {
         // by the route table, with the WebSocket's checks.
         let admitted = {
             let view = HeadView(session.req_header());
+            let _timer = metrics::DECISION_HTTP.start_timer();
             clawguard_filters::http::admit(&self.shared.env(&live), &peer, &http_request(session.req_header(), &view, false))
         };
         match admitted {
@@ -318,6 +319,7 @@ impl ProxyHttp for Clawguard {
         let Some(peer) = ctx.peer.clone() else { return Ok(()) };
         let judged = {
             let view = HeadView(session.req_header());
+            let _timer = metrics::DECISION_HTTP.start_timer();
             clawguard_filters::http::judge_body(&self.shared.env(&live), &peer, admitted, &http_request(session.req_header(), &view, false), &whole)
         };
         if let Err(refusal) = judged {
@@ -425,6 +427,20 @@ impl ProxyHttp for Clawguard {
             _ => "forward",
         };
         metrics::REQUESTS.with_label_values(&[kind, verdict]).inc();
+        let route = match (&ctx.admitted, kind) {
+            (_, "websocket") => "websocket",
+            (Some(a), _) => a.route.class.label(),
+            (None, _) => "none",
+        };
+        let status_class = match session.as_downstream().response_written().map(|r| r.status.as_u16() / 100) {
+            Some(1) => "1xx",
+            Some(2) => "2xx",
+            Some(3) => "3xx",
+            Some(4) => "4xx",
+            Some(5) => "5xx",
+            _ => "none",
+        };
+        metrics::HTTP_RESPONSES.with_label_values(&[route, status_class]).inc();
         if let Some(e) = e {
             tracing::debug!(error = %e, path = %session.req_header().uri.path(), "request failed");
         }

@@ -43,6 +43,7 @@ impl BackgroundService for Lifecycle {
         loop {
             let failing = self.check().await;
             let ready = failing.is_empty();
+            crate::metrics::READY.set(i64::from(ready));
             if ready != self.shared.ready.swap(ready, Ordering::Relaxed) {
                 if ready {
                     tracing::info!("ready: listeners accept and the gateway is ready");
@@ -60,6 +61,7 @@ impl BackgroundService for Lifecycle {
             }
         }
         self.shared.ready.store(false, Ordering::Relaxed);
+        crate::metrics::READY.set(0);
         tracing::info!("shutting down: closing WebSocket connections with 1001");
         let _ = self.shutdown_tx.send(true);
     }

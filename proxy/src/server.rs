@@ -78,6 +78,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     server.add_service(background_service("clawguard lifecycle", lifecycle));
 
     metrics::POLICY_INFO.with_label_values(&[&cfg.policy.version]).set(1);
+    metrics::BUILD_INFO.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     tracing::info!(
         version = %cfg.policy.version,
         policy = %cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into()),

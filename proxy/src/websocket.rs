@@ -443,7 +443,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 read = ds.read_request_body(), if can_read_client => match read {
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
-                        let out = engine.on_client_bytes(&shared.env(&shared.live()), &data);
+                        let out = {
+                            let _timer = metrics::DECISION_WS.start_timer();
+                            engine.on_client_bytes(&shared.env(&shared.live()), &data)
+                        };
                         if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,

@@ -243,3 +243,37 @@ async fn issue15_a_gateway_of_another_version_turns_readiness_off_when_the_polic
     }
     assert_eq!(metric(&cg, "clawguard_gateway_version_drift"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue15_build_readiness_answers_and_decision_time_are_metrics() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "");
+    let mut ws = connect(cg.addr).await;
+    send_req(&mut ws, "2", "echo", json!({})).await;
+    next_json(&mut ws).await;
+    let _ = http_get(cg.addr, "/status/200");
+    // POST to a path no route serves: refused by clawguard with 404.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(cg.addr).unwrap();
+        s.write_all(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
+    let start = Instant::now();
+    while metric(&cg, "clawguard_ready ") != 1.0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "clawguard_ready never 1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The answer's count lands when pingora finishes the request, just after the client read it.
+    while metric(&cg, "clawguard_http_responses_total{route=\"none\"") < 1.0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, body) = http_get(cg.admin, "/metrics").unwrap();
+    assert!(body.contains(&format!("clawguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))), "no build_info");
+    assert!(metric(&cg, "clawguard_http_responses_total{route=\"allowed\",status_class=\"2xx\"}") >= 1.0, "{}", body.lines().filter(|l| l.contains("http_responses")).collect::<Vec<_>>().join("\n"));
+    assert!(metric(&cg, "clawguard_http_responses_total{route=\"none\",status_class=\"4xx\"}") >= 1.0, "the unlisted path's 404: {}", body.lines().filter(|l| l.contains("http_responses")).collect::<Vec<_>>().join("\n"));
+    assert!(metric(&cg, "clawguard_decision_duration_seconds_count{surface=\"http\"}") >= 2.0);
+    assert!(metric(&cg, "clawguard_decision_duration_seconds_count{surface=\"websocket\"}") >= 2.0, "the connect and the echo were judged");
+}
