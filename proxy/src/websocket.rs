@@ -28,7 +28,7 @@ use std::time::Duration;
 use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, Instant};
 
 /// Largest gateway response head accepted on the upgrade.
@@ -45,7 +45,9 @@ const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 /// Handles a WebSocket upgrade request end to end.
 pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
     // The policy version in force for the upgrade; once the connection is open every message
-    // reads the version in force then (and a reload re-judges the connection).
+    // reads the version in force then, and a reload re-judges the connection. Subscribed
+    // first, so a reload between here and the pump is not missed.
+    let policy_changed = shared.policy_changes();
     let live = shared.live_arc();
     let policy = &live.policy.policy;
     let ws = &policy.websocket;
@@ -136,7 +138,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     };
     let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).into(), peer: peer.ip.to_string().into(), identity: identity.as_str().into(), role: None };
     drop(live);
-    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn).await;
+    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn, policy_changed).await;
     tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
     Ok(())
 }
@@ -365,7 +367,7 @@ struct Recording<'a> {
 
 /// Runs the connection until it ends; returns how it ended.
 #[allow(clippy::too_many_arguments)]
-async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection) -> &'static str {
+async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection, mut policy_changed: watch::Receiver<u64>) -> &'static str {
     let (mut up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -406,7 +408,6 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut rec = Recording { audit: shared.audit.as_deref(), conn, drift: &shared.drift };
         let mut shutdown = shared.shutdown.clone();
         let mut pins_changed = shared.pins.subscribe();
-        let mut policy_changed = shared.policy_changes();
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
