@@ -16,6 +16,8 @@
 # request forwarded.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/audit_policy.sh
+source "$ROOT/benches/audit_policy.sh"
 SECS=${1:-8}
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 (cd "$ROOT" && cargo build --release -q -p clawguard -p clawguard-benches)
@@ -33,40 +35,7 @@ UP=$(port)
 "$BIN/clawguard-load" upstream --listen "127.0.0.1:$UP" & PIDS+=($!)
 start() { # start NAME PORT ADMIN AUDIT-LINES: one worker thread, under callgrind
   mkdir -p "$WORK/$1"
-  cat > "$WORK/$1/policy.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$2"]
-threads = 1
-[upstream]
-address = "127.0.0.1:$UP"
-[admin]
-listen = "127.0.0.1:$3"
-[logging]
-level = "warn"
-[limits]
-ip_connections_per_second = 1000000
-ip_connections_burst = 1000000
-ip_pending_handshakes = 0
-ip_handshakes_per_minute = 1000000000
-connection_messages_per_second = 1000000000
-connection_messages_burst = 1000000000
-connection_bytes_per_second = 1000000000
-connection_bytes_burst = 1000000000
-gateway_messages_per_second = 1000000000
-gateway_bytes_per_second = 1000000000
-[[identity]]
-name = "bench"
-roles = ["operator"]
-scopes = ["operator.read", "operator.write"]
-sessions = ["**"]
-[identity.match]
-cidr = ["127.0.0.0/8"]
-[[identity]]
-name = "default"
-scopes = []
-[audit]
-$4
-TOML
+  audit_policy "$2" "$3" "$UP" 1 "$4" > "$WORK/$1/policy.toml"
   valgrind --tool=callgrind --callgrind-out-file="$WORK/$1/cg" "$BIN/clawguard" run --policy "$WORK/$1/policy.toml" 2> "$WORK/$1/log" & PIDS+=($!)
   echo $! > "$WORK/$1/pid"
   for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$3/readyz" 2>/dev/null && return 0; sleep 0.2; done

@@ -13,6 +13,8 @@
 # audited instance recorded one record per request forwarded.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/audit_policy.sh
+source "$ROOT/benches/audit_policy.sh"
 SECS=${1:-3}
 ROUNDS=${2:-3}
 (cd "$ROOT" && cargo build --release -q -p clawguard -p clawguard-benches)
@@ -26,40 +28,7 @@ UP=$(port)
 "$BIN/clawguard-load" upstream --listen "127.0.0.1:$UP" & PIDS+=($!)
 start() { # start NAME PORT ADMIN AUDIT-LINES
   mkdir -p "$WORK/$1"
-  cat > "$WORK/$1/policy.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$2"]
-threads = 2
-[upstream]
-address = "127.0.0.1:$UP"
-[admin]
-listen = "127.0.0.1:$3"
-[logging]
-level = "warn"
-[limits]
-ip_connections_per_second = 1000000
-ip_connections_burst = 1000000
-ip_pending_handshakes = 0
-ip_handshakes_per_minute = 1000000000
-connection_messages_per_second = 1000000000
-connection_messages_burst = 1000000000
-connection_bytes_per_second = 1000000000
-connection_bytes_burst = 1000000000
-gateway_messages_per_second = 1000000000
-gateway_bytes_per_second = 1000000000
-[[identity]]
-name = "bench"
-roles = ["operator"]
-scopes = ["operator.read", "operator.write"]
-sessions = ["**"]
-[identity.match]
-cidr = ["127.0.0.0/8"]
-[[identity]]
-name = "default"
-scopes = []
-[audit]
-$4
-TOML
+  audit_policy "$2" "$3" "$UP" 2 "$4" > "$WORK/$1/policy.toml"
   "$BIN/clawguard" run --policy "$WORK/$1/policy.toml" 2> "$WORK/$1/log" & PIDS+=($!)
   echo $! > "$WORK/$1/pid"
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$3/readyz" 2>/dev/null && return 0; sleep 0.1; done

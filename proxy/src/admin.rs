@@ -47,7 +47,8 @@ impl ServeHttp for AdminApp {
                 let live = self.shared.live();
                 let loaded_at = humantime::format_rfc3339_seconds(live.loaded_at).to_string();
                 let path = self.shared.path.as_ref().map(|p| p.display().to_string());
-                let reloads = self.shared.reloads.lock().map(|r| r.clone()).unwrap_or_default();
+                // A reload that panicked mid-way left the state as it was: still worth showing.
+                let reloads = self.shared.reloads.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let rejected = reloads.rejected.as_ref().map(|r| serde_json::json!({ "version": r.version, "error": r.error, "at": humantime::format_rfc3339_seconds(r.at).to_string() }));
                 json(200, serde_json::json!({
                     "version": live.policy.version,

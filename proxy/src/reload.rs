@@ -257,12 +257,15 @@ pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
             let version = clawguard_policies::policy_version(&bytes);
             let (running, tls_files) = {
                 let live = shared.live();
+                // As config::load resolves the TLS paths: against the policy's directory (an
+                // empty base, the working directory, only for a path with no parent).
                 let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
                 (live.policy.version.clone(), crate::tls::files_version(&live.policy.policy, &base))
             };
             let running_tls = shared.tls.as_ref().map(|slot| slot.version.lock().unwrap_or_else(|e| e.into_inner()).clone());
             // The certificates count only while the policy in force names the same files.
             let tls_changed = version == running && running_tls.is_some() && tls_files != running_tls;
+            // No TLS listener: the policy's version alone is the state.
             let state = format!("{version}/{}", tls_files.unwrap_or_default());
             if (version == running && !tls_changed) || seen.as_deref() == Some(state.as_str()) {
                 continue;
