@@ -156,9 +156,18 @@ pub struct IdentityMatch {
     /// `connect.device.id` values.
     #[serde(default)]
     pub device_id: Vec<String>,
-    /// SHA-256 (hex) of the bearer credential: `auth.token`, `auth.deviceToken`, or an HTTP bearer.
+    /// SHA-256 (hex) of the bearer credential: `auth.token`, `auth.deviceToken`, or an HTTP
+    /// bearer; an entry may also be a secret reference (`env:NAME`, `file:PATH`) to the hex.
     #[serde(default)]
     pub token_sha256: Vec<String>,
+    /// The bearer credential itself, as secret references only (`env:NAME`, `file:PATH`):
+    /// resolved at load, kept as its SHA-256, never written into the policy.
+    #[serde(default)]
+    pub token: Vec<String>,
+    /// What the `token` and `token_sha256` references resolved to (hex SHA-256 values), set by
+    /// the loader that read them; `None`: not read. Never part of the file.
+    #[serde(skip)]
+    pub resolved_token_sha256: Option<Vec<String>>,
     /// Source address ranges.
     #[serde(default)]
     pub cidr: Vec<IpNet>,
@@ -167,8 +176,31 @@ pub struct IdentityMatch {
 impl IdentityMatch {
     /// Whether no criterion is given.
     pub fn is_empty(&self) -> bool {
-        self.cert_sha256.is_empty() && self.cert_organization.is_empty() && self.device_id.is_empty() && self.token_sha256.is_empty() && self.cidr.is_empty()
+        self.cert_sha256.is_empty() && self.cert_organization.is_empty() && self.device_id.is_empty() && self.token_sha256.is_empty() && self.token.is_empty() && self.cidr.is_empty()
     }
+
+    /// Whether a credential criterion is still a secret reference: such an identity matches no
+    /// one until the references are resolved (fail closed).
+    pub fn has_unresolved_secrets(&self) -> bool {
+        self.resolved_token_sha256.is_none() && self.secret_references().next().is_some()
+    }
+
+    /// The credential criteria given by reference: `("token", ref)` and `("token_sha256", ref)`.
+    pub fn secret_references(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let hashes = self.token_sha256.iter().filter(|h| !is_sha256_hex(h)).map(|r| ("token_sha256", r.as_str()));
+        self.token.iter().map(|r| ("token", r.as_str())).chain(hashes)
+    }
+
+    /// Every credential hash to compare (hex, as written or resolved).
+    pub fn token_hashes(&self) -> impl Iterator<Item = &str> {
+        let written = self.token_sha256.iter().filter(|h| is_sha256_hex(h));
+        written.chain(self.resolved_token_sha256.iter().flatten()).map(String::as_str)
+    }
+}
+
+/// Whether `text` is a SHA-256 in hex (64 hex digits).
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Every operator scope except `operator.admin`.
@@ -469,7 +501,8 @@ impl SecretRef {
         match text.split_once(':') {
             Some(("file", path)) if !path.is_empty() => Ok(SecretRef::File(path.into())),
             Some(("env", name)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => Ok(SecretRef::Env(name.into())),
-            _ => Err(format!("{text:?} is not a secret reference: expected file:PATH or env:NAME")),
+            // Not echoed: a value that is not a reference may be the secret itself.
+            _ => Err("not a secret reference: expected file:PATH or env:NAME (NAME of letters, digits and _)".to_string()),
         }
     }
 }
@@ -1229,8 +1262,9 @@ impl Policy {
             }
         }
         let mut names = std::collections::HashSet::new();
-        for id in &self.identities {
+        for (index, id) in self.identities.iter().enumerate() {
             let at = Some(id.scopes.span());
+            let index = index.to_string();
             if !names.insert(id.name.as_str()) {
                 return Err(src.error_at(at, format!("identity name {:?} is used twice: expected unique names", id.name)));
             }
@@ -1245,9 +1279,20 @@ impl Policy {
                     return Err(src.error_at(at, format!("identity {:?}: unknown scope {scope:?}: expected one of {}", id.name, ALL_SCOPES.join(", "))));
                 }
             }
-            for hash in id.matcher.cert_sha256.iter().chain(&id.matcher.token_sha256) {
-                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            for hash in &id.matcher.cert_sha256 {
+                if !is_sha256_hex(hash) {
                     return Err(src.error_at(at, format!("identity {:?}: {hash:?} is not a SHA-256: expected 64 hex digits", id.name)));
+                }
+            }
+            for hash in &id.matcher.token_sha256 {
+                if !is_sha256_hex(hash) && SecretRef::parse(hash).is_err() {
+                    return Err(src.error_at_key(&["identity", &index, "match", "token_sha256"], format!("identity {:?}: {hash:?} is not a SHA-256: expected 64 hex digits or a secret reference (env:NAME, file:PATH)", id.name)));
+                }
+            }
+            for token in &id.matcher.token {
+                // Never echo it: a value that is not a reference may be the token itself.
+                if SecretRef::parse(token).is_err() {
+                    return Err(src.error_at_key(&["identity", &index, "match", "token"], format!("identity {:?}: match.token takes secret references only: expected env:NAME or file:PATH (a token is never written into the policy; token_sha256 takes its hash)", id.name)));
                 }
             }
             if let Some(profile) = id.limits.as_deref() {

@@ -172,3 +172,21 @@ fn session_patterns_are_checked_where_they_are_written() {
     assert_eq!((p.sessions.max_per_identity, p.sessions.serialize_sends), (50, false));
     assert!(p.nodes.follow_gateway_approvals);
 }
+
+#[test]
+fn issue15_a_token_is_taken_only_by_reference_and_never_echoed() {
+    let policy = |m: &str| format!("[[identity]]\nname = \"ops\"\nscopes = [\"operator.read\"]\n[identity.match]\n{m}\n[[identity]]\nname = \"default\"\nscopes = []\n");
+    let ok = LoadedPolicy::parse("p.toml", &policy("token = [\"env:OPS_TOKEN\", \"file:secrets/ops\"]\ntoken_sha256 = [\"file:ops.sha256\"]")).unwrap();
+    let m = &ok.policy.identities[0].matcher;
+    assert!(!m.is_empty() && m.has_unresolved_secrets());
+    let (loc, msg) = invalid(&policy("token = [\"hunter2-the-real-token\"]"));
+    assert_eq!((loc.line, loc.key.as_deref()), (5, Some("identity.match.token")), "{msg}");
+    assert!(msg.contains("secret references only") && !msg.contains("hunter2"), "{msg}");
+    let (_, msg) = invalid(&policy("token = [\"env:OPS-TOKEN\"]"));
+    assert!(msg.contains("secret references only"), "{msg}");
+    let (_, msg) = invalid(&policy("token_sha256 = [\"abc\"]"));
+    assert!(msg.contains("64 hex digits or a secret reference"), "{msg}");
+    let (loc, msg) = invalid("[audit]\nsigning_key = \"0011223344556677889900112233445566778899001122334455667788990011\"\n");
+    assert_eq!((loc.line, loc.key.as_deref()), (2, Some("audit.signing_key")), "{msg}");
+    assert!(!msg.contains("00112233"), "the key itself is never echoed: {msg}");
+}

@@ -7,7 +7,7 @@
 use crate::metrics;
 use anyhow::{bail, Context};
 use clawguard_filters::audit::encrypt::FieldCipher;
-use clawguard_filters::audit::keys::{parse_secret, AuditKeys};
+use clawguard_filters::audit::keys::AuditKeys;
 use clawguard_filters::audit::record::Event;
 use clawguard_filters::audit::recorder::{read_tail, Origin, Recorder, Tail};
 use clawguard_filters::audit::redact::Redactor;
@@ -45,34 +45,27 @@ pub struct AuditLog {
     pub dir: PathBuf,
 }
 
-/// Reads a secret reference; `create` makes a missing key file (mode 0600) with a fresh key.
+/// Reads a key reference; `create` makes a missing key file (mode 0600) with a fresh key.
 pub fn read_secret(reference: &str, base: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
-    match SecretRef::parse(reference).map_err(anyhow::Error::msg)? {
-        SecretRef::Env(name) => {
-            let v = std::env::var(&name).with_context(|| format!("the audit key variable {name} is not set"))?;
-            parse_secret(v.as_bytes()).with_context(|| format!("the audit key in {name}"))
-        }
-        SecretRef::File(path) => {
-            let path = if path.is_absolute() { path } else { base.join(path) };
-            if create && !path.exists() {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-                let seed: [u8; 32] = rand::random();
-                let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("cannot create the audit key {}", path.display()))?;
-                writeln!(f, "{}", hex::encode(seed))?;
-                f.sync_all()?;
-                tracing::info!(key = %path.display(), "created the audit signing key");
-                return Ok(seed);
-            }
-            let meta = std::fs::metadata(&path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
-            if meta.permissions().mode() & 0o077 != 0 {
-                bail!("the audit key {} is readable by others (mode {:o}): expected 0600", path.display(), meta.permissions().mode() & 0o777);
-            }
-            let bytes = std::fs::read(&path).with_context(|| format!("cannot read the audit key {}", path.display()))?;
-            parse_secret(&bytes).with_context(|| format!("the audit key {}", path.display()))
-        }
+    if let Some(key) = crate::secrets::read_key(reference, base).map_err(anyhow::Error::msg)? {
+        return Ok(key);
     }
+    let path = match SecretRef::parse(reference).map_err(anyhow::Error::msg)? {
+        SecretRef::File(path) => crate::secrets::path_of(&path, base),
+        SecretRef::Env(_) => bail!("{reference}: the audit key could not be read"),
+    };
+    if !create {
+        bail!("{reference}: the audit key {} does not exist", path.display());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let seed: [u8; 32] = rand::random();
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("cannot create the audit key {}", path.display()))?;
+    writeln!(f, "{}", hex::encode(seed))?;
+    f.sync_all()?;
+    tracing::info!(key = %path.display(), "created the audit signing key");
+    Ok(seed)
 }
 
 /// The signing keys of a policy's audit log.

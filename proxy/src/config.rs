@@ -16,11 +16,13 @@ pub struct Config {
     pub loaded_at: SystemTime,
     /// Validated TLS material, when TLS listeners are configured.
     pub tls: Option<TlsMaterial>,
+    /// What the policy's secret references resolved to, as a hash (see [`crate::secrets`]).
+    pub secrets_version: String,
 }
 
 /// Loads `path`, or the embedded default policy.
 pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
-    let policy = match path {
+    let mut policy = match path {
         None => LoadedPolicy::embedded(),
         Some(p) => {
             let origin = p.display().to_string();
@@ -49,5 +51,6 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
         return Err(policy.source.error_at_key(&["audit", "redact_patterns"], e.to_string()));
     }
     let tls = tls::load(&policy, &base)?;
-    Ok(Config { policy, path: path.map(Path::to_path_buf), loaded_at: SystemTime::now(), tls })
+    let secrets_version = crate::secrets::resolve(&mut policy, &base)?;
+    Ok(Config { policy, path: path.map(Path::to_path_buf), loaded_at: SystemTime::now(), tls, secrets_version })
 }

@@ -20,6 +20,7 @@ mod proxy;
 mod readiness;
 mod reload;
 mod reload_cli;
+mod secrets;
 mod respond;
 mod server;
 mod shared;

@@ -153,7 +153,7 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
     // Judged against what the process started with: a setting changed two reloads ago still
     // needs the restart.
     let restart = needs_restart(&shared.started, &cfg.policy.policy);
-    if cfg.policy.version == running.policy.version {
+    if cfg.policy.version == running.policy.version && cfg.secrets_version == running.secrets_version {
         let outcome = if tls {
             Outcome::Applied { version: cfg.policy.version.clone(), previous: cfg.policy.version, needs_restart: restart, tls }
         } else {
@@ -164,7 +164,7 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
     let mut guard = Guard::new(&cfg.policy.policy);
     guard.carry_state_from(&running.guard);
     let version = cfg.policy.version.clone();
-    let previous = shared.install(Live { policy: cfg.policy, guard, loaded_at: cfg.loaded_at });
+    let previous = shared.install(Live { policy: cfg.policy, guard, loaded_at: cfg.loaded_at, secrets_version: cfg.secrets_version });
     let _ = metrics::POLICY_INFO.remove_label_values(&[&previous.policy.version]);
     metrics::POLICY_INFO.with_label_values(&[&version]).set(1);
     if let Some(audit) = &shared.audit {
@@ -255,19 +255,21 @@ pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
                 continue;
             };
             let version = clawguard_policies::policy_version(&bytes);
-            let (running, tls_files) = {
+            let (running, tls_files, secrets_changed, secrets) = {
                 let live = shared.live();
                 // As config::load resolves the TLS paths: against the policy's directory (an
                 // empty base, the working directory, only for a path with no parent).
                 let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-                (live.policy.version.clone(), crate::tls::files_version(&live.policy.policy, &base))
+                // A rotated token file changes what the policy means, not its bytes.
+                let secrets = crate::secrets::version(&live.policy.policy, &base);
+                (live.policy.version.clone(), crate::tls::files_version(&live.policy.policy, &base), secrets != live.secrets_version, secrets)
             };
             let running_tls = shared.tls.as_ref().map(|slot| slot.version.lock().unwrap_or_else(|e| e.into_inner()).clone());
             // The certificates count only while the policy in force names the same files.
             let tls_changed = version == running && running_tls.is_some() && tls_files != running_tls;
             // No TLS listener: the policy's version alone is the state.
-            let state = format!("{version}/{}", tls_files.unwrap_or_default());
-            if (version == running && !tls_changed) || seen.as_deref() == Some(state.as_str()) {
+            let state = format!("{version}/{}/{secrets}", tls_files.unwrap_or_default());
+            if (version == running && !tls_changed && !secrets_changed) || seen.as_deref() == Some(state.as_str()) {
                 continue;
             }
             seen = Some(state);

@@ -38,6 +38,8 @@ pub struct Live {
     pub guard: Guard,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+    /// What its secret references resolved to, as a hash ([`crate::config::Config::secrets_version`]).
+    pub secrets_version: String,
 }
 
 /// The TLS listeners' certificates in force, swapped by a reload that changes them.
@@ -121,7 +123,7 @@ impl Shared {
             pins,
             ledger: SessionLedger::default(),
             approvals: ApprovalMemory::default(),
-            live: ArcSwap::from_pointee(Live { policy: cfg.policy.clone(), guard: Guard::new(&cfg.policy.policy), loaded_at: cfg.loaded_at }),
+            live: ArcSwap::from_pointee(Live { policy: cfg.policy.clone(), guard: Guard::new(&cfg.policy.policy), loaded_at: cfg.loaded_at, secrets_version: cfg.secrets_version.clone() }),
             generation: watch::channel(0).0,
             reloads: Mutex::new(crate::reload::ReloadState::default()),
             reloading: Mutex::new(()),

@@ -36,12 +36,18 @@ pub struct CompiledIdentity {
     allow: Vec<Glob>,
     deny: Vec<Glob>,
     matcher: IdentityMatch,
+    /// Every credential hash that matches (lowercase hex).
+    token_sha256: Vec<String>,
+    /// Whether a credential criterion is a reference not read: then it matches no one.
+    unresolved: bool,
 }
 
 impl CompiledIdentity {
     fn new(id: &Identity) -> Self {
         let mut matcher = id.matcher.clone();
-        matcher.cert_sha256.iter_mut().chain(matcher.token_sha256.iter_mut()).for_each(|h| *h = h.to_ascii_lowercase());
+        let unresolved = matcher.has_unresolved_secrets();
+        let token_sha256 = matcher.token_hashes().map(str::to_ascii_lowercase).collect();
+        matcher.cert_sha256.iter_mut().for_each(|h| *h = h.to_ascii_lowercase());
         let ceiling = id.scopes.get_ref().iter().filter_map(|s| Scope::parse(s)).collect::<ScopeSet>().closure();
         let sessions = match &id.sessions {
             Some(patterns) => SessionScope::new(patterns.get_ref(), &id.name),
@@ -67,6 +73,8 @@ impl CompiledIdentity {
             node: id.roles.contains(&RoleName::Node),
             allow: id.allow_methods.clone(),
             deny: id.deny_methods.clone(),
+            unresolved,
+            token_sha256,
             matcher,
         }
     }
@@ -109,7 +117,7 @@ impl CompiledIdentity {
     }
 
     fn has_connect_criteria(&self) -> bool {
-        !self.matcher.device_id.is_empty() || !self.matcher.token_sha256.is_empty()
+        !self.matcher.device_id.is_empty() || !self.token_sha256.is_empty() || self.unresolved
     }
 
     /// Transport-level criteria (certificate, address): `Some(score)` when all given match.
@@ -136,13 +144,17 @@ impl CompiledIdentity {
 
     fn connect_match(&self, device_id: Option<&str>, token_sha256: Option<&str>) -> Option<u32> {
         let m = &self.matcher;
+        // A credential still named by reference cannot be compared: the identity matches no one.
+        if self.unresolved {
+            return None;
+        }
         let mut score = 0;
         if !m.device_id.is_empty() {
             device_id.filter(|d| m.device_id.iter().any(|x| x == d))?;
             score += 4;
         }
-        if !m.token_sha256.is_empty() {
-            token_sha256.filter(|t| m.token_sha256.iter().any(|x| x == t))?;
+        if !self.token_sha256.is_empty() {
+            token_sha256.filter(|t| self.token_sha256.iter().any(|x| x == t))?;
             score += 2;
         }
         Some(score)
@@ -364,5 +376,20 @@ scopes = []
         let local = builtin.upgrade_ceiling(&peer("127.0.0.1", None));
         assert!(!local.contains(Scope::Admin) && local.contains(Scope::Pairing));
         assert_eq!(builtin.upgrade_ceiling(&peer("192.0.2.1", None)).names(), vec!["operator.read", "operator.sessions.read"]);
+    }
+
+    #[test]
+    fn issue15_an_identity_whose_token_is_still_a_reference_matches_no_one() {
+        let text = POLICY.replace(
+            r#"token_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]"#,
+            r#"token = ["env:CLAWGUARD_TEST_UNRESOLVED"]"#,
+        );
+        let ids = Identities::new(&LoadedPolicy::parse("p.toml", &text).unwrap().policy);
+        // Not resolved (only the binary reads references): no credential reaches admin-token.
+        assert_eq!(name(&ids, &peer("10.1.0.1", None), Some("test")), "lan-ops");
+        assert_eq!(name(&ids, &peer("192.0.2.1", None), Some("env:CLAWGUARD_TEST_UNRESOLVED")), "default");
+        let text = POLICY.replace("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "file:admin.sha256");
+        let ids = Identities::new(&LoadedPolicy::parse("p.toml", &text).unwrap().policy);
+        assert_eq!(name(&ids, &peer("10.1.0.1", None), Some("test")), "lan-ops");
     }
 }

@@ -215,6 +215,8 @@ pub struct Access {
     client: Option<(String, String)>,
     /// `connect.params.device.id`, once seen.
     device_id: Option<String>,
+    /// The SHA-256 of the connect's credential, once seen (to resolve again after a reload).
+    token_sha256: Option<String>,
     /// Ids of `config.get` requests not answered yet.
     pending_config_gets: Vec<String>,
     /// The `parsed` config of the last `config.get` answer on this connection.
@@ -346,6 +348,7 @@ impl Access {
             pinned: false,
             client: None,
             device_id: None,
+            token_sha256: None,
             pending_config_gets: Vec::new(),
             config_snapshot: None,
             node: None,
@@ -564,6 +567,7 @@ impl Access {
             return Judgement { action, enforce: !limited.shadow && self.enforce(env, None) };
         }
         self.client = params.client.as_ref().map(|c| (c.id.clone(), c.mode.clone()));
+        self.token_sha256.clone_from(&token_sha256);
         if !self.pinned {
             self.resolution = env.guard.identities.resolve(Evidence { peer: &self.peer, device_id, token_sha256: token_sha256.as_deref() });
         }
@@ -946,8 +950,20 @@ impl Access {
     /// granted scopes exceed its new ceiling is closed with 1008 ("policy changed").
     pub fn rebind(&mut self, env: &Env<'_>) -> Option<Judgement> {
         let name = self.resolution.identity.name.clone();
+        // The same evidence resolved under the new policy: a rotated token or a narrowed match
+        // makes an open connection someone else (or no one), and a connection is not re-labelled.
+        let now = (!self.pinned).then(|| env.guard.identities.resolve(Evidence { peer: &self.peer, device_id: self.device_id.as_deref(), token_sha256: self.token_sha256.as_deref() }));
         let reason = match env.guard.identities.by_name(&name) {
             None => format!("policy changed: identity {name:?} is no longer in the policy"),
+            Some(_) if self.is_established() && now.as_ref().is_some_and(|r| r.identity.name != name) => {
+                let other = now.as_ref().map(|r| r.identity.name.as_str()).unwrap_or_default();
+                format!("policy changed: this connection's credentials no longer identify it as {name:?} (now {other:?})")
+            }
+            Some(id) if !self.is_established() => {
+                // Before `connect` only the address is known; the handshake resolves again.
+                self.resolution = now.unwrap_or(Resolution { identity: id, why: self.resolution.why.clone() });
+                return None;
+            }
             Some(id) if self.is_established() && !id.allows_role(self.role) => format!("policy changed: identity {name:?} may no longer connect as {}", self.role.name()),
             Some(id) if self.is_established() && !self.granted.minus(id.ceiling).is_empty() => {
                 format!("policy changed: this connection holds {} beyond identity {name:?}'s ceiling", self.granted.minus(id.ceiling).names().join(", "))
