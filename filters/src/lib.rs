@@ -26,5 +26,5 @@ pub mod surfaces;
 pub use checks::{attribution, chat_commands, config_guard, context, exec, exec_guard, grants, identity, node_guard, rules, session_guard};
 pub use codec::{js, ws};
 pub use protocol::{gateway, method_table, peer, scope_model, scopes, sessions};
-pub use state::{audit, conn_limits, limits, nodes, replay};
+pub use state::{audit, conn_limits, drift, limits, nodes, replay};
 pub use surfaces::{access, decide, engine, http};

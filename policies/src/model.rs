@@ -398,6 +398,9 @@ pub struct Gateway {
     /// What a `hello-ok` from another version does besides the log and the metric: `log`
     /// (default) or `unready` (`/readyz` answers 503 until a reload names the version).
     pub on_version_mismatch: OnVersionMismatch,
+    /// More requests than this within a minute for methods the method table does not have
+    /// count as drift, like a `hello-ok` of another version (0: never).
+    pub unknown_methods_per_minute: u32,
 }
 
 /// `gateway.on_version_mismatch`.
@@ -416,7 +419,7 @@ pub enum OnVersionMismatch {
 
 impl Default for Gateway {
     fn default() -> Self {
-        Gateway { version: "2026.9.6".into(), on_version_mismatch: OnVersionMismatch::Log }
+        Gateway { version: "2026.9.6".into(), on_version_mismatch: OnVersionMismatch::Log, unknown_methods_per_minute: 10 }
     }
 }
 

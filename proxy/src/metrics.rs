@@ -126,7 +126,7 @@ pub static TLS_RELOADS: LazyLock<IntCounter> = LazyLock::new(|| {
 
 /// 1 once a handshake showed a gateway version other than `gateway.version` (until a reload).
 pub static GATEWAY_DRIFT: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("clawguard_gateway_version_drift", "1 once a hello-ok showed a gateway version other than gateway.version (until a reload)").expect("metric registers once")
+    register_int_gauge!("clawguard_gateway_version_drift", "1 once a hello-ok showed a gateway version other than gateway.version, or requests for unknown methods passed gateway.unknown_methods_per_minute (until a reload)").expect("metric registers once")
 });
 
 /// This build (value 1), labelled with clawguard's version.
@@ -198,6 +198,12 @@ pub static AUDIT_QUEUE: LazyLock<IntGauge> =
 /// When the last signed checkpoint was written (Unix seconds).
 pub static AUDIT_LAST_CHECKPOINT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("clawguard_audit_last_checkpoint_timestamp_seconds", "When the audit log's last signed checkpoint was written").expect("metric registers once")
+});
+
+/// Client requests for methods the method table does not have.
+pub static UNKNOWN_METHODS: LazyLock<IntCounter> = LazyLock::new(|| {
+    pingora_prometheus::prometheus::register_int_counter!("clawguard_unknown_method_requests_total", "Client requests for methods clawguard's method table does not have (they need operator.admin)")
+        .expect("metric registers once")
 });
 
 /// 1 while the audit log writes, 0 while it cannot.

@@ -85,8 +85,8 @@ impl Lifecycle {
         }
         // A gateway of another version may speak a protocol the method table does not describe.
         if gateway.on_version_mismatch == clawguard_policies::OnVersionMismatch::Unready {
-            if let Some(seen) = self.shared.drift.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                failing.push(format!("the gateway is version {seen}, not gateway.version {} (gateway.on_version_mismatch = \"unready\"): update the policy and reload", gateway.version));
+            if let Some(reason) = self.shared.drift.lock().unwrap_or_else(|e| e.into_inner()).reason.clone() {
+                failing.push(format!("{reason} (gateway.on_version_mismatch = \"unready\"): update the policy and reload"));
             }
         }
         // With `on_failure = "block"` a log that cannot write refuses what it must record: not

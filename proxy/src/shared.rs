@@ -42,6 +42,22 @@ pub struct Live {
     pub secrets_version: String,
 }
 
+/// Protocol drift: what showed that the gateway or its clients are newer than the method table.
+pub struct Drift {
+    /// Why clawguard thinks so (a `hello-ok` of another version, requests for unknown methods);
+    /// `None`: no sign yet.
+    pub reason: Option<String>,
+    /// Requests for methods the method table does not have, over the last minute.
+    pub unknown: clawguard_filters::drift::UnknownMethods,
+}
+
+impl Drift {
+    /// No sign yet, with the policy's threshold.
+    pub fn new(policy: &clawguard_policies::Policy) -> Self {
+        Drift { reason: None, unknown: clawguard_filters::drift::UnknownMethods::new(policy.gateway.unknown_methods_per_minute) }
+    }
+}
+
 /// The TLS listeners' certificates in force, swapped by a reload that changes them.
 pub struct TlsSlot {
     /// The acceptor new handshakes use.
@@ -64,8 +80,8 @@ pub struct Shared {
     pub reloading: Mutex<()>,
     /// The policy the process started with: what needs a restart is judged against it.
     pub started: clawguard_policies::Policy,
-    /// The last gateway version seen that is not `gateway.version` (cleared by a reload).
-    pub drift: Mutex<Option<String>>,
+    /// Signs that the gateway speaks a protocol newer than the method table (cleared by a reload).
+    pub drift: Mutex<Drift>,
     /// Device signatures seen in the last 10 minutes, across connections.
     pub replay: Mutex<ReplayCache>,
     /// Open WebSocket connections per address and identity.
@@ -128,7 +144,7 @@ impl Shared {
             reloads: Mutex::new(crate::reload::ReloadState::default()),
             reloading: Mutex::new(()),
             started: cfg.policy.policy.clone(),
-            drift: Mutex::new(None),
+            drift: Mutex::new(Drift::new(&cfg.policy.policy)),
             replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
             clients: Mutex::new(ClientConnections::default()),
@@ -158,9 +174,10 @@ impl Shared {
 
     /// Puts a new policy version in force and tells every connection to re-judge itself.
     pub fn install(&self, live: Live) -> Arc<Live> {
+        let drift = Drift::new(&live.policy.policy);
         let previous = self.live.swap(Arc::new(live));
         // The new version says which gateway to expect: the next handshake tells again.
-        *self.drift.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.drift.lock().unwrap_or_else(|e| e.into_inner()) = drift;
         crate::metrics::GATEWAY_DRIFT.set(0);
         self.generation.send_modify(|g| *g += 1);
         previous

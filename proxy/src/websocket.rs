@@ -361,8 +361,8 @@ static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 struct Recording<'a> {
     audit: Option<&'a AuditLog>,
     conn: Connection,
-    /// Where a gateway version other than the policy's is noted (readiness reads it).
-    drift: &'a std::sync::Mutex<Option<String>>,
+    /// Where signs of protocol drift are noted (readiness reads them).
+    drift: &'a std::sync::Mutex<crate::shared::Drift>,
 }
 
 /// Runs the connection until it ends; returns how it ended.
@@ -548,7 +548,7 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             }
         }
         for notice in &notices {
-            if !matches!(notice, Notice::VersionMismatch { .. }) {
+            if !matches!(notice, Notice::VersionMismatch { .. } | Notice::UnknownMethod { .. }) {
                 audit.record(record::ws_notice(&rec.conn, notice)).await;
             }
         }
@@ -574,7 +574,16 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
                 metrics::VERSION_MISMATCH.inc();
                 metrics::GATEWAY_DRIFT.set(1);
                 tracing::warn!(%gateway, %expected, "the gateway's version differs from the one clawguard's method table describes");
-                *rec.drift.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
+                rec.drift.lock().unwrap_or_else(|e| e.into_inner()).reason = Some(format!("the gateway is version {gateway}, not gateway.version {expected}"));
+            }
+            Notice::UnknownMethod { method } => {
+                metrics::UNKNOWN_METHODS.inc();
+                let mut drift = rec.drift.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(reason) = drift.unknown.record(crate::shared::now_ms(), &method) {
+                    metrics::GATEWAY_DRIFT.set(1);
+                    tracing::warn!(%reason, "clients ask for methods the method table does not have: the gateway may be newer than the policy");
+                    drift.reason.get_or_insert(reason);
+                }
             }
             Notice::NodeUpgrade { device, beyond } => {
                 metrics::NODE_PIN_UPGRADES.inc();

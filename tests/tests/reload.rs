@@ -245,6 +245,41 @@ async fn issue15_a_gateway_of_another_version_turns_readiness_off_when_the_polic
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn issue15_requests_for_unknown_methods_past_the_threshold_are_drift() {
+    let gw = FakeGateway::start().await;
+    let cg = Clawguard::start(gw.addr, "[gateway]\non_version_mismatch = \"unready\"\nunknown_methods_per_minute = 3\n");
+    let mut ws = connect(cg.addr).await;
+    for i in 0..3 {
+        send_req(&mut ws, &format!("u{i}"), "future.method", json!({})).await;
+        next_json(&mut ws).await;
+    }
+    assert_eq!(metric(&cg, "clawguard_unknown_method_requests_total"), 3.0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(http_get(cg.admin, "/readyz").unwrap().0, 200, "three in a minute is within the threshold");
+    send_req(&mut ws, "u3", "future.other", json!({})).await;
+    next_json(&mut ws).await;
+    let start = Instant::now();
+    let body = loop {
+        let (status, body) = http_get(cg.admin, "/readyz").unwrap();
+        if status == 503 {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still ready past the threshold; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("future.other") && body.contains("unknown_methods_per_minute"), "{body}");
+    assert_eq!(metric(&cg, "clawguard_gateway_version_drift"), 1.0);
+    // A reload (the policy reviewed) starts a fresh window.
+    let text = std::fs::read_to_string(&cg.policy_path).unwrap().replace("unknown_methods_per_minute = 3", "unknown_methods_per_minute = 30");
+    reload_to(&cg, &text);
+    let start = Instant::now();
+    while http_get(cg.admin, "/readyz").unwrap().0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(5), "not ready again after the reload; log:\n{}", cg.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn issue15_build_readiness_answers_and_decision_time_are_metrics() {
     let gw = FakeGateway::start().await;
     let cg = Clawguard::start(gw.addr, "");

@@ -6,9 +6,11 @@
 //! - [`nodes`]: node command-set pins (the store, with its integrity check).
 //! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
 //! - [`conn_limits`]: connection counts per peer and identity.
+//! - [`drift`]: requests for methods the method table does not have, per minute.
 
 pub mod audit;
 pub mod conn_limits;
+pub mod drift;
 pub mod limits;
 pub mod nodes;
 pub mod replay;

@@ -148,6 +148,12 @@ pub struct Judgement {
 /// Something worth logging that is not a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
+    /// A client asked for a method the method table does not have (a sign of a gateway or
+    /// client newer than the table; such a method needs `operator.admin`).
+    UnknownMethod {
+        /// The method.
+        method: String,
+    },
     /// `hello-ok.server.version` differs from the version the policy targets.
     VersionMismatch {
         /// What the gateway said.
@@ -239,6 +245,9 @@ pub struct Access {
     staged: Option<Staged>,
     /// The method of the request just judged, when the audit log records it if allowed.
     audit_method: Option<String>,
+    /// The method of the last request, when the method table does not have it (taken by the
+    /// engine, which reports it).
+    unknown_method: Option<String>,
 }
 
 /// What a request's answer must be read for, noted while it is judged.
@@ -360,6 +369,7 @@ impl Access {
             resolutions: Vec::new(),
             staged: None,
             audit_method: None,
+            unknown_method: None,
         }
     }
 
@@ -367,6 +377,11 @@ impl Access {
     /// (taken: the engine reports it once).
     pub fn take_audit_method(&mut self) -> Option<String> {
         self.audit_method.take()
+    }
+
+    /// The method of the last request if the method table does not have it (taken: reported once).
+    pub fn take_unknown_method(&mut self) -> Option<String> {
+        self.unknown_method.take()
     }
 
     /// Pins the identity (for `clawguard decide --identity`): later evidence does not change it.
@@ -491,6 +506,9 @@ impl Access {
                     Err(e) => return self.unreadable(env, &id, &method, e),
                 };
                 let judgement = self.request(env, &id, &method, &params);
+                if crate::protocol::scopes::lookup(&method).is_none() {
+                    self.unknown_method = Some(method.to_string());
+                }
                 self.audit_method = (judgement.action == Action::Forward && env.guard.records_method(&method)).then(|| method.to_string());
                 // What the answer must be read for is kept only for a request that reaches the
                 // gateway: a refused request's id could be reused by a later one.

@@ -332,6 +332,9 @@ impl WsEngine {
             OpCode::Text => self.access.client_text(env, &m.payload),
             _ => self.access.client_binary(env),
         };
+        if let Some(method) = self.access.take_unknown_method() {
+            out.notices.push(Notice::UnknownMethod { method });
+        }
         self.apply(Direction::ClientToGateway, judgement, Some(m), out);
     }
 

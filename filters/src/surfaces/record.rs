@@ -146,6 +146,13 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
             e.reason = Some(format!("the gateway is {gateway}; clawguard's method table describes {expected}"));
             conn.stamp(e)
         }
+        Notice::UnknownMethod { method } => {
+            let mut e = Event::new(Category::Config, "gateway.unknown_method", Outcome::Failure, Target::new("method", method.clone()));
+            e.severity = Severity::Low;
+            e.decision = "note";
+            e.reason = Some(format!("{method} is not in clawguard's method table (it needs operator.admin)"));
+            conn.stamp(e)
+        }
     }
 }
 
