@@ -27,7 +27,7 @@ pub static WS_MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Every non-forward decision by direction, verdict and rule.
 pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("clawguard_decisions_total", "Blocked, dropped or closed WebSocket messages by rule", &["direction", "verdict", "rule"])
+    register_int_counter_vec!("clawguard_decisions_total", "WebSocket messages not forwarded unchanged (or that would not be, in dry-run), by direction, verdict, rule and mode", &["direction", "verdict", "rule", "mode"])
         .expect("metric registers once")
 });
 
@@ -81,7 +81,7 @@ pub static PIN_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// HTTP requests clawguard refused (or, in dry-run, would have), by route class, verdict
 /// (`refuse`, `would_refuse`) and rule.
 pub static HTTP_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("clawguard_http_decisions_total", "HTTP requests refused or (dry-run) recorded, by route, verdict and rule", &["route", "verdict", "rule"])
+    register_int_counter_vec!("clawguard_http_decisions_total", "HTTP requests refused or (dry-run) recorded, by route, verdict, rule and mode", &["route", "verdict", "rule", "mode"])
         .expect("metric registers once")
 });
 
@@ -198,6 +198,39 @@ pub static AUDIT_QUEUE: LazyLock<IntGauge> =
 /// When the last signed checkpoint was written (Unix seconds).
 pub static AUDIT_LAST_CHECKPOINT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("clawguard_audit_last_checkpoint_timestamp_seconds", "When the audit log's last signed checkpoint was written").expect("metric registers once")
+});
+
+/// The `mode` label of a decision: `enforce`, `dry-run`, or `shadow` (a rate limit listed in
+/// `limits.shadow`, counted but not applied).
+pub fn decision_mode(enforced: bool, rule: &str) -> &'static str {
+    match (enforced, rule.starts_with("rate-limit:")) {
+        (true, _) => "enforce",
+        (false, true) => "shadow",
+        (false, false) => "dry-run",
+    }
+}
+
+/// Client requests and messages refused (or, in dry-run, that would be), by surface and the
+/// policy's identity name (a bounded set: the policy's names, `none` before one is known).
+pub static REFUSED_BY_IDENTITY: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_refusals_by_identity_total", "Client requests and messages refused (or that would be, in dry-run), by surface and policy identity name", &["surface", "identity"])
+        .expect("metric registers once")
+});
+
+/// Failures talking to the gateway, by surface and kind.
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "clawguard_upstream_errors_total",
+        "Failures talking to the gateway, by surface (http, websocket) and kind (connect, timeout, closed, io, protocol)",
+        &["surface", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Nodes in the pin store by state.
+pub static NODE_PINS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("clawguard_node_pins", "Nodes in the pin store by state: pinned (an approved surface), pending (a request beyond the pin awaits approval), revoked", &["state"])
+        .expect("metric registers once")
 });
 
 /// Client requests for methods the method table does not have.

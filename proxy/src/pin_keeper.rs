@@ -42,6 +42,7 @@ impl PersistentPins {
             }
             pin_file::load(&path)?
         };
+        publish(&store);
         let (wake_tx, wake_rx) = mpsc::channel();
         let pins = Arc::new(PersistentPins { store: Mutex::new(store), unsaved: Mutex::default(), wake: Mutex::new(wake_tx), generation: watch::channel(0).0, audit: std::sync::OnceLock::new() });
         let keeper = Keeper { pins: Arc::downgrade(&pins), stamp: pin_file::stamp(&path), path, policy, reported: None };
@@ -69,12 +70,20 @@ impl Pins for PersistentPins {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let changed = store.apply(&op, policy);
         if changed {
+            publish(&store);
             // Under the store's lock, so the keeper sees every change it has to replay.
             self.unsaved.lock().unwrap_or_else(|e| e.into_inner()).push(op);
             let _ = self.wake.lock().unwrap_or_else(|e| e.into_inner()).send(());
             self.generation.send_modify(|g| *g += 1);
         }
         changed
+    }
+}
+
+/// The store's node counts in `clawguard_node_pins{state}`.
+fn publish(store: &PinStore) {
+    for (state, n) in ["pinned", "pending", "revoked"].into_iter().zip(store.counts()) {
+        crate::metrics::NODE_PINS.with_label_values(&[state]).set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -126,6 +135,7 @@ impl Keeper {
                         }
                     }
                     *store = next.clone();
+                    publish(&store);
                     pins.generation.send_modify(|g| *g += 1);
                 }
                 (next, ops)

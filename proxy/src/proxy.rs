@@ -101,6 +101,17 @@ fn peer_of(session: &Session) -> Option<Peer> {
 }
 
 /// What went wrong with the gateway, in words (not pingora's error names).
+/// The `kind` label of `clawguard_upstream_errors_total` for a failure of the gateway.
+fn upstream_error_kind(kind: &ErrorType) -> &'static str {
+    match kind {
+        ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => "connect",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::ConnectionClosed => "closed",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error | ErrorType::InvalidH2 => "protocol",
+        _ => "io",
+    }
+}
+
 fn gateway_failure(kind: &ErrorType) -> &'static str {
     match kind {
         ErrorType::ConnectTimedout => "did not accept the connection in time",
@@ -149,7 +160,8 @@ fn upgrade_kind(req: &RequestHeader) -> Upgrade {
 /// Counts, logs and records in the audit log a refusal; a dry-run one only recorded.
 async fn note_refusal(shared: &Shared, req: &RequestHeader, route: &str, refusal: &HttpRefusal, peer: Option<std::net::IpAddr>, path: &str, identity: Option<&str>) {
     let verdict = if refusal.enforce { "refuse" } else { "would_refuse" };
-    metrics::HTTP_DECISIONS.with_label_values(&[route, verdict, &refusal.rule]).inc();
+    metrics::HTTP_DECISIONS.with_label_values(&[route, verdict, &refusal.rule, metrics::decision_mode(refusal.enforce, &refusal.rule)]).inc();
+    metrics::REFUSED_BY_IDENTITY.with_label_values(&["http", identity.unwrap_or("none")]).inc();
     if refusal.rule.starts_with("rate-limit:") {
         let limit = &refusal.rule["rate-limit:".len()..];
         if refusal.enforce {
@@ -177,7 +189,7 @@ async fn note_allowed(shared: &Shared, req: &RequestHeader, admitted: &Admitted,
     if audit.record(record::http_allowed(&seen)).await || !audit.blocks() {
         return None;
     }
-    metrics::HTTP_DECISIONS.with_label_values(&[admitted.route.class.label(), "refuse", "audit"]).inc();
+    metrics::HTTP_DECISIONS.with_label_values(&[admitted.route.class.label(), "refuse", "audit", "enforce"]).inc();
     Some(clawguard_filters::http::audit_unavailable(req.method.as_str(), &admitted.path))
 }
 
@@ -397,6 +409,9 @@ impl ProxyHttp for Clawguard {
             (_, ErrorSource::Downstream) => (400, "bad_request"),
             _ => (500, "internal_error"),
         };
+        if e.esource() == &ErrorSource::Upstream {
+            metrics::UPSTREAM_ERRORS.with_label_values(&["http", upstream_error_kind(e.etype())]).inc();
+        }
         if code > 0 && session.as_downstream().response_written().is_none() {
             let upstream = self.shared.live().policy.policy.upstream.address;
             let message = match e.esource() {

@@ -94,8 +94,8 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     let connect = timeout(Duration::from_millis(up.connect_timeout_ms), TcpStream::connect(up.address)).await;
     let mut upstream = match connect {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return gateway_failure(session, &format!("cannot connect to the gateway at {}: {e}", up.address)).await,
-        Err(_) => return gateway_failure(session, &format!("connecting to the gateway at {} timed out", up.address)).await,
+        Ok(Err(e)) => return gateway_failure(session, "connect", &format!("cannot connect to the gateway at {}: {e}", up.address)).await,
+        Err(_) => return gateway_failure(session, "connect", &format!("connecting to the gateway at {} timed out", up.address)).await,
     };
     let _ = upstream.set_nodelay(true);
     let handshake = timeout(Duration::from_millis(up.handshake_timeout_ms), async {
@@ -105,8 +105,8 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     .await;
     let (resp, mut rest) = match handshake {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return gateway_failure(session, &format!("gateway upgrade failed: {e}")).await,
-        Err(_) => return gateway_failure(session, "the gateway did not answer the upgrade in time").await,
+        Ok(Err(e)) => return gateway_failure(session, "io", &format!("gateway upgrade failed: {e}")).await,
+        Err(_) => return gateway_failure(session, "timeout", "the gateway did not answer the upgrade in time").await,
     };
     if resp.status != 101 {
         metrics::WS_CONNECTIONS.with_label_values(&["refused_by_gateway"]).inc();
@@ -118,7 +118,7 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     }
     if resp.header("sec-websocket-extensions").is_some() {
         // Compressed frames could not be inspected; never proxy them.
-        return gateway_failure(session, "the gateway negotiated a WebSocket extension clawguard did not offer").await;
+        return gateway_failure(session, "protocol", "the gateway negotiated a WebSocket extension clawguard did not offer").await;
     }
     let mut switching = ResponseHeader::build(101, Some(resp.headers.len()))?;
     for (name, value) in &resp.headers {
@@ -282,8 +282,9 @@ async fn relay_refusal(session: &mut Session, head: &ResponseHead, body: Bytes) 
     session.write_response_body(Some(body), true).await
 }
 
-async fn gateway_failure(session: &mut Session, message: &str) -> Result<()> {
+async fn gateway_failure(session: &mut Session, kind: &'static str, message: &str) -> Result<()> {
     tracing::warn!(%message, "websocket upgrade failed");
+    metrics::UPSTREAM_ERRORS.with_label_values(&["websocket", kind]).inc();
     metrics::WS_CONNECTIONS.with_label_values(&["upstream_error"]).inc();
     metrics::REFUSALS.with_label_values(&["gateway_unreachable"]).inc();
     respond_error(session, 502, "bad_gateway", &format!("clawguard: {message}")).await
@@ -473,6 +474,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                             };
                             tracing::warn!(code, error = ?failure, "the gateway closed a websocket without a close frame");
                             metrics::WS_UPSTREAM_LOST.with_label_values(&[if code == 1012 { "1012" } else { "1011" }]).inc();
+                            metrics::UPSTREAM_ERRORS.with_label_values(&["websocket", if code == 1012 { "closed" } else { "io" }]).inc();
                             let out = engine.close(code, reason);
                             if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                         }
@@ -538,15 +540,15 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
     let Output { to_gateway: up, to_client, forwarded, decided, notices, allowed } = out;
     // Recorded before anything is written: with `audit.fsync = "always"` a client never sees an
     // answer whose record is not on disk.
-    if let Some(audit) = rec.audit {
-        // The handshake's identity first: the other notices of the same answer (a node's
-        // upgrade) are that identity's.
-        for notice in &notices {
-            if let Notice::Established { identity, role, .. } = notice {
-                rec.conn.identity = identity.as_str().into();
-                rec.conn.role = Some((*role).into());
-            }
+    // The handshake's identity first: the other notices of the same answer (a node's upgrade)
+    // and its decisions are that identity's.
+    for notice in &notices {
+        if let Notice::Established { identity, role, .. } = notice {
+            rec.conn.identity = identity.as_str().into();
+            rec.conn.role = Some((*role).into());
         }
+    }
+    if let Some(audit) = rec.audit {
         for notice in &notices {
             if !matches!(notice, Notice::VersionMismatch { .. } | Notice::UnknownMethod { .. }) {
                 audit.record(record::ws_notice(&rec.conn, notice)).await;
@@ -608,7 +610,10 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
     for d in &decided {
         let dir = d.direction.label();
         metrics::WS_MESSAGES.with_label_values(&[dir, d.verdict.label()]).inc();
-        metrics::DECISIONS.with_label_values(&[dir, d.verdict.label(), &d.rule]).inc();
+        metrics::DECISIONS.with_label_values(&[dir, d.verdict.label(), &d.rule, metrics::decision_mode(d.verdict != Verdict::WouldDeny, &d.rule)]).inc();
+        if d.direction == Direction::ClientToGateway {
+            metrics::REFUSED_BY_IDENTITY.with_label_values(&["websocket", &rec.conn.identity]).inc();
+        }
         if let Some(limit) = d.rule.strip_prefix("rate-limit:") {
             let counter = if d.verdict == Verdict::WouldDeny { &metrics::RATE_LIMIT_SHADOW } else { &metrics::RATE_LIMITED };
             counter.with_label_values(&[limit]).inc();

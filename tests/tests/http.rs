@@ -364,7 +364,7 @@ async fn issue12_routes_origins_limits_and_security_headers_through_the_binary()
     let v: Value = serde_json::from_slice(&resp).unwrap();
     assert_eq!((status, v["error"]["details"]["code"].as_str()), (403, Some("ORIGIN_NOT_ALLOWED")), "{v}");
     let (_, metrics) = clawguard_tests::client::http_get(cg.admin, "/metrics").unwrap();
-    assert!(metrics.contains("clawguard_http_decisions_total{route=\"none\",rule=\"http-route\",verdict=\"refuse\"} 1"), "{metrics}");
+    assert!(metrics.contains("clawguard_http_decisions_total{mode=\"enforce\",route=\"none\",rule=\"http-route\",verdict=\"refuse\"} 1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

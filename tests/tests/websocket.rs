@@ -77,7 +77,7 @@ async fn deny_rule_replies_and_the_gateway_never_sees_the_request() {
     assert_eq!(next_json(&mut ws).await["id"], "8");
     assert!(!gw.methods().contains(&"cron.add".to_string()), "{:?}", gw.methods());
     let (_, metrics) = http_get(cg.admin, "/metrics").unwrap();
-    assert!(metrics.contains(r#"clawguard_decisions_total{direction="c2s",rule="no-cron-writes",verdict="reply"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"clawguard_decisions_total{direction="c2s",mode="enforce",rule="no-cron-writes",verdict="reply"} 1"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

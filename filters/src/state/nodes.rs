@@ -351,6 +351,18 @@ impl PinStore {
         }
     }
 
+    /// How many nodes are in each state: `[pinned, pending, revoked]` (a pinned node with a
+    /// request beyond its pin counts as both pinned and pending; revoked: revoked, no pin since).
+    pub fn counts(&self) -> [usize; 3] {
+        let mut counts = [0; 3];
+        for r in self.nodes.values() {
+            counts[0] += usize::from(r.pin.is_some());
+            counts[1] += usize::from(r.pending.is_some());
+            counts[2] += usize::from(r.pin.is_none() && r.revoked_at_ms.is_some());
+        }
+        counts
+    }
+
     /// The node's pin, if it has one.
     pub fn pin(&self, device_id: &str) -> Option<&Surface> {
         self.nodes.get(device_id).and_then(|r| r.pin.as_ref()).map(|p| &p.surface)

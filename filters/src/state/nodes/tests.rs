@@ -160,3 +160,17 @@ fn allow_commands_narrow_what_any_node_may_have() {
     let pinned = store.on_connect("dev", &surface(&["system.which", "system.run", "camera.list"]), (None, None), &p, 1);
     assert_eq!(pinned.allowed.commands, ["system.which".to_string()].into());
 }
+
+#[test]
+fn issue15_nodes_are_counted_by_state() {
+    let mut store = PinStore::default();
+    assert_eq!(store.counts(), [0, 0, 0]);
+    store.on_connect("a", &surface(&["system.which"]), (None, None), &pending_policy(), 1);
+    assert_eq!(store.counts(), [0, 1, 0], "a first connect waits");
+    store.approve("a", None, "cli", 2).unwrap();
+    store.on_connect("b", &surface(&["system.which"]), (None, None), &trust(), 3);
+    store.on_connect("b", &surface(&["system.which", "system.run"]), (None, None), &trust(), 4);
+    assert_eq!(store.counts(), [2, 1, 0], "b is pinned and asks for more");
+    store.revoke("a", 5).unwrap();
+    assert_eq!(store.counts(), [1, 1, 1]);
+}
