@@ -37,6 +37,23 @@ TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 # shellcheck disable=SC1091
 source "$WORK/gateway/env.sh"
 
+# A real Prometheus (Debian's) scrapes every clawguard instance of the suite, with clawguard's
+# alert rules loaded; start_clawguard adds each instance to its file-based targets (issue 15).
+PROM_PORT=$(free_port)
+PROM_TARGETS="$WORK/prometheus-targets.json"
+echo '[]' > "$PROM_TARGETS"
+cat > "$WORK/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["$ROOT/deploy/prometheus/alerts.yml"]
+scrape_configs:
+  - job_name: clawguard
+    file_sd_configs: [{files: ["$PROM_TARGETS"], refresh_interval: 1s}]
+EOF
+prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus-data" \
+  --web.listen-address="127.0.0.1:$PROM_PORT" > "$WORK/prometheus.log" 2>&1 &
+PIDS+=($!)
+PROM="http://127.0.0.1:$PROM_PORT"
+
 TOKEN_SHA256=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
 # The e2e operator is granted admin by name (its credential), so `nodes approve` works;
 # every other loopback client is the built-in `local` identity, without admin.
@@ -63,7 +80,12 @@ start_clawguard() {
   "$CLAWGUARD" run --policy "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
   echo $! > "$WORK/$name.pid"
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 2>/dev/null; then echo "$port $admin"; return 0; fi
+    if curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 2>/dev/null; then
+      echo "$name 127.0.0.1:$admin" >> "$WORK/prometheus-targets.txt"
+      python3 -c 'import json,sys; rows=[l.split() for l in open(sys.argv[1])]; json.dump([{"targets": [t], "labels": {"clawguard": n}} for n, t in rows], open(sys.argv[2] + ".tmp", "w"))' \
+        "$WORK/prometheus-targets.txt" "$PROM_TARGETS" && mv "$PROM_TARGETS.tmp" "$PROM_TARGETS"
+      echo "$port $admin"; return 0
+    fi
     sleep 0.1
   done
   echo "clawguard $name did not become ready:" >&2; cat "$WORK/$name.log" >&2; return 1
@@ -619,6 +641,30 @@ else
 fi
 kill "$TAIL_PID" 2>/dev/null; wait "$TAIL_PID" 2>/dev/null
 grep -q '"action":"policy.reload"' "$WORK"/audit-reload/audit-*.jsonl && pass "issue 15: the reload is in the audit log" || fail "reload audit" "no policy.reload record"
+
+# --- Prometheus, the dashboard and the alert rules (issue 15) -----------------------------------
+# promtool lints a real scrape of the instance that saw the most traffic.
+if curl -fsS "http://127.0.0.1:$CG_ADMIN/metrics" > "$WORK/scrape.txt" && promtool check metrics < "$WORK/scrape.txt" > "$WORK/promtool-metrics.txt" 2>&1; then
+  pass "issue 15: promtool check metrics accepts a real scrape of clawguard ($(grep -c '^clawguard_' "$WORK/scrape.txt") clawguard series)"
+else
+  fail "promtool check metrics" "$(head -c 600 "$WORK/promtool-metrics.txt")"
+fi
+# Every instance scraped after the traffic above: wait until Prometheus has them all up.
+targets=$(wc -l < "$WORK/prometheus-targets.txt")
+up=0
+for _ in $(seq 1 60); do
+  up=$(curl -fsS "$PROM/api/v1/query" --data-urlencode 'query=count(up{job="clawguard"} == 1)' 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)' 2>/dev/null)
+  [[ $up == "$targets" ]] && break; sleep 0.5
+done
+[[ $up == "$targets" ]] && pass "issue 15: Prometheus scrapes all $targets clawguard instances of the suite" || fail "prometheus targets" "$up of $targets up; $(tail -c 400 "$WORK/prometheus.log")"
+sleep 2
+python3 "$E2E/prometheus_check.py" "$PROM" "$ROOT/deploy/grafana/clawguard.json" > "$WORK/prometheus-check.txt"
+while read -r line; do
+  case $line in
+    "ok - "*) pass "${line#ok - }" ;;
+    "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
+  esac
+done < "$WORK/prometheus-check.txt"
 
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
