@@ -7,6 +7,10 @@
 //!   request at a time or `--depth` pipelined; prints answers per second and p50/p99 latency
 //!   as JSON.
 //!
+//! - `reload`: N connections held open through clawguard while its policy is reloaded: how
+//!   long the reload takes with them open, that none is dropped, and how long until every one
+//!   of them is closed by a reload that no longer allows them (`benches/reload.sh`).
+//!
 //! HTTP load is generated with `wrk` (see `benches/run.sh`).
 #![forbid(unsafe_code)]
 
@@ -50,6 +54,30 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         depth: usize,
     },
+    /// Policy reloads of the clawguard at URL with N connections open.
+    Reload {
+        /// ws:// URL of clawguard.
+        #[arg(long)]
+        url: String,
+        /// clawguard's admin listener (HOST:PORT).
+        #[arg(long)]
+        admin: String,
+        /// The policy file clawguard runs.
+        #[arg(long)]
+        policy: std::path::PathBuf,
+        /// Text of the policy that, replaced by `--tighten-to`, no longer allows the connections.
+        #[arg(long)]
+        tighten_from: String,
+        /// Its replacement.
+        #[arg(long)]
+        tighten_to: String,
+        /// Connections held open.
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,12 +85,19 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.command {
         Command::Upstream { .. } => 1,
         Command::Ws { .. } => 1,
+        Command::Reload { .. } => 2,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     rt.block_on(async {
         match cli.command {
             Command::Upstream { listen } => upstream(&listen).await,
             Command::Ws { url, conns, seconds, depth } => ws_load(&url, conns, seconds, depth.max(1)).await,
+            Command::Reload { url, admin, policy, tighten_from, tighten_to, conns, rounds } => {
+                for round in 0..rounds {
+                    println!("{}", reload_round(&url, &admin, &policy, (&tighten_from, &tighten_to), conns, round).await?);
+                }
+                Ok(())
+            }
         }
     })
 }
@@ -210,4 +245,128 @@ async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize) -> anyhow:
     });
     println!("{out}");
     Ok(())
+}
+
+type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a connection and completes the gateway handshake with the scopes the bench policy's
+/// identity has.
+async fn open_connection(url: &str) -> anyhow::Result<Client> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    ws.next().await; // challenge
+    ws.send(Message::text(r#"{"type":"req","id":"1","method":"connect","params":{"minProtocol":4,"maxProtocol":4,"role":"operator","scopes":["operator.read","operator.write"],"client":{"id":"cli","mode":"cli","version":"bench","platform":"linux"}}}"#)).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"hello-ok\"") => Ok(ws),
+        other => anyhow::bail!("the connect was not answered with hello-ok: {other:?}"),
+    }
+}
+
+/// A request on an open connection, answered by the upstream.
+async fn round_trip(ws: &mut Client, id: usize) -> anyhow::Result<()> {
+    ws.send(Message::text(format!(r#"{{"type":"req","id":"r{id}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":1}}}}"#))).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("1795268067476") => return Ok(()),
+            Some(Ok(Message::Text(t))) => anyhow::bail!("an answer that is not the upstream's: {t:.300}"),
+            Some(Ok(_)) => continue,
+            other => anyhow::bail!("the connection ended: {other:?}"),
+        }
+    }
+}
+
+/// `POST /reload` on the admin listener: the answer's JSON.
+async fn post_reload(admin: &str) -> anyhow::Result<serde_json::Value> {
+    admin_request(admin, "POST /reload").await
+}
+
+async fn admin_request(admin: &str, line: &str) -> anyhow::Result<serde_json::Value> {
+    let mut s = TcpStream::connect(admin).await?;
+    s.write_all(format!("{line} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    Ok(serde_json::from_str(body)?)
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("bench-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// One round: N connections opened; a reload that keeps them (timed, then every one answers);
+/// a reload that no longer allows them (timed until the last is closed); the policy restored.
+async fn reload_round(url: &str, admin: &str, policy: &std::path::Path, tighten: (&str, &str), conns: usize, round: usize) -> anyhow::Result<serde_json::Value> {
+    let original = std::fs::read_to_string(policy)?;
+    anyhow::ensure!(original.contains(tighten.0), "the policy does not contain {:?}", tighten.0);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move { open_connection(&url).await }));
+    }
+    let mut open = Vec::with_capacity(conns);
+    for t in tasks {
+        open.push(t.await??);
+    }
+    // 1. A new version that allows them all (one more rule none of them breaks).
+    write_atomically(policy, &format!("{original}\n# bench round {round}\n"))?;
+    let asked = Instant::now();
+    let kept = post_reload(admin).await?;
+    let kept_wall_ms = asked.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(matches!(kept["result"].as_str(), Some("applied" | "unchanged")), "the reload failed: {kept}");
+    let server_ms = admin_request(admin, "GET /policy").await?["last_reload_ms"].as_f64().unwrap_or(f64::NAN);
+    let mut answered = 0;
+    let mut tasks = Vec::new();
+    for (i, mut ws) in open.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move { round_trip(&mut ws, i).await.map(|()| ws) }));
+    }
+    let mut open = Vec::with_capacity(conns);
+    for t in tasks {
+        if let Ok(Ok(ws)) = t.await {
+            answered += 1;
+            open.push(ws);
+        }
+    }
+    anyhow::ensure!(answered == conns, "{} of {conns} connections were dropped by a reload that allows them", conns - answered);
+    // 2. A version that no longer allows them: every one is closed, with no traffic on it.
+    write_atomically(policy, &original.replace(tighten.0, tighten.1))?;
+    let asked = Instant::now();
+    let tightened = post_reload(admin).await?;
+    let tightened_wall_ms = asked.elapsed().as_secs_f64() * 1000.0;
+    let mut tasks = Vec::new();
+    for mut ws in open {
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Message::Close(Some(f))))) => return (u16::from(f.code), f.reason.to_string()),
+                    Ok(Some(Ok(_))) => continue,
+                    other => return (0, format!("{other:?}")),
+                }
+            }
+        }));
+    }
+    let mut closed = 0;
+    for t in tasks {
+        let (code, reason) = t.await?;
+        if code == 1008 && reason.starts_with("policy changed") {
+            closed += 1;
+        }
+    }
+    let all_closed_ms = asked.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(closed == conns, "{closed} of {conns} connections were closed with 1008 \"policy changed\"");
+    write_atomically(policy, &original)?;
+    post_reload(admin).await?;
+    Ok(serde_json::json!({
+        "round": round,
+        "connections": conns,
+        "kept": answered,
+        "reload_wall_ms": kept_wall_ms,
+        "reload_server_ms": server_ms,
+        "reload_result": kept["result"],
+        "tightened_wall_ms": tightened_wall_ms,
+        "tightened_result": tightened["result"],
+        "all_closed_ms": all_closed_ms,
+    }))
 }
