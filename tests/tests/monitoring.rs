@@ -54,6 +54,16 @@ fn issue15_the_dashboard_and_alerts_use_only_registered_documented_metrics() {
 }
 
 #[test]
+fn issue15_every_registered_metric_is_documented_with_its_labels() {
+    let registered = read("proxy/src/metrics.rs");
+    let operations = read("docs/operations.md");
+    let names: BTreeSet<String> = metric_names(&registered).into_iter().filter(|n| registered.contains(&format!("\"{n}\""))).collect();
+    assert!(names.len() >= 30, "{names:?}");
+    let undocumented: Vec<&String> = names.iter().filter(|n| !operations.contains(&format!("| `{n}` |"))).collect();
+    assert!(undocumented.is_empty(), "registered but not in docs/operations.md's metrics table: {undocumented:?}");
+}
+
+#[test]
 fn issue15_every_panel_and_alert_is_described() {
     let operations = read("docs/operations.md");
     let dashboard: Value = serde_json::from_str(&read("deploy/grafana/clawguard.json")).unwrap();
