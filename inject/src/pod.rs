@@ -227,7 +227,7 @@ pub fn inject_template(template: &mut PodTemplateSpec, outer: &BTreeMap<String, 
 pub fn uninject_template(template: &mut PodTemplateSpec, workload: &str) -> Result<Outcome, Error> {
     let refuse = |reason: String| Error::Refused { workload: workload.to_string(), reason };
     let annotations = template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
-    if !annotations.and_then(|a| a.get(ann::STATUS)).is_some_and(|s| s == "injected") {
+    if annotations.and_then(|a| a.get(ann::STATUS)).is_none_or(|s| s != "injected") {
         return Ok(Outcome::Unchanged("not injected".into()));
     }
     let Some(reverse) = annotations.and_then(|a| a.get(ann::UNINJECT)).cloned() else {
