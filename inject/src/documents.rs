@@ -23,12 +23,25 @@ pub struct Documents {
     pub reports: Vec<Report>,
 }
 
-/// What is done to each pod template.
-type Step<'a> = dyn FnMut(&mut PodTemplateSpec, &BTreeMap<String, String>, &str) -> Result<Outcome, Error> + 'a;
+/// What is done to each pod template, given the workload's metadata and `Kind/name`.
+type Step<'a> = dyn FnMut(&mut PodTemplateSpec, &ObjectMeta, &str) -> Result<Outcome, Error> + 'a;
 
-/// Injects clawguard into every workload of a multi-document YAML text.
+/// Injects clawguard into every workload of a multi-document YAML text; with
+/// `network_policy`, a NetworkPolicy per injected workload follows the documents.
 pub fn inject_documents(text: &str, settings: &Settings) -> Result<Documents, Error> {
-    run(text, &mut |t, outer, name| inject_template(t, outer, settings, name))
+    let mut policies = Vec::new();
+    let mut docs = run(text, &mut |t, meta, name| {
+        let outcome = inject_template(t, &outer(meta), settings, name)?;
+        if settings.network_policy && matches!(outcome, Outcome::Changed(_)) {
+            policies.push(crate::network::ingress_only_to_clawguard(t, meta, name)?);
+        }
+        Ok(outcome)
+    })?;
+    for policy in policies {
+        let yaml = serde_yaml_ng::to_string(&policy).map_err(|e| Error::Unreadable { index: 0, message: format!("cannot write YAML: {e}") })?;
+        docs.yaml = if docs.yaml.is_empty() { yaml } else { format!("{}---\n{yaml}", docs.yaml) };
+    }
+    Ok(docs)
 }
 
 /// Removes clawguard from every workload injected by [`inject_documents`].
@@ -83,10 +96,10 @@ fn transform(value: Value, index: usize, step: &mut Step<'_>, reports: &mut Vec<
         ($ty:ty, $w:ident => $template:expr) => {{
             let mut workload: $ty = typed(&value, index)?;
             let name = name_of(&kind, &workload.metadata);
-            let outer = outer(&workload.metadata);
+            let meta = workload.metadata.clone();
             let $w = &mut workload;
             let template: &mut PodTemplateSpec = $template.ok_or_else(|| Error::Refused { workload: name.clone(), reason: "it has no pod template".into() })?;
-            let outcome = step(template, &outer, &name)?;
+            let outcome = step(template, &meta, &name)?;
             report(name, outcome);
             to_value(&workload, index)
         }};
@@ -96,7 +109,9 @@ fn transform(value: Value, index: usize, step: &mut Step<'_>, reports: &mut Vec<
             let mut pod: Pod = typed(&value, index)?;
             let name = name_of(&kind, &pod.metadata);
             let mut template = PodTemplateSpec { metadata: Some(pod.metadata.clone()), spec: pod.spec.take() };
-            let outcome = step(&mut template, &BTreeMap::new(), &name)?;
+            // A pod's own annotations are its template's: none come from outside.
+            let meta = ObjectMeta { annotations: None, ..pod.metadata.clone() };
+            let outcome = step(&mut template, &meta, &name)?;
             pod.metadata = template.metadata.unwrap_or_default();
             pod.spec = template.spec;
             report(name, outcome);

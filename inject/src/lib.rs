@@ -17,11 +17,13 @@
 //! - refuses, with the reason, what it cannot make safe.
 //!
 //! Layers: [`documents`] (YAML and typed workloads, unknown fields detected), [`gateway`]
-//! (the gateway's container and command line), [`pod`] (the pod template transformation).
+//! (the gateway's container and command line), [`pod`] (the pod template transformation),
+//! [`network`] (the NetworkPolicy that admits traffic only to clawguard).
 #![forbid(unsafe_code)]
 
 pub mod documents;
 pub mod gateway;
+pub mod network;
 pub mod pod;
 
 pub use documents::{inject_documents, uninject_documents, Documents};
@@ -71,11 +73,13 @@ pub struct Settings {
     pub admin_port: u16,
     /// The ConfigMap holding `policy.toml`.
     pub policy_configmap: String,
+    /// Also emit, per injected workload, a NetworkPolicy admitting ingress only to clawguard's ports.
+    pub network_policy: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { image: "ghcr.io/clawguard/clawguard:0.1.0".into(), classic: false, admin_port: 15020, policy_configmap: "clawguard-policy".into() }
+        Settings { image: "ghcr.io/clawguard/clawguard:0.1.0".into(), classic: false, admin_port: 15020, policy_configmap: "clawguard-policy".into(), network_policy: false }
     }
 }
 

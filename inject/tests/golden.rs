@@ -30,6 +30,7 @@ fn settings_of(text: &str) -> Settings {
         for word in line.split_whitespace() {
             match word {
                 "classic" => settings.classic = true,
+                "network-policy" => settings.network_policy = true,
                 other => panic!("unknown setting {other:?}"),
             }
         }
@@ -37,8 +38,12 @@ fn settings_of(text: &str) -> Settings {
     settings
 }
 
+/// The documents of a YAML text, without the NetworkPolicies injection added.
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(yaml).map(|d| Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null() && v["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "clawguard-inject")
+        .collect()
 }
 
 fn report_text(reports: &[clawguard_inject::Report]) -> String {

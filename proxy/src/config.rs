@@ -3,8 +3,31 @@
 
 use crate::tls::{self, TlsMaterial};
 use clawguard_policies::{LoadedPolicy, PolicyError};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
+
+/// Addresses given on `clawguard run`'s command line. They belong to the deployment (the
+/// Kubernetes injector sets them from the pod's ports), the rest to the policy: they replace
+/// the policy's `server.listen`, `upstream.address` and `admin.listen`, at start and on every
+/// reload.
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    /// `--listen`: the plaintext listener.
+    pub listen: Option<SocketAddr>,
+    /// `--upstream`: the gateway.
+    pub upstream: Option<SocketAddr>,
+    /// `--admin`: the admin listener.
+    pub admin: Option<SocketAddr>,
+}
+
+static ADDRESSES: OnceLock<Addresses> = OnceLock::new();
+
+/// Sets the command line's addresses for every later [`load`] (once, before the first).
+pub fn set_addresses(addresses: Addresses) {
+    let _ = ADDRESSES.set(addresses);
+}
 
 /// A policy ready to run.
 pub struct Config {
@@ -37,6 +60,22 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
             LoadedPolicy::parse(&origin, &text)?
         }
     };
+    if let Some(a) = ADDRESSES.get() {
+        let p = &mut policy.policy;
+        if let Some(listen) = a.listen {
+            p.server.listen = vec![listen];
+        }
+        if let Some(upstream) = a.upstream {
+            p.upstream.address = upstream;
+        }
+        if let Some(admin) = a.admin {
+            p.admin.listen = admin;
+        }
+        if let Err(e) = p.validate(&policy.source) {
+            let message = format!("with the command line's addresses (--listen {:?}, --upstream {:?}, --admin {:?}): {e}", a.listen, a.upstream, a.admin);
+            return Err(policy.source.error_at(None, message));
+        }
+    }
     // `run` installs this filter; `check` must refuse what `run` would.
     let level = &policy.policy.logging.level;
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {

@@ -11,6 +11,7 @@ mod audit_cli;
 mod config;
 mod decide;
 mod exec_cli;
+mod inject_cli;
 mod logging;
 mod metrics;
 mod nodes_cli;
@@ -52,6 +53,15 @@ enum Command {
         /// Policy file (TOML).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Listen here instead of the policy's `server.listen` (the deployment's address).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// The gateway's address instead of the policy's `upstream.address`.
+        #[arg(long, value_name = "HOST:PORT")]
+        upstream: Option<std::net::SocketAddr>,
+        /// The admin listener's address instead of the policy's `admin.listen`.
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<std::net::SocketAddr>,
     },
     /// Validate a policy file, including the TLS files it names; exit 1 on error.
     Check {
@@ -68,6 +78,10 @@ enum Command {
     Audit(audit_cli::Args),
     /// Ask a running clawguard to reload its policy file; exit 0 applied, 1 rejected, 2 unreachable.
     Reload(reload_cli::Args),
+    /// Inject clawguard as a sidecar into Kubernetes workloads (YAML from files or stdin to stdout).
+    Inject(inject_cli::InjectArgs),
+    /// Remove an injected clawguard sidecar, restoring the workloads exactly.
+    Uninject(inject_cli::UninjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +101,8 @@ fn main() -> ExitCode {
         Command::Exec(args) => exec_cli::run(args),
         Command::Audit(args) => audit_cli::run(args),
         Command::Reload(args) => reload_cli::run(args),
+        Command::Inject(args) => inject_cli::inject(args),
+        Command::Uninject(args) => inject_cli::uninject(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -94,7 +110,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { policy } => {
+        Command::Run { policy, listen, upstream, admin } => {
+            config::set_addresses(config::Addresses { listen, upstream, admin });
             let cfg = match config::load(policy.as_deref()) {
                 Ok(cfg) => cfg,
                 Err(e) => {
