@@ -18,9 +18,11 @@
 //!
 //! Layers: [`documents`] (YAML and typed workloads, unknown fields detected), [`gateway`]
 //! (the gateway's container and command line), [`pod`] (the pod template transformation),
-//! [`network`] (the NetworkPolicy that admits traffic only to clawguard).
+//! [`network`] (the NetworkPolicy that admits traffic only to clawguard), [`admission`] (the
+//! webhook's `AdmissionReview` answers).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod documents;
 pub mod gateway;
 pub mod network;
