@@ -26,6 +26,7 @@ mod respond;
 mod server;
 mod shared;
 mod tls;
+mod webhook;
 mod listeners;
 mod websocket;
 
@@ -82,6 +83,8 @@ enum Command {
     Inject(inject_cli::InjectArgs),
     /// Remove an injected clawguard sidecar, restoring the workloads exactly.
     Uninject(inject_cli::UninjectArgs),
+    /// Serve the mutating admission webhook that injects clawguard into pods (HTTPS).
+    Webhook(webhook::Args),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload_cli::run(args),
         Command::Inject(args) => inject_cli::inject(args),
         Command::Uninject(args) => inject_cli::uninject(args),
+        Command::Webhook(args) => webhook::run(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -119,3 +119,21 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 fn read_pem(path: &Path, field: &Spanned<PathBuf>, fail: &dyn Fn(&Spanned<PathBuf>, String) -> PolicyError) -> Result<Vec<u8>, PolicyError> {
     std::fs::read(path).map_err(|e| fail(field, format!("{}: cannot read: {e}: expected a readable PEM file", path.display())))
 }
+
+/// A server configuration for one certificate chain and key (PEM), TLS 1.2 and 1.3, no client
+/// certificates: the admission webhook's.
+pub fn single_cert_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<ServerConfig, String> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<_, _>>().map_err(|e| format!("the certificate is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate found: expected a PEM \"CERTIFICATE\" block".into());
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| format!("the key is not valid PEM: {e}"))?
+        .ok_or("no private key found: expected a PEM PKCS#8, PKCS#1 or SEC1 key")?;
+    let mut config = ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the key does not fit the certificate: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
