@@ -21,7 +21,17 @@ fn cases() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.to_string_lossy().ends_with(".injected.yaml"))
         .collect();
     cases.sort();
+    // The Kubernetes example (docs/kubernetes.md) is a case too, recorded beside the others.
+    cases.push(dir.join("../../deploy/kubernetes/example/deployment.yaml"));
     cases
+}
+
+/// Where a case's expected files are: beside it, or for the example in `tests/inject/`.
+fn stem_of(case: &Path) -> PathBuf {
+    if case.to_string_lossy().contains("deploy/kubernetes/example") {
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/inject/example-deployment");
+    }
+    case.with_extension("")
 }
 
 fn settings_of(text: &str) -> Settings {
@@ -71,7 +81,7 @@ fn issue16_every_golden_case_injects_as_recorded_and_round_trips() {
     for case in &all {
         let text = std::fs::read_to_string(case).unwrap();
         let settings = settings_of(&text);
-        let stem = case.with_extension("");
+        let stem = stem_of(case);
         match inject_documents(&text, &settings) {
             Ok(out) => {
                 expect(&stem.with_extension("injected.yaml"), &out.yaml, &mut failures);
