@@ -643,6 +643,10 @@ kill "$TAIL_PID" 2>/dev/null; wait "$TAIL_PID" 2>/dev/null
 grep -q '"action":"policy.reload"' "$WORK"/audit-reload/audit-*.jsonl && pass "issue 15: the reload is in the audit log" || fail "reload audit" "no policy.reload record"
 
 # --- Prometheus, the dashboard and the alert rules (issue 15) -----------------------------------
+# An h2c upgrade (request smuggling past a proxy that passes upgrades on) is refused before any
+# decision: one of the refusals Prometheus must then show by reason.
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Connection: Upgrade, HTTP2-Settings' -H 'Upgrade: h2c' -H 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA' "http://127.0.0.1:$CG_PORT/")
+[[ $code == 400 ]] && pass "issue 15: an h2c upgrade is refused before any decision (400 bad_upgrade)" || fail "h2c upgrade" "status $code"
 # promtool lints a real scrape of the instance that saw the most traffic.
 if curl -fsS "http://127.0.0.1:$CG_ADMIN/metrics" > "$WORK/scrape.txt" && promtool check metrics < "$WORK/scrape.txt" > "$WORK/promtool-metrics.txt" 2>&1; then
   pass "issue 15: promtool check metrics accepts a real scrape of clawguard ($(grep -c '^clawguard_' "$WORK/scrape.txt") clawguard series)"
