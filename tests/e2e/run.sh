@@ -18,6 +18,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
 fail() { FAILED=$((FAILED + 1)); echo "not ok - $1: $2"; }
 NETNS="cg-e2e-$$" VETH_HOST="cge$$h" VETH_CLIENT="cge$$c"
+POD_NETNS="cg-pod-$$" POD_VETH_HOST="cgp$$h" POD_VETH="cgp$$c"
 OCTET=$(( $$ % 250 + 1 ))
 HOST_IP="198.18.$OCTET.1" CLIENT_IP="198.18.$OCTET.2"
 cleanup() {
@@ -26,6 +27,7 @@ cleanup() {
   # known by their pid files.
   for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; done
   ip netns del "$NETNS" 2>/dev/null; ip link del "$VETH_HOST" 2>/dev/null
+  ip netns del "$POD_NETNS" 2>/dev/null; ip link del "$POD_VETH_HOST" 2>/dev/null
   "$E2E/openclaw.sh" stop "$WORK/gateway" 2>/dev/null
   if (( FAILED == 0 )); then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 }
@@ -669,6 +671,35 @@ while read -r line; do
     "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
   esac
 done < "$WORK/prometheus-check.txt"
+
+# --- a pod without a cluster (issue 16) ---------------------------------------------------------
+# The example Deployment (deploy/kubernetes/example, docs/kubernetes.md) injected by the real
+# binary; its gateway and clawguard containers run as processes in a network namespace of their
+# own, the pod's, with the spec's commands, arguments, environment and ports (tests/e2e/pod_sim.py).
+# From outside it: the probes, the real CLI through the pod's port, the gateway's port closed.
+POD_HOST_IP="10.250.$OCTET.1" POD_IP="10.250.$OCTET.2"
+if "$CLAWGUARD" inject "$ROOT/deploy/kubernetes/example/deployment.yaml" > "$WORK/pod-injected.yaml" 2> "$WORK/pod-inject.txt" \
+   && cmp -s "$WORK/pod-injected.yaml" "$ROOT/tests/inject/example-deployment.injected.yaml"; then
+  pass "issue 16: clawguard inject of the example Deployment gives the recorded golden file"
+else
+  fail "inject the example" "$(head -c 400 "$WORK/pod-inject.txt")"
+fi
+if ip netns add "$POD_NETNS" && ip link add "$POD_VETH_HOST" type veth peer name "$POD_VETH" \
+   && ip link set "$POD_VETH" netns "$POD_NETNS" && ip addr add "$POD_HOST_IP/30" dev "$POD_VETH_HOST" && ip link set "$POD_VETH_HOST" up \
+   && ip netns exec "$POD_NETNS" ip addr add "$POD_IP/30" dev "$POD_VETH" && ip netns exec "$POD_NETNS" ip link set "$POD_VETH" up \
+   && ip netns exec "$POD_NETNS" ip link set lo up; then
+  python3 "$E2E/pod_sim.py" "$WORK/pod-injected.yaml" "$ROOT/deploy/kubernetes/example" "$WORK/pod" "$POD_NETNS" "$POD_IP" \
+    "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" "$CLAWGUARD" "$(command -v openclaw)" > "$WORK/pod-sim.txt" 2>&1
+  while read -r line; do
+    case $line in
+      "ok - "*) pass "${line#ok - }" ;;
+      "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
+    esac
+  done < "$WORK/pod-sim.txt"
+  grep -q "^ok - " "$WORK/pod-sim.txt" || fail "pod simulation" "$(tail -c 600 "$WORK/pod-sim.txt")"
+else
+  fail "pod network namespace" "cannot create $POD_NETNS (needs root and iproute2)"
+fi
 
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
