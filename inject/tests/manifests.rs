@@ -97,3 +97,11 @@ fn issue16_the_examples_clawguard_policy_is_valid() {
     let loaded = clawguard_policies::LoadedPolicy::parse("configmap-clawguard.yaml", policy).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.policy.audit.dir.starts_with("/var/lib/clawguard"), "what clawguard writes is on its state volume");
 }
+
+#[test]
+fn issue16_the_example_in_the_docs_is_the_file_the_tests_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = std::fs::read_to_string(root.join("docs/kubernetes.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("deploy/kubernetes/example/deployment.yaml")).unwrap();
+    assert!(docs.contains(&format!("```yaml\n{example}```")), "docs/kubernetes.md shows deploy/kubernetes/example/deployment.yaml exactly");
+}
