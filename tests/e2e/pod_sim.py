@@ -98,13 +98,14 @@ def main():
     procs = []
 
     def start(c):
-        argv = c.get("command") or []
-        if not argv:
+        # The spec's command and arguments, mount paths rewritten; then the program itself, which
+        # lives in the image, not under a mount (so it is never rewritten).
+        argv = [remap(a) for a in (c.get("command") or []) + c.get("args", [])]
+        if not c.get("command"):
             # The clawguard image's entrypoint (deploy/Dockerfile).
-            argv = [clawguard] if c["name"] == "clawguard" else []
-        elif argv[0] == "openclaw":
+            argv = ([clawguard] if c["name"] == "clawguard" else []) + argv
+        elif c["command"][0] == "openclaw":
             argv = [openclaw] + argv[1:]
-        argv = [remap(a) for a in argv + c.get("args", [])]
         env = dict(base_env, HOME=home, **offline)
         for e in c.get("env", []):
             if "value" in e:
