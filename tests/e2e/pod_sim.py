@@ -148,8 +148,22 @@ def main():
         s.close()
         report(not reachable, f"issue 16: pod simulation: the gateway's port {internal} is not reachable on the pod's address {pod_ip}", "it accepted a connection")
         port = next(p["containerPort"] for c in spec.get("initContainers", []) if c["name"] == "clawguard" for p in c["ports"] if p.get("name") == "gateway")
-        env = dict(os.environ, OPENCLAW_GATEWAY_URL=f"ws://{pod_ip}:{port}", OPENCLAW_GATEWAY_TOKEN=token)
-        out = subprocess.run([openclaw, "gateway", "call", "health", "--json"], env=env, capture_output=True, text=True, timeout=60)
+        # A fresh client of the cluster: its new device is remote to the gateway, which asks for
+        # pairing; the operator approves it inside the pod, on the gateway's loopback, as in a
+        # real deployment; then the call goes through.
+        client_home = os.path.join(work, "client-home")
+        os.makedirs(client_home, exist_ok=True)
+        env = dict(os.environ, HOME=client_home, OPENCLAW_HOME=client_home, OPENCLAW_GATEWAY_URL=f"ws://{pod_ip}:{port}", OPENCLAW_GATEWAY_TOKEN=token)
+        env.pop("OPENCLAW_STATE_DIR", None)
+        env.pop("OPENCLAW_CONFIG_PATH", None)
+        call = [openclaw, "gateway", "call", "health", "--json"]
+        out = subprocess.run(call, env=env, capture_output=True, text=True, timeout=60)
+        pending = re.search(r'"requestId":\s*"([0-9a-f-]+)"', out.stdout + out.stderr)
+        if out.returncode != 0 and pending:
+            inside = dict(base_env, HOME=home, OPENCLAW_GATEWAY_TOKEN=token, **offline)
+            approved = subprocess.run(["ip", "netns", "exec", netns, openclaw, "devices", "approve", pending.group(1), "--url", f"ws://127.0.0.1:{internal}", "--token", token, "--json"], env=inside, capture_output=True, text=True, timeout=60)
+            report(approved.returncode == 0, "issue 16: pod simulation: the new cluster client's device is approved inside the pod", (approved.stdout + approved.stderr)[-400:])
+            out = subprocess.run(call, env=env, capture_output=True, text=True, timeout=60)
         ok = out.returncode == 0 and '"ok"' in out.stdout
         report(ok, f"issue 16: pod simulation: the real CLI reaches the gateway through the pod's port {port} (clawguard)", (out.stdout + out.stderr)[-600:])
         log = open(os.path.join(work, "clawguard.log")).read()
