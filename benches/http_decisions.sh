@@ -44,6 +44,10 @@ level = "warn"
 [limits]
 http_tools_invoke_per_minute = 1000000000
 http_inference_per_minute = 1000000000
+# The audit log (on by default, recording what writes, grants or runs) is measured by
+# benches/audit_*.sh; here both instances leave it off, so only the decision path differs.
+[audit]
+enabled = false
 TOML
   env "$@" "$BIN/clawguard" run --policy "$WORK/$name.toml" 2> "$WORK/$name.log" & PIDS+=($!)
   echo $! > "$WORK/$name.pid"

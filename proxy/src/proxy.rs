@@ -16,6 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
+use http::HeaderValue;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -372,7 +373,9 @@ impl ProxyHttp for Clawguard {
             }
             // The gateway honours the identity's ceiling where its auth mode allows.
             if let Some(admitted) = &ctx.admitted {
-                req.insert_header("x-openclaw-scopes", admitted.identity().ceiling_header.as_str())?;
+                // Shared with the identity, not copied (validated as a header value, no allocation).
+                let value = HeaderValue::from_maybe_shared(admitted.identity().ceiling_header.clone()).or_err(InvalidHTTPHeader, "the identity's scope header")?;
+                req.insert_header("x-openclaw-scopes", value)?;
             }
         }
         Ok(())

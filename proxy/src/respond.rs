@@ -92,7 +92,7 @@ impl UpstreamHeaders for ResponseView<'_> {
 /// lowercase, which HTTP/1.1 and HTTP/2 read the same (RFC 9110 §5.1). The status and a custom
 /// reason phrase are kept.
 pub fn apply_header_ops(resp: &mut ResponseHeader, ops: Vec<HeaderOp>) -> Result<()> {
-    let adds = ops.iter().filter(|op| matches!(op, HeaderOp::SetKnown(..) | HeaderOp::Set(..) | HeaderOp::Append(..))).count();
+    let adds = ops.iter().filter(|op| matches!(op, HeaderOp::SetKnown(..) | HeaderOp::DefaultKnown(..) | HeaderOp::Set(..) | HeaderOp::Append(..))).count();
     if adds == 0 {
         for op in &ops {
             match op {
@@ -132,6 +132,11 @@ fn apply_to_map(headers: &mut http::HeaderMap, ops: Vec<HeaderOp>) -> Result<()>
         match op {
             HeaderOp::SetKnown(header, v) => {
                 headers.insert(known_name(header).clone(), value(v)?);
+            }
+            HeaderOp::DefaultKnown(header, v) => {
+                if let http::header::Entry::Vacant(slot) = headers.entry(known_name(header)) {
+                    slot.insert(value(v)?);
+                }
             }
             HeaderOp::RemoveKnown(header) => {
                 headers.remove(known_name(header));

@@ -112,6 +112,9 @@ impl UpstreamHeaders for NoHeaders {
 pub enum HeaderOp {
     /// Set (replace) a built-in header.
     SetKnown(Known, Text),
+    /// Set a built-in header unless the answer already carries it (the gateway's own value
+    /// stays): one lookup where it is applied, none in the plan.
+    DefaultKnown(Known, Text),
     /// Remove every value of a built-in header.
     RemoveKnown(Known),
     /// Set (replace) the header named by the policy.
@@ -126,7 +129,7 @@ impl HeaderOp {
     /// The lowercase name of the header the change sets, if it sets one.
     pub fn sets(&self) -> Option<&str> {
         match self {
-            HeaderOp::SetKnown(k, _) => Some(k.name()),
+            HeaderOp::SetKnown(k, _) | HeaderOp::DefaultKnown(k, _) => Some(k.name()),
             HeaderOp::Set(n, _) => Some(n),
             _ => None,
         }
@@ -172,11 +175,7 @@ impl HeaderRules {
         let mut ops = Vec::with_capacity(12);
         ops.push(HeaderOp::RemoveKnown(Known::Server));
         ops.push(HeaderOp::RemoveKnown(Known::PoweredBy));
-        let set_absent = |ops: &mut Vec<HeaderOp>, header: Known, value: Text| {
-            if upstream.known(header).is_none() {
-                ops.push(HeaderOp::SetKnown(header, value));
-            }
-        };
+        let set_absent = |ops: &mut Vec<HeaderOp>, header: Known, value: Text| ops.push(HeaderOp::DefaultKnown(header, value));
         set_absent(&mut ops, Known::ContentTypeOptions, "nosniff".into());
         set_absent(&mut ops, Known::ReferrerPolicy, "no-referrer".into());
         if tls {
@@ -184,12 +183,12 @@ impl HeaderRules {
                 set_absent(&mut ops, Known::StrictTransportSecurity, hsts.clone().into());
             }
         }
-        let html = upstream.known(Known::ContentType).is_some_and(|t| t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("text/html")));
         match class {
             None => api_headers(&mut ops, upstream),
             Some(c) if c.is_api() => api_headers(&mut ops, upstream),
             Some(RouteClass::ControlUi | RouteClass::Internal) => {
                 set_absent(&mut ops, Known::CrossOriginResourcePolicy, "same-origin".into());
+                let html = upstream.known(Known::ContentType).is_some_and(|t| t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("text/html")));
                 if html {
                     set_absent(&mut ops, Known::FrameOptions, "DENY".into());
                     set_absent(&mut ops, Known::ContentSecurityPolicy, CONTROL_UI_CSP.into());
@@ -224,9 +223,7 @@ fn api_headers(ops: &mut Vec<HeaderOp>, upstream: &impl UpstreamHeaders) {
         ops.push(HeaderOp::SetKnown(Known::CacheControl, "no-store".into()));
     }
     for (header, value) in [(Known::CrossOriginResourcePolicy, "same-origin"), (Known::FrameOptions, "DENY"), (Known::ContentSecurityPolicy, API_CSP)] {
-        if upstream.known(header).is_none() {
-            ops.push(HeaderOp::SetKnown(header, value.into()));
-        }
+        ops.push(HeaderOp::DefaultKnown(header, value.into()));
     }
 }
 
@@ -250,6 +247,11 @@ mod tests {
                 HeaderOp::SetKnown(k, v) => {
                     headers.retain(|(h, _)| h != k.name());
                     headers.push((k.name().to_string(), v.to_string()));
+                }
+                HeaderOp::DefaultKnown(k, v) => {
+                    if !headers.iter().any(|(h, _)| h == k.name()) {
+                        headers.push((k.name().to_string(), v.to_string()));
+                    }
                 }
                 HeaderOp::RemoveKnown(k) => headers.retain(|(h, _)| h != k.name()),
                 HeaderOp::Set(n, v) => {

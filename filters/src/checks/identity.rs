@@ -16,8 +16,11 @@ pub struct CompiledIdentity {
     pub name: String,
     /// Its scope ceiling, with everything the named scopes imply (admin: every scope).
     pub ceiling: ScopeSet,
-    /// The ceiling as the gateway's `x-openclaw-scopes` header value (comma-separated names).
-    pub ceiling_header: String,
+    /// The ceiling as the gateway's `x-openclaw-scopes` header value (comma-separated names),
+    /// built once so a request only shares it.
+    pub ceiling_header: bytes::Bytes,
+    /// Why a request resolved to it when it alone matched, built once (see [`Resolution::why`]).
+    matched_why: Arc<str>,
     /// Whether it overrides the global mode.
     pub mode: Option<Mode>,
     /// The limits profile.
@@ -60,7 +63,8 @@ impl CompiledIdentity {
         };
         CompiledIdentity {
             name: id.name.clone(),
-            ceiling_header: ceiling.names().join(","),
+            ceiling_header: ceiling.names().join(",").into(),
+            matched_why: if id.name == "default" { DEFAULT_WHY.into() } else { format!("identity {:?}", id.name).into() },
             ceiling,
             session_key_header: id.session_key_header.unwrap_or(sessions.is_unrestricted()),
             sessions,
@@ -179,13 +183,17 @@ pub struct Evidence<'a> {
     pub token_sha256: Option<&'a str>,
 }
 
+/// Why a request resolved to `default`.
+const DEFAULT_WHY: &str = "identity \"default\": no other identity matches";
+
 /// A resolved identity and why it was chosen.
 #[derive(Debug, Clone)]
 pub struct Resolution {
     /// The identity.
     pub identity: Arc<CompiledIdentity>,
-    /// How it was chosen, for refusals and logs (static when no identity matched).
-    pub why: std::borrow::Cow<'static, str>,
+    /// How it was chosen, for refusals and logs (shared: built once per identity unless
+    /// several identities matched).
+    pub why: Arc<str>,
 }
 
 /// Lowercase hex SHA-256 of a credential.
@@ -246,11 +254,11 @@ impl Identities {
             }
         }
         let Some((_, _, best)) = best else {
-            return Resolution { identity: self.default.clone(), why: "identity \"default\": no other identity matches".into() };
+            return Resolution { why: self.default.matched_why.clone(), identity: self.default.clone() };
         };
         let identity = self.list[best].clone();
         let why = if matched == 1 {
-            format!("identity {:?}", identity.name)
+            identity.matched_why.clone()
         } else {
             // Rare (overlapping identities): name the others, most specific first.
             let mut others: Vec<(u32, u8, usize)> = self
@@ -265,9 +273,9 @@ impl Identities {
                 .collect();
             others.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
             let others: Vec<String> = others.iter().map(|m| format!("{:?}", self.list[m.2].name)).collect();
-            format!("identity {:?} (most specific of {:?}, {})", identity.name, identity.name, others.join(", "))
+            format!("identity {:?} (most specific of {:?}, {})", identity.name, identity.name, others.join(", ")).into()
         };
-        Resolution { identity, why: why.into() }
+        Resolution { identity, why }
     }
 
     /// The widest ceiling the client can still end up with once its `connect` is read: the

@@ -551,7 +551,7 @@ pub fn decide(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>, body: &[u8]) ->
                 path: url_path::canonical_path(req.path).ok(),
                 route: None,
                 identity: Some(resolution.identity.name.clone()),
-                identity_reason: Some(resolution.why.into_owned()),
+                identity_reason: Some(resolution.why.to_string()),
                 refusal: Some(refusal),
                 removed_headers: vec![],
                 body: None,
