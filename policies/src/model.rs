@@ -65,6 +65,29 @@ pub struct Policy {
     /// The audit log: what is recorded, where, how it is signed, redacted and kept.
     #[serde(default)]
     pub audit: Audit,
+    /// `clawguard doctor`: findings the operator has accepted, each with a reason.
+    #[serde(default)]
+    pub doctor: Doctor,
+}
+
+/// `[doctor]`: how `clawguard doctor` treats this deployment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Doctor {
+    /// Findings accepted by the operator: still shown, marked accepted with the reason, and
+    /// left out of the score and of `--fail-on`.
+    #[serde(default)]
+    pub accept: Vec<DoctorAccept>,
+}
+
+/// One accepted `clawguard doctor` finding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorAccept {
+    /// The finding's check id (as `clawguard doctor --json` shows it), e.g. `gateway.exec.no_approvals`.
+    pub check: Spanned<String>,
+    /// Why it is accepted (required, shown with the finding).
+    pub reason: String,
 }
 
 /// Whether refusals are enforced.
@@ -1149,6 +1172,15 @@ impl Policy {
     /// Checks the rules that serde's types cannot express.
     pub fn validate(&self, src: &PolicySource) -> Result<(), PolicyError> {
         let at = |path: &[&str], msg: String| src.error_at_key(path, msg);
+        for accepted in &self.doctor.accept {
+            let check = accepted.check.get_ref();
+            if check.is_empty() || !check.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'$')) {
+                return Err(src.error_at(Some(accepted.check.span()), format!("doctor.accept: check {check:?} is not a check id: expected one as `clawguard doctor --json` shows it (e.g. \"gateway.exec.no_approvals\")")));
+            }
+            if accepted.reason.trim().is_empty() {
+                return Err(src.error_at(Some(accepted.check.span()), format!("doctor.accept: check {check:?} has an empty reason: expected why the finding is accepted")));
+            }
+        }
         if self.server.listen.is_empty() && self.tls.listen.is_empty() {
             return Err(at(&["server", "listen"], "server.listen and tls.listen are both empty: expected at least one listener".into()));
         }
