@@ -184,7 +184,7 @@ impl Report {
             for f in group {
                 let by = if f.source == Source::OpenclawAudit { " [openclaw security audit]" } else { "" };
                 out.push_str(&format!("  {} {}{by}\n", f.check, f.title));
-                out.push_str(&format!("      found: {}\n", f.found));
+                out.push_str(&format!("      found: {}\n", f.found.trim().replace('\n', "\n             ")));
                 out.push_str(&format!("      why:   {}\n", f.why));
                 out.push_str(&format!("      fix:   {}\n", f.fix));
                 if let Some(also) = &f.also_reported_as {

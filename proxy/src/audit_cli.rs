@@ -223,6 +223,20 @@ fn read_all(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Verifies the log in `dir` for `clawguard doctor`: the exit code `audit verify` would give
+/// (0 clean, 1 tampered, 2 incomplete) and a one-line summary.
+pub fn verify_dir(dir: &std::path::Path) -> anyhow::Result<(u8, String)> {
+    let files = read_all(&[dir.to_path_buf()])?;
+    let report = verify_files(&files, None);
+    let code = report.exit_code();
+    let verdict = ["clean", "TAMPERED", "incomplete (no seal yet: the writer is running, or stopped without one)"][usize::from(code)];
+    let mut summary = format!("{verdict}: {} records in {} files", report.records, report.files.len());
+    if let Some(p) = &report.problem {
+        summary.push_str(&format!("; first problem: {} at {} line {}: {}", p.problem.name(), p.file, p.line, p.detail));
+    }
+    Ok((code, summary))
+}
+
 fn verify(json: bool, key: Option<&str>, paths: &[PathBuf]) -> anyhow::Result<u8> {
     let files = read_all(paths)?;
     let report = verify_files(&files, key);

@@ -10,6 +10,7 @@ mod audit;
 mod audit_cli;
 mod config;
 mod decide;
+mod doctor_cli;
 mod exec_cli;
 mod inject_cli;
 mod logging;
@@ -85,6 +86,9 @@ enum Command {
     Uninject(inject_cli::UninjectArgs),
     /// Serve the mutating admission webhook that injects clawguard into pods (HTTPS).
     Webhook(webhook::Args),
+    /// Audit the whole deployment, the gateway behind clawguard included (read-only); exit 1
+    /// when a finding at or above --fail-on is open.
+    Doctor(doctor_cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => inject_cli::inject(args),
         Command::Uninject(args) => inject_cli::uninject(args),
         Command::Webhook(args) => webhook::run(args),
+        Command::Doctor(args) => doctor_cli::run(args),
         Command::Nodes(args) => match nodes_cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -177,20 +177,27 @@ pub fn check(facts: &Facts, config: &Value, out: &mut Vec<Finding>) {
             "openclaw config set gateway.http.endpoints.chatCompletions.images.allowUrl false",
         ));
     }
-    if flag("gateway.http.allowSessionKeyOverride") == Some(true) {
+    // 2026.9.6 accepts `x-openclaw-session-key` on both endpoints whenever one is enabled
+    // (its own audit: `collectGatewayHttpSessionKeyOverrideFindings`); no setting turns it off.
+    let endpoints: Vec<&str> = [("chatCompletions", "/v1/chat/completions"), ("responses", "/v1/responses")]
+        .into_iter()
+        .filter(|(k, _)| flag(&format!("gateway.http.endpoints.{k}.enabled")) == Some(true))
+        .map(|(_, path)| path)
+        .collect();
+    if !endpoints.is_empty() {
         push(out, Finding::new(
             "gateway.http.session_key_override",
-            Severity::Medium,
+            Severity::Low,
             "HTTP callers may choose their session (x-openclaw-session-key)",
-            "gateway.http.allowSessionKeyOverride = true",
-            "a caller can write into another user's session; clawguard removes the header for identities without session_key_header, but direct callers are not filtered",
-            "openclaw config set gateway.http.allowSessionKeyOverride false",
+            format!("{} enabled: the gateway accepts x-openclaw-session-key on them", endpoints.join(" and ")),
+            "a caller names the session its request writes into; clawguard removes the header for identities without session_key_header, so only direct callers (around clawguard) keep it",
+            "keep the gateway on loopback behind clawguard, and disable the endpoints you do not use: openclaw config set gateway.http.endpoints.responses.enabled false",
         ));
     }
 
     // Hooks.
     if flag("hooks.enabled") == Some(true) {
-        if flag("hooks.allowRequestSessionKey") == Some(true) {
+        if flag("hooks.allowRequestSessionKey") == Some(true) && at("hooks.allowedSessionKeyPrefixes").as_array().is_none_or(|p| p.is_empty()) {
             push(out, Finding::new(
                 "gateway.hooks.request_session_key",
                 Severity::Medium,

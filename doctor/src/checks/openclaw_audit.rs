@@ -13,6 +13,7 @@ pub const SAME_AS: &[(&str, &str)] = &[
     ("config.insecure_or_dangerous_flags", "gateway.control_ui.device_auth_disabled"),
     ("gateway.http.session_key_override_enabled", "gateway.http.session_key_override"),
     ("hooks.request_session_key_enabled", "gateway.hooks.request_session_key"),
+    ("hooks.request_session_key_prefixes_missing", "gateway.hooks.request_session_key"),
     ("hooks.token_reuse_gateway_token", "gateway.hooks.token_reuse"),
     ("gateway.token_too_short", "gateway.auth.token_weak"),
     ("gateway.password_too_short", "gateway.auth.password_weak"),
