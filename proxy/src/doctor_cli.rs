@@ -67,9 +67,15 @@ pub fn run(args: Args) -> ExitCode {
 
 fn gather(args: &Args) -> clawguard_doctor::Facts {
     let mut facts = clawguard_doctor::Facts { policy_path: Some(args.policy.as_ref().map_or_else(|| "<embedded>".to_string(), |p| p.display().to_string())), ..Default::default() };
+    // Without /proc/self the owner comparison is skipped (and only world-writable counts as
+    // writable): fewer findings, never a finding that is not there.
     let running_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    // Relative policy paths resolve against the policy's directory, or the working directory
+    // for the embedded policy: as `config::load` resolves them.
     let base = args.policy.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let mut file = |role: FileRole, path: &Path| {
+        // A file that is absent (or not ours to stat) has no mode to judge; the policy and the
+        // gateway config are read below, and an unreadable one is a finding there.
         let meta = std::fs::metadata(path).ok();
         facts.files.push(FileFacts { role, path: path.display().to_string(), mode: meta.as_ref().map(|m| m.permissions().mode() & 0o7777), uid: meta.as_ref().map(|m| m.uid()), running_uid });
     };
@@ -198,7 +204,7 @@ fn listeners() -> Gathered<Vec<Listener>> {
             .into_iter()
             .map(|(address, inode)| {
                 let owner = owners.iter().find(|(i, _, _)| *i == inode);
-                Listener { address, process: owner.map(|(_, _, name)| name.clone()), pid: owner.map(|(_, pid, _)| *pid) }
+                Listener { address, process: owner.map(|(_, _, name)| name.clone()).filter(|n| !n.is_empty()), pid: owner.map(|(_, pid, _)| *pid) }
             })
             .collect(),
     )
@@ -227,10 +233,13 @@ fn socket_owners() -> Vec<(String, u32, String)> {
     let mut owners = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return owners };
     for entry in procs.flatten() {
+        // Entries of /proc that are not numbers are not processes.
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        // The name only labels a finding; a process that exited meanwhile has none.
         let name = std::fs::read_to_string(entry.path().join("comm")).map(|s| s.trim().to_string()).unwrap_or_default();
         for fd in fds.flatten() {
+            // A descriptor closed since the listing, or not a socket, names no listener.
             if let Some(inode) = std::fs::read_link(fd.path()).ok().and_then(|l| l.to_str().and_then(|s| s.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))) {
                 owners.push((inode, pid, name.clone()));
             }
