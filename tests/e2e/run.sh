@@ -427,7 +427,9 @@ o_own=$(WS_ORIGIN="http://127.0.0.1:$CG_PORT" node "$E2E/ws-connect.cjs" "ws://1
   && pass "issue 12: a WebSocket upgrade with a foreign Origin is refused by clawguard (403; directly: $(head -c 60 <<< "$o_direct")), its own origin connects" \
   || fail "foreign origin upgrade" "direct $o_direct; proxied $o_proxied; own $o_own"
 # Canvas (node-capability) pages: clawguard adds nothing that would stop them being framed.
-frame_headers() { curl -s -o /dev/null -D - "$1/__openclaw__/canvas/" | tr -d '\r' | grep -iE '^(x-frame-options|content-security-policy):' | sort; }
+# Header names are compared in lowercase (RFC 9110 §5.1: case-insensitive; clawguard sends them
+# in lowercase when its header plan adds any), values exactly.
+frame_headers() { curl -s -o /dev/null -D - "$1/__openclaw__/canvas/" | tr -d '\r' | grep -iE '^(x-frame-options|content-security-policy):' | awk -F': ' '{ printf "%s: %s\n", tolower($1), substr($0, length($1) + 3) }' | sort; }
 if [[ "$(frame_headers "http://127.0.0.1:$GW_PORT")" == "$(frame_headers "http://127.0.0.1:$CG_PORT")" ]]; then
   pass "issue 12: /__openclaw__/canvas/ has the same framing headers through clawguard as directly (none added)"
 else
