@@ -130,7 +130,7 @@ fn gather(args: &Args) -> clawguard_doctor::Facts {
     facts.listeners = listeners();
     facts.gateway_version_answering = args.gateway_version.clone();
     if !args.no_openclaw {
-        facts.openclaw_audit = openclaw_audit(args.openclaw.as_deref());
+        facts.openclaw_audit = openclaw_audit(args.openclaw.as_deref(), args.gateway_config.as_deref());
     }
     facts
 }
@@ -292,10 +292,16 @@ fn probe(port: u16) -> Vec<Probe> {
         .collect()
 }
 
-/// `openclaw security audit --json`, with a deadline.
-fn openclaw_audit(cli: Option<&Path>) -> Gathered<serde_json::Value> {
+/// `openclaw security audit --json`, with a deadline. With `--gateway-config`, the CLI audits
+/// that same file (`OPENCLAW_CONFIG_PATH`), not whatever its environment points at.
+fn openclaw_audit(cli: Option<&Path>, config: Option<&Path>) -> Gathered<serde_json::Value> {
     let program = cli.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("openclaw"));
-    let child = Command::new(&program).args(["security", "audit", "--json"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut command = Command::new(&program);
+    command.args(["security", "audit", "--json"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(config) = config {
+        command.env("OPENCLAW_CONFIG_PATH", config);
+    }
+    let child = command.spawn();
     let child = match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && cli.is_none() => return Gathered::Unavailable("openclaw is not on PATH (pass --openclaw PATH, or --no-openclaw)".into()),

@@ -2,8 +2,11 @@
 # The real OpenClaw gateway for clawguard's end-to-end suite.
 #
 #   openclaw.sh install                      install Node 24 and openclaw into $OC_PREFIX (reused when present)
-#   openclaw.sh start PORT TOKEN STATE_DIR   start a gateway on 127.0.0.1:PORT that trusts clawguard on 127.0.0.1
-#                                            as a proxy; waits for /readyz; writes STATE_DIR/env.sh for the CLI
+#   openclaw.sh start PORT TOKEN STATE_DIR [CONFIG]
+#                                            start a gateway on 127.0.0.1:PORT that trusts clawguard on 127.0.0.1
+#                                            as a proxy; waits for /readyz; writes STATE_DIR/env.sh for the CLI.
+#                                            CONFIG: a JSON file used as openclaw.json instead of the default
+#                                            (bind and auth then come from it, not the command line)
 #   openclaw.sh stop STATE_DIR               stop it
 #
 # Environment: OC_CACHE_DIR (default ~/.cache/clawguard-e2e), OC_PREFIX, OC_NPM_CACHE,
@@ -44,12 +47,17 @@ install() {
 }
 
 start() {
-  local port=${1:?port} token=${2:?token} dir=${3:?state dir}
+  local port=${1:?port} token=${2:?token} dir=${3:?state dir} config=${4:-}
   mkdir -p "$dir/home" "$dir/logs" "$dir/tmp"
   chmod 700 "$dir"
-  # gateway.trustedProxies lists clawguard's address as the gateway sees it: clawguard connects
-  # from 127.0.0.1, and overwrites X-Forwarded-For / X-Real-IP / Forwarded for non-local clients.
-  cat > "$dir/openclaw.json" <<JSON
+  local flags=(--bind loopback --auth token)
+  if [[ -n $config ]]; then
+    cp "$config" "$dir/openclaw.json"
+    flags=()
+  else
+    # gateway.trustedProxies lists clawguard's address as the gateway sees it: clawguard connects
+    # from 127.0.0.1, and overwrites X-Forwarded-For / X-Real-IP / Forwarded for non-local clients.
+    cat > "$dir/openclaw.json" <<JSON
 {
   "gateway": {
     "mode": "local",
@@ -66,6 +74,7 @@ start() {
   "logging": { "file": "$dir/logs/gateway.jsonl" }
 }
 JSON
+  fi
   chmod 600 "$dir/openclaw.json"
   cat > "$dir/env.sh" <<ENV
 export PATH="$OC_PREFIX/bin:$OC_PREFIX/node_modules/.bin:\$PATH"
@@ -81,7 +90,7 @@ ENV
     # shellcheck disable=SC1091
     source "$dir/env.sh"
     cd "$dir"
-    exec setsid "$OC_BIN" gateway run --port "$port" --bind loopback --auth token </dev/null >"$dir/logs/console.log" 2>&1
+    exec setsid "$OC_BIN" gateway run --port "$port" "${flags[@]}" </dev/null >"$dir/logs/console.log" 2>&1
   ) &
   echo $! > "$dir/gateway.pid"
   local t0=$SECONDS
