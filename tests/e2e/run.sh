@@ -703,6 +703,16 @@ else
   fail "pod network namespace" "cannot create $POD_NETNS (needs root and iproute2)"
 fi
 
+# --- clawguard doctor (issue 18): its own gateways, one per case (tests/e2e/doctor.sh) -------
+"$E2E/doctor.sh" "$CLAWGUARD" "$WORK/doctor" > "$WORK/doctor.txt" 2>&1
+while read -r line; do
+  case $line in
+    "ok - "*) pass "${line#ok - }" ;;
+    "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
+  esac
+done < "$WORK/doctor.txt"
+grep -q "^ok - " "$WORK/doctor.txt" || fail "doctor e2e" "$(tail -c 600 "$WORK/doctor.txt")"
+
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
 WS_REQUESTS='[["config.apply",{"raw":"{}","baseHash":"e2e"}]]' node "$E2E/ws-session.cjs" "ws://127.0.0.1:$HT_PORT" "$TOKEN" "operator.read" 127.0.0.1 > "$WORK/audit-admin.json"
