@@ -83,6 +83,8 @@ export OPENCLAW_STATE_DIR="$dir" OPENCLAW_CONFIG_PATH="$dir/openclaw.json"
 export OPENCLAW_DISABLE_BONJOUR=1 OPENCLAW_NO_AUTO_UPDATE=1 DO_NOT_TRACK=1 OPENCLAW_OFFLINE=1 OPENCLAW_NO_RESPAWN=1
 export TMPDIR="$dir/tmp" NODE_COMPILE_CACHE="$OC_PREFIX/.compile-cache" npm_config_cache="$OC_NPM_CACHE"
 export OPENCLAW_GATEWAY_TOKEN="$token"
+# HOME changes above: a later openclaw.sh run from this environment finds the same install.
+export OC_CACHE_DIR="$OC_CACHE_DIR" OC_PREFIX="$OC_PREFIX" OC_NPM_CACHE="$OC_NPM_CACHE"
 export NODE_PATH="$OC_PREFIX/node_modules"
 ENV
   chmod 600 "$dir/env.sh"
