@@ -17,6 +17,18 @@ PASSED=0 FAILED=0 PIDS=()
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
 fail() { FAILED=$((FAILED + 1)); echo "not ok - $1: $2"; }
+# fold_results FILE WHAT: the "ok - …" / "not ok - WHAT: DETAIL" lines of a helper script, counted
+# here; a file with no "ok" line at all fails as WHAT.
+fold_results() {
+  local line rest
+  while read -r line; do
+    case $line in
+      "ok - "*) pass "${line#ok - }" ;;
+      "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
+    esac
+  done < "$1"
+  grep -q "^ok - " "$1" || fail "$2" "$(tail -c 600 "$1")"
+}
 NETNS="cg-e2e-$$" VETH_HOST="cge$$h" VETH_CLIENT="cge$$c"
 POD_NETNS="cg-pod-$$" POD_VETH_HOST="cgp$$h" POD_VETH="cgp$$c"
 OCTET=$(( $$ % 250 + 1 ))
@@ -692,26 +704,14 @@ if ip netns add "$POD_NETNS" && ip link add "$POD_VETH_HOST" type veth peer name
    && ip netns exec "$POD_NETNS" ip link set lo up; then
   python3 "$E2E/pod_sim.py" "$WORK/pod-injected.yaml" "$ROOT/deploy/kubernetes/example" "$WORK/pod" "$POD_NETNS" "$POD_IP" \
     "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" "$CLAWGUARD" "$(command -v openclaw)" > "$WORK/pod-sim.txt" 2>&1
-  while read -r line; do
-    case $line in
-      "ok - "*) pass "${line#ok - }" ;;
-      "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
-    esac
-  done < "$WORK/pod-sim.txt"
-  grep -q "^ok - " "$WORK/pod-sim.txt" || fail "pod simulation" "$(tail -c 600 "$WORK/pod-sim.txt")"
+  fold_results "$WORK/pod-sim.txt" "pod simulation"
 else
   fail "pod network namespace" "cannot create $POD_NETNS (needs root and iproute2)"
 fi
 
 # --- clawguard doctor (issue 18): its own gateways, one per case (tests/e2e/doctor.sh) -------
 "$E2E/doctor.sh" "$CLAWGUARD" "$WORK/doctor" > "$WORK/doctor.txt" 2>&1
-while read -r line; do
-  case $line in
-    "ok - "*) pass "${line#ok - }" ;;
-    "not ok - "*) rest=${line#not ok - }; fail "${rest%%: *}" "${rest#*: }" ;;
-  esac
-done < "$WORK/doctor.txt"
-grep -q "^ok - " "$WORK/doctor.txt" || fail "doctor e2e" "$(tail -c 600 "$WORK/doctor.txt")"
+fold_results "$WORK/doctor.txt" "doctor e2e"
 
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
