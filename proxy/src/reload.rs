@@ -17,6 +17,9 @@ use std::time::{Duration, SystemTime};
 /// How often the policy file's contents are compared with the running version.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the policy file's contents must stay the same before the watcher reloads them.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// A policy file that did not load.
 #[derive(Debug, Clone)]
 pub struct Rejected {
@@ -242,7 +245,7 @@ pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
             match rx.recv_timeout(POLL_INTERVAL) {
                 // A burst of events (an editor's save, the kubelet's swap): let it settle.
                 Ok(()) => {
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(SETTLE);
                     while rx.try_recv().is_ok() {}
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -270,6 +273,14 @@ pub fn watch_file(shared: std::sync::Weak<Shared>) -> std::io::Result<()> {
             // No TLS listener: the policy's version alone is the state.
             let state = format!("{version}/{}/{secrets}", tls_files.unwrap_or_default());
             if (version == running && !tls_changed && !secrets_changed) || seen.as_deref() == Some(state.as_str()) {
+                continue;
+            }
+            // A writer that truncates and then writes (`echo > policy.toml`, most tools other
+            // than editors) leaves a moment where the file is empty or half written, and a
+            // prefix of a policy can be a valid, different policy: only contents that stay the
+            // same across a settle interval are reloaded (the next look sees the rest).
+            std::thread::sleep(SETTLE);
+            if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
                 continue;
             }
             seen = Some(state);
