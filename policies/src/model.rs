@@ -68,6 +68,79 @@ pub struct Policy {
     /// `clawguard doctor`: findings the operator has accepted, each with a reason.
     #[serde(default)]
     pub doctor: Doctor,
+    /// Spend budgets: the cost circuit breaker on run-starting requests.
+    #[serde(default)]
+    pub spend: Spend,
+}
+
+/// `[spend]`: budgets on what model runs cost, per hour or per day, globally or per identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spend {
+    /// The fraction of a budget at which a warning is recorded (0 < warn_at <= 1).
+    pub warn_at: f64,
+    /// Past a budget, also abort the runs in flight (`chat.abort`), not only refuse new ones.
+    pub abort_running: bool,
+    /// The budgets (none: spend is counted and shown, nothing is refused).
+    #[serde(rename = "budget")]
+    pub budgets: Vec<Budget>,
+}
+
+impl Default for Spend {
+    fn default() -> Self {
+        Spend { warn_at: 0.8, abort_running: false, budgets: Vec::new() }
+    }
+}
+
+/// `[[spend.budget]]`: one budget. Past `usd` or `tokens` in the current window, new
+/// run-starting requests of the identities it covers are refused until the window resets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// The budget's name (in refusals, metrics and the audit log).
+    pub name: Spanned<String>,
+    /// The window: the current UTC hour or UTC day.
+    pub period: BudgetPeriod,
+    /// The identity it covers (none: every request through this clawguard, the global budget).
+    #[serde(default)]
+    pub identity: Option<Spanned<String>>,
+    /// The most money (in the gateway's currency, USD) a window may cost.
+    #[serde(default)]
+    pub usd: Option<f64>,
+    /// The most model tokens a window may use (for providers the gateway reports no price for).
+    #[serde(default)]
+    pub tokens: Option<u64>,
+    /// Counted and recorded, not enforced.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+/// The window a budget is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetPeriod {
+    /// The current UTC hour.
+    Hour,
+    /// The current UTC day.
+    Day,
+}
+
+impl BudgetPeriod {
+    /// The window's length in milliseconds.
+    pub fn millis(self) -> u64 {
+        match self {
+            BudgetPeriod::Hour => 3_600_000,
+            BudgetPeriod::Day => 86_400_000,
+        }
+    }
+
+    /// The policy word for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            BudgetPeriod::Hour => "hour",
+            BudgetPeriod::Day => "day",
+        }
+    }
 }
 
 /// `[doctor]`: how `clawguard doctor` treats this deployment.
@@ -1169,6 +1242,42 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
 impl Policy {
+    /// `[spend]`: a usable threshold, and budgets that name a limit, once each, for identities
+    /// that exist.
+    fn validate_spend(&self, src: &PolicySource) -> Result<(), PolicyError> {
+        let spend = &self.spend;
+        if !(spend.warn_at > 0.0 && spend.warn_at <= 1.0) {
+            return Err(src.error_at_key(&["spend", "warn_at"], format!("spend.warn_at = {}: expected a fraction above 0 and at most 1 (0.8 warns at 80 %)", spend.warn_at)));
+        }
+        let mut names = std::collections::HashSet::new();
+        for budget in &spend.budgets {
+            let name = budget.name.get_ref();
+            let at = Some(budget.name.span());
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return Err(src.error_at(at, format!("spend.budget: name {name:?} is empty or has control characters: expected a short name")));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(src.error_at(at, format!("spend.budget {name:?} is defined twice: expected unique names")));
+            }
+            if budget.usd.is_none() && budget.tokens.is_none() {
+                return Err(src.error_at(at, format!("spend.budget {name:?} sets neither usd nor tokens: expected at least one limit")));
+            }
+            if let Some(usd) = budget.usd.filter(|u| !(u.is_finite() && *u > 0.0)) {
+                return Err(src.error_at(at, format!("spend.budget {name:?}: usd = {usd}: expected an amount above 0")));
+            }
+            if budget.tokens == Some(0) {
+                return Err(src.error_at(at, format!("spend.budget {name:?}: tokens = 0: expected a count above 0")));
+            }
+            if let Some(identity) = &budget.identity {
+                let known = self.identities.iter().any(|i| i.name == *identity.get_ref()) || (self.identities.is_empty() && matches!(identity.get_ref().as_str(), "local" | "default"));
+                if !known {
+                    return Err(src.error_at(Some(identity.span()), format!("spend.budget {name:?}: identity {:?} is not defined: expected the name of an [[identity]]", identity.get_ref())));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the rules that serde's types cannot express.
     pub fn validate(&self, src: &PolicySource) -> Result<(), PolicyError> {
         let at = |path: &[&str], msg: String| src.error_at_key(path, msg);
@@ -1181,6 +1290,7 @@ impl Policy {
                 return Err(src.error_at(Some(accepted.check.span()), format!("doctor.accept: check {check:?} has an empty reason: expected why the finding is accepted")));
             }
         }
+        self.validate_spend(src)?;
         if self.server.listen.is_empty() && self.tls.listen.is_empty() {
             return Err(at(&["server", "listen"], "server.listen and tls.listen are both empty: expected at least one listener".into()));
         }

@@ -49,6 +49,9 @@ pub struct Guard {
     /// Which allowed requests the audit log records (`audit.record_allowed`; `None` when the
     /// audit log is off).
     pub record_allowed: Option<clawguard_policies::RecordAllowed>,
+    /// Spend budgets and what the current windows have cost (state as long as this policy
+    /// version, carried over by a reload).
+    pub spend: Mutex<crate::state::spend::Ledger>,
 }
 
 impl Guard {
@@ -71,6 +74,7 @@ impl Guard {
             inference_methods: policy.limits.inference_methods.clone(),
             http: crate::checks::http_policy::HttpPolicy::new(policy),
             record_allowed: policy.audit.enabled.then_some(policy.audit.record_allowed),
+            spend: Mutex::new(crate::state::spend::Ledger::new(&policy.spend)),
         }
     }
 
@@ -79,6 +83,14 @@ impl Guard {
     pub fn carry_state_from(&mut self, old: &Guard) {
         self.limits.carry_from(&old.limits);
         self.clients.carry_from(&old.clients);
+        let old_spend = old.spend();
+        self.spend().carry_from(&old_spend);
+    }
+
+    /// The spend ledger (a poisoned lock still holds consistent figures: every update is a
+    /// few additions).
+    pub fn spend(&self) -> std::sync::MutexGuard<'_, crate::state::spend::Ledger> {
+        self.spend.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether an allowed request for `method` is recorded in the audit log.

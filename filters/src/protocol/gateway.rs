@@ -151,6 +151,25 @@ pub fn rate_limited_response(id: &str, limit: &str, retry_after_ms: u64, message
     encode_json(&frame)
 }
 
+/// The answer to a run-starting request past a spend budget: shaped as the gateway's own
+/// `UNAVAILABLE` error (clients retry it after `retryAfterMs`, when the budget's window resets),
+/// with `details.code = "BUDGET_EXCEEDED"` naming the budget.
+pub fn budget_exceeded_response(id: &str, budget: &str, resets_at: &str, retry_after_ms: u64, message: &str) -> Bytes {
+    let frame = serde_json::json!({
+        "type": "res",
+        "id": id,
+        "ok": false,
+        "error": {
+            "code": "UNAVAILABLE",
+            "message": message,
+            "retryable": true,
+            "retryAfterMs": retry_after_ms,
+            "details": { "code": "BUDGET_EXCEEDED", "budget": budget, "resetsAt": resets_at, "source": "clawguard", "rule": format!("spend:{budget}") },
+        },
+    });
+    encode_json(&frame)
+}
+
 /// A JSON value as message text.
 pub fn encode_json(value: &serde_json::Value) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("a JSON value always serialises"))

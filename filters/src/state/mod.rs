@@ -7,6 +7,7 @@
 //! - [`limits`]: keyed GCRA rate limits (governor) with retry hints, and the auth lockout.
 //! - [`conn_limits`]: connection counts per peer and identity.
 //! - [`drift`]: requests for methods the method table does not have, per minute.
+//! - [`spend`]: spend budgets per UTC hour and day, globally and per identity.
 
 pub mod audit;
 pub mod conn_limits;
@@ -14,3 +15,4 @@ pub mod drift;
 pub mod limits;
 pub mod nodes;
 pub mod replay;
+pub mod spend;

@@ -889,7 +889,7 @@ impl Access {
                 return self.judge(env, Action::Refuse { reply, close: None, rule: r.rule.into(), reason: r.reason });
             }
         }
-        if let Some(limited) = self.rate_limit(env, id, method, params, invoke) {
+        if let Some(limited) = self.rate_limit(env, id, method, params, invoke).or_else(|| self.spend_limit(env, id, method)) {
             if matches!(limited.action, Action::Refuse { .. }) && limited.enforce {
                 self.sessions.forget(env, id);
             }
@@ -940,6 +940,26 @@ impl Access {
             }
         }
         None
+    }
+
+    /// Spend budgets (`[spend]`): a run-starting request (`limits.inference_methods`) of an
+    /// identity past a budget that covers it is refused with `BUDGET_EXCEEDED` until the
+    /// budget's window resets; past only a shadow budget it is recorded as would-refuse.
+    fn spend_limit(&self, env: &Env<'_>, id: &str, method: &str) -> Option<Judgement> {
+        if !env.guard.is_inference(method) {
+            return None;
+        }
+        let check = env.guard.spend().check(&self.resolution.identity.name, env.now_ms);
+        let (exceeded, enforce) = match (check.refused, check.shadowed.into_iter().next()) {
+            (Some(e), _) => (e, self.enforce(env, None)),
+            (None, Some(e)) => (e, false),
+            (None, None) => return None,
+        };
+        let reason = exceeded.reason();
+        let retry_ms = exceeded.resets_at_ms.saturating_sub(env.now_ms).max(1);
+        let reply = crate::protocol::gateway::budget_exceeded_response(id, &exceeded.budget, &crate::state::spend::reset_time(exceeded.resets_at_ms), retry_ms, &format!("clawguard: {reason}"));
+        let action = Action::Refuse { reply, close: None, rule: format!("spend:{}", exceeded.budget), reason };
+        Some(Judgement { action, enforce })
     }
 
     /// An operator request arriving on another surface (HTTP): judged by the same checks as a

@@ -373,6 +373,25 @@ fn operator_check(env: &Env<'_>, peer: &Peer, admitted: &Admitted, method: &str,
     None
 }
 
+/// A hook past a spend budget of its identity: the WebSocket's `BUDGET_EXCEEDED` refusal of a
+/// run-starting request (hooks carry hook tokens, not operator scopes, so the rest of the
+/// operator check does not apply to them).
+fn spend_refusal(env: &Env<'_>, admitted: &Admitted, enforce: bool) -> Option<HttpRefusal> {
+    let check = env.guard.spend().check(&admitted.identity().name, env.now_ms);
+    let (exceeded, enforce) = match (check.refused, check.shadowed.into_iter().next()) {
+        (Some(e), _) => (e, enforce),
+        (None, Some(e)) => (e, false),
+        (None, None) => return None,
+    };
+    let retry_ms = exceeded.resets_at_ms.saturating_sub(env.now_ms).max(1);
+    let resets_at = crate::state::spend::reset_time(exceeded.resets_at_ms);
+    let details = json!({ "code": "BUDGET_EXCEEDED", "budget": exceeded.budget, "resetsAt": resets_at, "source": "clawguard", "rule": format!("spend:{}", exceeded.budget) });
+    let mut r = HttpRefusal::new(429, "budget_exceeded", &format!("spend:{}", exceeded.budget), exceeded.reason(), details);
+    r.enforce = enforce;
+    r.retry_after_seconds = Some(retry_ms.div_ceil(1000).max(1));
+    Some(r)
+}
+
 /// An HTTP refusal for a WebSocket judgement that refuses, with the same rule and reason.
 fn refusal_of(j: &Judgement) -> Option<HttpRefusal> {
     let (reply, rule, reason) = match &j.action {
@@ -387,6 +406,7 @@ fn refusal_of(j: &Judgement) -> Option<HttpRefusal> {
     let (status, kind) = match error["code"].as_str() {
         Some("INVALID_REQUEST") => (400, "invalid_request"),
         Some("UNAVAILABLE") if details["code"] == "RATE_LIMITED" => (429, "rate_limited"),
+        Some("UNAVAILABLE") if details["code"] == "BUDGET_EXCEEDED" => (429, "budget_exceeded"),
         Some("UNAVAILABLE") => (503, "unavailable"),
         _ => (403, "forbidden"),
     };
@@ -499,6 +519,10 @@ pub fn judge_body(env: &Env<'_>, peer: &Peer, admitted: &mut Admitted, req: &Htt
             admitted.check(r)
         }
         RouteClass::Hooks => {
+            // A hook starts an agent run: spend budgets apply as to chat.send.
+            if let Some(r) = spend_refusal(env, admitted, enforce) {
+                admitted.check(Some(r))?;
+            }
             let Some(key) = crate::codec::js::string_field(&value, &["sessionKey"]) else { return Ok(()) };
             let agent = crate::codec::js::string_field(&value, &["agentId"]);
             let identity = admitted.identity().clone();

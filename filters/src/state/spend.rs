@@ -1,0 +1,347 @@
+//! Spend budgets (`[spend]`): what model runs have cost per UTC hour and day, globally and per
+//! identity, and whether a new run may start. Time is passed in (Unix milliseconds), so every
+//! window, warning and reset is deterministic under test; the figures come from the gateway's
+//! own usage reports, which the surfaces read and charge here.
+
+use clawguard_policies::{Budget, BudgetPeriod, Spend};
+
+/// What one model run (or a report of several) cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    /// Money, in the gateway's currency (USD); 0 where the gateway reports no price.
+    pub usd: f64,
+    /// Model tokens (input + output, cache reads and writes included, as the gateway totals them).
+    pub tokens: u64,
+}
+
+/// The unit a budget was exceeded or warned in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Money.
+    Usd,
+    /// Model tokens.
+    Tokens,
+}
+
+impl Unit {
+    /// The word for it in answers, metrics and records.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::Usd => "usd",
+            Unit::Tokens => "tokens",
+        }
+    }
+}
+
+/// A budget at or past its limit (or, for a warning, past the threshold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exceeded {
+    /// The budget's name.
+    pub budget: String,
+    /// Its window.
+    pub period: BudgetPeriod,
+    /// The identity it covers (`None`: global).
+    pub identity: Option<String>,
+    /// The unit that is over.
+    pub unit: Unit,
+    /// Spent in the current window.
+    pub spent: f64,
+    /// The budget's limit in that unit.
+    pub limit: f64,
+    /// When the window resets (Unix ms).
+    pub resets_at_ms: u64,
+    /// Counted, not enforced.
+    pub shadow: bool,
+}
+
+impl Exceeded {
+    /// The refusal's reason, naming the budget, the figures and the reset.
+    pub fn reason(&self) -> String {
+        let scope = self.identity.as_deref().map_or_else(|| "global".to_string(), |i| format!("identity {i:?}"));
+        let (spent, limit) = match self.unit {
+            Unit::Usd => (format!("${:.4}", self.spent), format!("${:.2}", self.limit)),
+            Unit::Tokens => (format!("{} tokens", self.spent), format!("{} tokens", self.limit)),
+        };
+        format!("spend budget {:?} ({scope}, per {}) is exhausted: {spent} of {limit} spent; it resets at {}", self.budget, self.period.label(), reset_time(self.resets_at_ms))
+    }
+}
+
+/// A Unix-ms instant as RFC 3339 in UTC, to the second.
+pub fn reset_time(ms: u64) -> String {
+    let full = crate::state::audit::record::rfc3339(u128::from(ms) * 1_000_000);
+    // "…T00:00:00.000000000Z" → "…T00:00:00Z": windows start on whole seconds.
+    match full.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => full,
+    }
+}
+
+/// What a charge crossed, to be counted and recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpendEvent {
+    /// The warning threshold (`spend.warn_at`) was crossed in this window.
+    Warning(Exceeded),
+    /// The limit was reached in this window: new runs are refused (or would be, in shadow).
+    Tripped(Exceeded),
+}
+
+/// The verdict on a run-starting request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Check {
+    /// The first enforced budget that is exhausted: the request is refused.
+    pub refused: Option<Exceeded>,
+    /// Shadow budgets that are exhausted: the request would be refused by them.
+    pub shadowed: Vec<Exceeded>,
+}
+
+/// One budget's current window.
+#[derive(Debug, Clone)]
+struct Window {
+    budget: Budget,
+    start_ms: u64,
+    usd: f64,
+    tokens: u64,
+    warned: bool,
+    tripped: bool,
+}
+
+impl Window {
+    fn new(budget: Budget) -> Self {
+        Window { budget, start_ms: 0, usd: 0.0, tokens: 0, warned: false, tripped: false }
+    }
+
+    fn covers(&self, identity: &str) -> bool {
+        self.budget.identity.as_ref().is_none_or(|i| i.get_ref() == identity)
+    }
+
+    /// Starts a new window when `now_ms` is past the current one.
+    fn roll(&mut self, now_ms: u64) {
+        let len = self.budget.period.millis();
+        let start = now_ms - now_ms % len;
+        if start != self.start_ms {
+            *self = Window { start_ms: start, ..Window::new(self.budget.clone()) };
+        }
+    }
+
+    /// The unit most used, as a fraction of its limit, with the spent figure and limit.
+    fn usage(&self) -> Option<(Unit, f64, f64, f64)> {
+        let usd = self.budget.usd.map(|limit| (Unit::Usd, self.usd / limit, self.usd, limit));
+        #[allow(clippy::cast_precision_loss)] // token counts far below 2^53
+        let tokens = self.budget.tokens.map(|limit| (Unit::Tokens, self.tokens as f64 / limit as f64, self.tokens as f64, limit as f64));
+        [usd, tokens].into_iter().flatten().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    fn exceeded(&self, unit: Unit, spent: f64, limit: f64) -> Exceeded {
+        Exceeded {
+            budget: self.budget.name.get_ref().clone(),
+            period: self.budget.period,
+            identity: self.budget.identity.as_ref().map(|i| i.get_ref().clone()),
+            unit,
+            spent,
+            limit,
+            resets_at_ms: self.start_ms + self.budget.period.millis(),
+            shadow: self.budget.shadow,
+        }
+    }
+}
+
+/// A budget's state, for metrics and `/policy`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetStatus {
+    /// The budget's name.
+    pub budget: String,
+    /// Money spent in the current window.
+    pub usd: f64,
+    /// Tokens used in the current window.
+    pub tokens: u64,
+    /// The most used unit's fraction of its limit (1.0 and above: exhausted).
+    pub used: f64,
+}
+
+/// The spend ledger: every budget's current window.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    warn_at: f64,
+    windows: Vec<Window>,
+}
+
+impl Ledger {
+    /// A ledger for the policy's budgets, every window empty.
+    pub fn new(spend: &Spend) -> Self {
+        Ledger { warn_at: spend.warn_at, windows: spend.budgets.iter().cloned().map(Window::new).collect() }
+    }
+
+    /// Keeps what the previous policy's ledger counted for budgets that stay the same (name,
+    /// period and identity): a reload neither forgives spend nor re-sends warnings.
+    pub fn carry_from(&mut self, old: &Ledger) {
+        for window in &mut self.windows {
+            let same = |o: &&Window| o.budget.name.get_ref() == window.budget.name.get_ref() && o.budget.period == window.budget.period && o.budget.identity.as_ref().map(|i| i.get_ref()) == window.budget.identity.as_ref().map(|i| i.get_ref());
+            if let Some(previous) = old.windows.iter().find(same) {
+                let budget = window.budget.clone();
+                *window = Window { budget, ..previous.clone() };
+                // A raised limit clears a trip (and a warning) the new figures no longer reach.
+                let used = window.usage().map_or(0.0, |u| u.1);
+                window.tripped &= used >= 1.0;
+                window.warned &= used >= self.warn_at;
+            }
+        }
+    }
+
+    /// Adds what a run of `identity` cost to every budget that covers it; returns the
+    /// thresholds this charge crossed (each once per window).
+    pub fn charge(&mut self, identity: &str, cost: Cost, now_ms: u64) -> Vec<SpendEvent> {
+        let usd = if cost.usd.is_finite() && cost.usd > 0.0 { cost.usd } else { 0.0 };
+        let mut events = Vec::new();
+        for window in self.windows.iter_mut().filter(|w| w.covers(identity)) {
+            window.roll(now_ms);
+            window.usd += usd;
+            window.tokens = window.tokens.saturating_add(cost.tokens);
+            let Some((unit, used, spent, limit)) = window.usage() else { continue };
+            if used >= 1.0 && !window.tripped {
+                window.tripped = true;
+                window.warned = true;
+                events.push(SpendEvent::Tripped(window.exceeded(unit, spent, limit)));
+            } else if used >= self.warn_at && !window.warned {
+                window.warned = true;
+                events.push(SpendEvent::Warning(window.exceeded(unit, spent, limit)));
+            }
+        }
+        events
+    }
+
+    /// Whether `identity` may start a run now: refused by the first enforced budget covering
+    /// it that is exhausted in its current window.
+    pub fn check(&mut self, identity: &str, now_ms: u64) -> Check {
+        let mut check = Check::default();
+        for window in self.windows.iter_mut().filter(|w| w.covers(identity)) {
+            window.roll(now_ms);
+            let Some((unit, used, spent, limit)) = window.usage() else { continue };
+            if used < 1.0 {
+                continue;
+            }
+            let exceeded = window.exceeded(unit, spent, limit);
+            if exceeded.shadow {
+                check.shadowed.push(exceeded);
+            } else if check.refused.is_none() {
+                check.refused = Some(exceeded);
+            }
+        }
+        check
+    }
+
+    /// Every budget's current figures.
+    pub fn status(&mut self, now_ms: u64) -> Vec<BudgetStatus> {
+        self.windows
+            .iter_mut()
+            .map(|w| {
+                w.roll(now_ms);
+                BudgetStatus { budget: w.budget.name.get_ref().clone(), usd: w.usd, tokens: w.tokens, used: w.usage().map_or(0.0, |u| u.1) }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+    const DAY: u64 = 86_400_000;
+    /// 2026-12-02T10:00:00Z.
+    const T0: u64 = 1_796_205_600_000;
+
+    fn ledger(toml_text: &str) -> Ledger {
+        let policy: clawguard_policies::Policy = toml::from_str(toml_text).expect("test policy parses");
+        Ledger::new(&policy.spend)
+    }
+
+    fn usd(usd: f64) -> Cost {
+        Cost { usd, tokens: 0 }
+    }
+
+    #[test]
+    fn issue19_a_budget_warns_at_the_threshold_then_trips_at_the_limit_once_each() {
+        let mut l = ledger("[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 10.0\n");
+        assert_eq!(l.charge("alice", usd(5.0), T0), vec![]);
+        assert!(l.check("alice", T0).refused.is_none());
+        let warned = l.charge("alice", usd(3.5), T0 + 1);
+        assert!(matches!(&warned[..], [SpendEvent::Warning(e)] if e.budget == "day" && (e.spent - 8.5).abs() < 1e-9), "{warned:?}");
+        assert_eq!(l.charge("alice", usd(0.5), T0 + 2), vec![], "a warning is sent once per window");
+        let tripped = l.charge("bob", usd(1.0), T0 + 3);
+        assert!(matches!(&tripped[..], [SpendEvent::Tripped(e)] if e.limit == 10.0 && e.unit == Unit::Usd), "a global budget counts every identity: {tripped:?}");
+        assert_eq!(l.charge("bob", usd(1.0), T0 + 4), vec![], "a trip is sent once per window");
+        let refused = l.check("carol", T0 + 5).refused.expect("past the limit, new runs are refused");
+        assert_eq!(refused.resets_at_ms, T0 - T0 % DAY + DAY);
+        assert!(refused.reason().contains("spend budget \"day\" (global, per day) is exhausted: $11.0000 of $10.00 spent; it resets at 2026-12-03T00:00:00Z"), "{}", refused.reason());
+    }
+
+    #[test]
+    fn issue19_the_window_resets_at_the_next_utc_hour_or_day() {
+        let mut l = ledger("[[spend.budget]]\nname = \"hourly\"\nperiod = \"hour\"\nusd = 1.0\n[[spend.budget]]\nname = \"daily\"\nperiod = \"day\"\nusd = 5.0\n");
+        l.charge("a", usd(1.0), T0 + 10);
+        assert_eq!(l.check("a", T0 + HOUR - 1).refused.map(|e| e.budget), Some("hourly".into()));
+        assert!(l.check("a", T0 + HOUR).refused.is_none(), "a new hour starts empty");
+        for h in 1..5 {
+            l.charge("a", usd(1.0), T0 + h * HOUR);
+        }
+        let daily = l.check("a", T0 + 5 * HOUR).refused.expect("five dollars today");
+        assert_eq!((daily.budget.as_str(), daily.resets_at_ms), ("daily", T0 - T0 % DAY + DAY));
+        assert!(l.check("a", T0 - T0 % DAY + DAY).refused.is_none(), "a new UTC day starts empty");
+        let tripped = l.charge("a", usd(1.0), T0 - T0 % DAY + DAY + 1);
+        assert!(matches!(&tripped[..], [SpendEvent::Tripped(e)] if e.budget == "hourly"), "a new window trips again: {tripped:?}");
+    }
+
+    #[test]
+    fn issue19_an_identity_budget_covers_only_that_identity_and_tokens_count_where_no_price_is() {
+        let mut l = ledger(
+            "[[identity]]\nname = \"alice\"\nscopes = []\n[[identity]]\nname = \"default\"\nscopes = []\n\
+             [[spend.budget]]\nname = \"alice-tokens\"\nperiod = \"hour\"\nidentity = \"alice\"\ntokens = 1000\n",
+        );
+        l.charge("default", Cost { usd: 0.0, tokens: 5000 }, T0);
+        assert!(l.check("alice", T0).refused.is_none(), "another identity's tokens do not count");
+        let events = l.charge("alice", Cost { usd: 0.0, tokens: 1000 }, T0);
+        assert!(matches!(&events[..], [SpendEvent::Tripped(e)] if e.unit == Unit::Tokens && e.identity.as_deref() == Some("alice")), "{events:?}");
+        let refused = l.check("alice", T0).refused.expect("alice is out of tokens");
+        assert!(refused.reason().contains("identity \"alice\", per hour) is exhausted: 1000 tokens of 1000 tokens"), "{}", refused.reason());
+        assert!(l.check("default", T0).refused.is_none());
+    }
+
+    #[test]
+    fn issue19_a_shadow_budget_records_what_it_would_refuse_and_refuses_nothing() {
+        let mut l = ledger("[[spend.budget]]\nname = \"trial\"\nperiod = \"day\"\nusd = 1.0\nshadow = true\n");
+        let events = l.charge("a", usd(2.0), T0);
+        assert!(matches!(&events[..], [SpendEvent::Tripped(e)] if e.shadow), "{events:?}");
+        let check = l.check("a", T0);
+        assert!(check.refused.is_none());
+        assert_eq!(check.shadowed.iter().map(|e| e.budget.as_str()).collect::<Vec<_>>(), ["trial"]);
+    }
+
+    #[test]
+    fn issue19_a_reload_keeps_the_window_and_a_raised_limit_lifts_the_trip() {
+        let mut old = ledger("[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 10.0\n");
+        old.charge("a", usd(10.0), T0);
+        let mut same = ledger("[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 10.0\n");
+        same.carry_from(&old);
+        assert!(same.check("a", T0).refused.is_some(), "a reload does not forgive spend");
+        assert_eq!(same.charge("a", usd(0.1), T0), vec![], "nor sends the trip again");
+        let mut raised = ledger("[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 20.0\n");
+        raised.carry_from(&old);
+        assert!(raised.check("a", T0).refused.is_none(), "the raised limit is not reached");
+        assert!(matches!(&raised.charge("a", usd(6.0), T0)[..], [SpendEvent::Warning(_)]), "16 of 20 is past 80 %");
+        let mut renamed = ledger("[[spend.budget]]\nname = \"other\"\nperiod = \"day\"\nusd = 10.0\n");
+        renamed.carry_from(&old);
+        assert!(renamed.check("a", T0).refused.is_none(), "a different budget starts empty");
+    }
+
+    #[test]
+    fn issue19_bad_figures_charge_nothing_and_no_budgets_refuse_nothing() {
+        let mut l = ledger("[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 1.0\n");
+        for bad in [f64::NAN, f64::INFINITY, -5.0] {
+            assert_eq!(l.charge("a", usd(bad), T0), vec![]);
+        }
+        assert_eq!(l.status(T0)[0].usd, 0.0);
+        let mut none = ledger("");
+        assert_eq!(none.charge("a", usd(1e9), T0), vec![]);
+        assert_eq!(none.check("a", T0), Check::default());
+    }
+}
