@@ -79,8 +79,17 @@ pub struct Policy {
 pub struct Spend {
     /// The fraction of a budget at which a warning is recorded (0 < warn_at <= 1).
     pub warn_at: f64,
-    /// Past a budget, also abort the runs in flight (`chat.abort`), not only refuse new ones.
-    pub abort_running: bool,
+    /// Measure spend by asking the gateway (`sessions.usage` for the current UTC day, over
+    /// clawguard's own connection); budgets need it.
+    pub poll: bool,
+    /// The gateway credential of that connection (a secret reference, `env:NAME` or
+    /// `file:PATH`); it asks for `operator.read` only.
+    pub poll_token: Option<String>,
+    /// Seconds between two usage reports.
+    pub poll_interval_seconds: u64,
+    /// A usage report older than this (seconds) leaves spend unknown: run-starting requests are
+    /// refused until a fresh report arrives (fail closed).
+    pub max_report_age_seconds: u64,
     /// The budgets (none: spend is counted and shown, nothing is refused).
     #[serde(rename = "budget")]
     pub budgets: Vec<Budget>,
@@ -88,7 +97,7 @@ pub struct Spend {
 
 impl Default for Spend {
     fn default() -> Self {
-        Spend { warn_at: 0.8, abort_running: false, budgets: Vec::new() }
+        Spend { warn_at: 0.8, poll: false, poll_token: None, poll_interval_seconds: 10, max_report_age_seconds: 120, budgets: Vec::new() }
     }
 }
 
@@ -1248,6 +1257,22 @@ impl Policy {
         let spend = &self.spend;
         if !(spend.warn_at > 0.0 && spend.warn_at <= 1.0) {
             return Err(src.error_at_key(&["spend", "warn_at"], format!("spend.warn_at = {}: expected a fraction above 0 and at most 1 (0.8 warns at 80 %)", spend.warn_at)));
+        }
+        if !spend.budgets.is_empty() && !spend.poll {
+            return Err(src.error_at_key(&["spend", "poll"], "spend.budget is set but spend.poll is false: expected poll = true (clawguard measures spend by asking the gateway for its usage) and poll_token"));
+        }
+        if spend.poll {
+            match spend.poll_token.as_deref().map(SecretRef::parse) {
+                None => return Err(src.error_at_key(&["spend", "poll"], "spend.poll = true without spend.poll_token: expected a secret reference (env:NAME or file:PATH) to a gateway token")),
+                Some(Err(e)) => return Err(src.error_at_key(&["spend", "poll_token"], format!("spend.poll_token: {e}"))),
+                Some(Ok(_)) => {}
+            }
+            if !(1..=3600).contains(&spend.poll_interval_seconds) {
+                return Err(src.error_at_key(&["spend", "poll_interval_seconds"], format!("spend.poll_interval_seconds = {}: expected 1 to 3600", spend.poll_interval_seconds)));
+            }
+            if spend.max_report_age_seconds < spend.poll_interval_seconds.saturating_mul(2) || spend.max_report_age_seconds > MAX_SECONDS {
+                return Err(src.error_at_key(&["spend", "max_report_age_seconds"], format!("spend.max_report_age_seconds = {}: expected at least twice poll_interval_seconds ({}) and at most a year", spend.max_report_age_seconds, spend.poll_interval_seconds)));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for budget in &spend.budgets {

@@ -103,7 +103,8 @@ impl Clawguard {
     /// Waits until the admin `path` answers 200 (`/readyz`: listeners up and the upstream ready).
     fn wait_for(&self, path: &str) {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
+        // Generous: on a loaded two-core CI machine a start-up has taken over 20 s.
+        while start.elapsed() < Duration::from_secs(60) {
             if let Ok((200, _)) = crate::client::http_get(self.admin, path) {
                 return;
             }

@@ -111,6 +111,11 @@ impl SessionSide {
                 }
             }
         }
+        if env.guard.is_inference(method) {
+            for (canonical, _) in &keys {
+                env.ledger.note_runner(canonical, identity);
+            }
+        }
         if cfg.serialize_sends && method == "chat.send" {
             if let Some((canonical, _)) = keys.first() {
                 let until = env.now_ms.saturating_add(cfg.busy_timeout_seconds.saturating_mul(1000));

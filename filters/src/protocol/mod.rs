@@ -6,6 +6,7 @@
 //!   gateway's authorization rules over them, with the generated [`method_table`].
 //! - [`sessions`]: session-key patterns, canonical keys, the per-method session fields read
 //!   from the handlers, and the session ledger.
+//! - [`usage`]: the usage report the spend poll asks for, and how its answer is read.
 //! - [`peer`]: what is known of a client before its first frame (address, TLS, certificate).
 
 pub mod gateway;
@@ -15,3 +16,4 @@ pub mod routes;
 pub mod scope_model;
 pub mod scopes;
 pub mod sessions;
+pub mod usage;

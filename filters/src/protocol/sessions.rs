@@ -329,7 +329,12 @@ pub enum LedgerRefusal {
 struct LedgerState {
     created: HashMap<String, HashSet<String>>,
     busy: HashMap<String, u64>,
+    runners: HashMap<String, String>,
 }
+
+/// The most sessions whose runner is remembered; past it the memory starts over (their new
+/// spend then counts against global budgets only).
+const MAX_RUNNERS: usize = 100_000;
 
 /// Sessions created per identity and runs in flight per session, shared by every connection
 /// while clawguard runs (not persisted).
@@ -364,6 +369,26 @@ impl SessionLedger {
                 Ok(())
             }
         }
+    }
+
+    /// Notes that `identity` started a run on `key`: the session's new spend is charged to it.
+    pub fn note_runner(&self, key: &str, identity: &str) {
+        let key = key.to_ascii_lowercase();
+        let key = key.as_str();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.runners.get(key).is_some_and(|i| i == identity) {
+            return;
+        }
+        if state.runners.len() >= MAX_RUNNERS {
+            state.runners.clear();
+        }
+        state.runners.insert(key.to_string(), identity.to_string());
+    }
+
+    /// The identity that last started a run on `key` through clawguard (keys compare without
+    /// case, as the gateway's do).
+    pub fn runner_of(&self, key: &str) -> Option<String> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).runners.get(&key.to_ascii_lowercase()).cloned()
     }
 
     /// The run on `key` ended (final, error or aborted), or its `chat.send` failed.

@@ -3,7 +3,9 @@
 //! window, warning and reset is deterministic under test; the figures come from the gateway's
 //! own usage reports, which the surfaces read and charge here.
 
+use crate::protocol::usage::UsageReport;
 use clawguard_policies::{Budget, BudgetPeriod, Spend};
+use std::collections::HashMap;
 
 /// What one model run (or a report of several) cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -88,6 +90,9 @@ pub enum SpendEvent {
 /// The verdict on a run-starting request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Check {
+    /// Spend is not known (no usage report yet, or the last one is older than
+    /// `spend.max_report_age_seconds`): the request is refused, with this reason.
+    pub unmeasured: Option<String>,
     /// The first enforced budget that is exhausted: the request is refused.
     pub refused: Option<Exceeded>,
     /// Shadow budgets that are exhausted: the request would be refused by them.
@@ -158,17 +163,93 @@ pub struct BudgetStatus {
     pub used: f64,
 }
 
-/// The spend ledger: every budget's current window.
+/// What the last usage report said, so the next one charges only what is new.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// The report's UTC day; a report of a new day starts from zero.
+    day: String,
+    /// Each listed session's cost so far that day.
+    sessions: HashMap<String, Cost>,
+    /// The cost of sessions the report did not list (its totals less the listed sessions).
+    unlisted: Cost,
+}
+
+/// The spend ledger: every budget's current window, and what the gateway last reported.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     warn_at: f64,
     windows: Vec<Window>,
+    seen: Seen,
+    /// When the last usage report was read (Unix ms).
+    measured_at_ms: Option<u64>,
+    /// How old a report may be before spend counts as unknown (`None`: no poll).
+    max_age_ms: Option<u64>,
+}
+
+fn less(now: Cost, before: Cost) -> Cost {
+    Cost { usd: (now.usd - before.usd).max(0.0), tokens: now.tokens.saturating_sub(before.tokens) }
 }
 
 impl Ledger {
     /// A ledger for the policy's budgets, every window empty.
     pub fn new(spend: &Spend) -> Self {
-        Ledger { warn_at: spend.warn_at, windows: spend.budgets.iter().cloned().map(Window::new).collect() }
+        Ledger {
+            warn_at: spend.warn_at,
+            windows: spend.budgets.iter().cloned().map(Window::new).collect(),
+            seen: Seen::default(),
+            measured_at_ms: None,
+            max_age_ms: spend.poll.then(|| spend.max_report_age_seconds.saturating_mul(1000)),
+        }
+    }
+
+    /// Whether there are budgets to enforce.
+    pub fn has_budgets(&self) -> bool {
+        !self.windows.is_empty()
+    }
+
+    /// Charges what a usage report adds to the previous one: each listed session's new cost to
+    /// the identity that last started a run on it (`runner_of`; none: global budgets only), and
+    /// the growth of unlisted sessions to global budgets only. A report of an earlier day than
+    /// the last is ignored. Returns the thresholds crossed.
+    pub fn observe(&mut self, report: &UsageReport, runner_of: &dyn Fn(&str) -> Option<String>, now_ms: u64) -> Vec<SpendEvent> {
+        if report.day < self.seen.day {
+            return Vec::new();
+        }
+        if report.day != self.seen.day {
+            self.seen = Seen { day: report.day.clone(), ..Seen::default() };
+        }
+        self.measured_at_ms = Some(now_ms);
+        let mut events = Vec::new();
+        let mut listed = Cost::default();
+        for session in &report.sessions {
+            let cost = Cost { usd: session.usd, tokens: session.tokens };
+            listed.usd += cost.usd;
+            listed.tokens = listed.tokens.saturating_add(cost.tokens);
+            let before = self.seen.sessions.insert(session.key.clone(), cost).unwrap_or_default();
+            let new = less(cost, before);
+            if new.usd > 0.0 || new.tokens > 0 {
+                let identity = runner_of(&session.key).unwrap_or_default();
+                events.extend(self.charge(&identity, new, now_ms));
+            }
+        }
+        let unlisted = less(Cost { usd: report.usd, tokens: report.tokens }, listed);
+        let new = less(unlisted, self.seen.unlisted);
+        self.seen.unlisted = unlisted;
+        if new.usd > 1e-12 || new.tokens > 0 {
+            events.extend(self.charge("", new, now_ms));
+        }
+        events
+    }
+
+    /// Why spend is unknown now, if it is: spend is polled, and no report was read within
+    /// `spend.max_report_age_seconds`.
+    fn unmeasured(&self, now_ms: u64) -> Option<String> {
+        let max_age = self.max_age_ms?;
+        match self.measured_at_ms {
+            None => Some("spend is not measured yet: no usage report has been read from the gateway since clawguard started".into()),
+            Some(at) if now_ms.saturating_sub(at) > max_age => Some(format!("spend is unknown: the last usage report from the gateway was read {} s ago (spend.max_report_age_seconds = {})", now_ms.saturating_sub(at) / 1000, max_age / 1000)),
+            Some(_) => None,
+        }
     }
 
     /// Keeps what the previous policy's ledger counted for budgets that stay the same (name,
@@ -185,9 +266,12 @@ impl Ledger {
                 window.warned &= used >= self.warn_at;
             }
         }
+        self.seen = old.seen.clone();
+        self.measured_at_ms = old.measured_at_ms;
     }
 
-    /// Adds what a run of `identity` cost to every budget that covers it; returns the
+    /// Adds what runs of `identity` cost to every budget that covers it (`""`: runs of no
+    /// known identity, covered by global budgets only); returns the
     /// thresholds this charge crossed (each once per window).
     pub fn charge(&mut self, identity: &str, cost: Cost, now_ms: u64) -> Vec<SpendEvent> {
         let usd = if cost.usd.is_finite() && cost.usd > 0.0 { cost.usd } else { 0.0 };
@@ -209,10 +293,12 @@ impl Ledger {
         events
     }
 
-    /// Whether `identity` may start a run now: refused by the first enforced budget covering
-    /// it that is exhausted in its current window.
+    /// Whether `identity` may start a run now: refused while spend is unknown, or by the first
+    /// enforced budget covering it that is exhausted in its current window.
     pub fn check(&mut self, identity: &str, now_ms: u64) -> Check {
-        let mut check = Check::default();
+        // Unknown spend refuses only where an enforced budget would be judged.
+        let enforced = self.windows.iter().any(|w| w.covers(identity) && !w.budget.shadow);
+        let mut check = Check { unmeasured: self.unmeasured(now_ms).filter(|_| enforced), ..Check::default() };
         for window in self.windows.iter_mut().filter(|w| w.covers(identity)) {
             window.roll(now_ms);
             let Some((unit, used, spent, limit)) = window.usage() else { continue };
@@ -343,5 +429,55 @@ mod tests {
         let mut none = ledger("");
         assert_eq!(none.charge("a", usd(1e9), T0), vec![]);
         assert_eq!(none.check("a", T0), Check::default());
+    }
+
+    fn report(day: &str, usd: f64, sessions: &[(&str, f64)]) -> UsageReport {
+        let sessions = sessions.iter().map(|(k, c)| crate::protocol::usage::SessionUsage { key: (*k).into(), usd: *c, tokens: 0 }).collect();
+        UsageReport { day: day.into(), usd, tokens: 0, sessions }
+    }
+
+    #[test]
+    fn issue19_usage_reports_charge_what_is_new_to_the_identity_that_ran_the_session() {
+        let mut l = ledger(
+            "[[identity]]\nname = \"alice\"\nscopes = []\n[[identity]]\nname = \"bob\"\nscopes = []\n\
+             [[spend.budget]]\nname = \"all\"\nperiod = \"day\"\nusd = 100.0\n\
+             [[spend.budget]]\nname = \"alice\"\nperiod = \"day\"\nidentity = \"alice\"\nusd = 1.0\n",
+        );
+        let runner = |key: &str| match key {
+            "agent:main:alice" => Some("alice".to_string()),
+            "agent:main:bob" => Some("bob".to_string()),
+            _ => None,
+        };
+        let day = "2026-12-02";
+        l.observe(&report(day, 0.5, &[("agent:main:alice", 0.3), ("agent:main:bob", 0.2)]), &runner, T0);
+        let figures = |l: &mut Ledger, at: u64| l.status(at).iter().map(|b| (b.budget.clone(), (b.usd * 1000.0).round() / 1000.0)).collect::<Vec<_>>();
+        assert_eq!(figures(&mut l, T0 + 5), [("all".to_string(), 0.5), ("alice".to_string(), 0.3)]);
+        l.observe(&report(day, 0.5, &[("agent:main:alice", 0.3), ("agent:main:bob", 0.2)]), &runner, T0 + 1);
+        assert_eq!(figures(&mut l, T0 + 5), [("all".to_string(), 0.5), ("alice".to_string(), 0.3)], "the same report charges nothing again");
+        let events = l.observe(&report(day, 1.6, &[("agent:main:alice", 1.1), ("agent:main:bob", 0.2)]), &runner, T0 + 2);
+        assert!(matches!(&events[..], [SpendEvent::Tripped(e)] if e.budget == "alice"), "{events:?}");
+        assert_eq!(figures(&mut l, T0 + 5), [("all".to_string(), 1.6), ("alice".to_string(), 1.1)], "0.3 unlisted (channel, cron) runs count globally");
+        assert!(l.check("alice", T0 + 3).refused.is_some() && l.check("bob", T0 + 3).refused.is_none());
+        l.observe(&report("2026-12-01", 9.0, &[]), &runner, T0 + 4);
+        assert_eq!(figures(&mut l, T0 + 5), [("all".to_string(), 1.6), ("alice".to_string(), 1.1)], "a report of an earlier day is ignored");
+        let next_day = T0 - T0 % DAY + DAY;
+        l.observe(&report("2026-12-03", 0.4, &[("agent:main:alice", 0.4)]), &runner, next_day);
+        assert_eq!(figures(&mut l, next_day), [("all".to_string(), 0.4), ("alice".to_string(), 0.4)], "a new day's report counts from zero");
+    }
+
+    #[test]
+    fn issue19_without_a_fresh_report_spend_is_unknown_and_enforced_budgets_refuse() {
+        let mut l = ledger(
+            "[[identity]]\nname = \"alice\"\nscopes = []\n[[identity]]\nname = \"bob\"\nscopes = []\n\
+             [spend]\npoll = true\npoll_token = \"env:T\"\nmax_report_age_seconds = 60\n\
+             [[spend.budget]]\nname = \"alice\"\nperiod = \"day\"\nidentity = \"alice\"\nusd = 1.0\n",
+        );
+        let none = |_: &str| None;
+        assert!(l.check("alice", T0).unmeasured.expect("no report yet").contains("no usage report has been read"));
+        assert_eq!(l.check("bob", T0).unmeasured, None, "no enforced budget covers bob");
+        l.observe(&report("2026-12-02", 0.0, &[]), &none, T0);
+        assert_eq!(l.check("alice", T0 + 60_000).unmeasured, None);
+        let stale = l.check("alice", T0 + 61_000).unmeasured.expect("the report is too old");
+        assert!(stale.contains("read 61 s ago (spend.max_report_age_seconds = 60)"), "{stale}");
     }
 }

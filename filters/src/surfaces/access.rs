@@ -944,12 +944,19 @@ impl Access {
 
     /// Spend budgets (`[spend]`): a run-starting request (`limits.inference_methods`) of an
     /// identity past a budget that covers it is refused with `BUDGET_EXCEEDED` until the
-    /// budget's window resets; past only a shadow budget it is recorded as would-refuse.
+    /// budget's window resets; past only a shadow budget it is recorded as would-refuse. While
+    /// spend is unknown (no fresh usage report), it is refused with `SPEND_UNKNOWN`.
     fn spend_limit(&self, env: &Env<'_>, id: &str, method: &str) -> Option<Judgement> {
         if !env.guard.is_inference(method) {
             return None;
         }
         let check = env.guard.spend().check(&self.resolution.identity.name, env.now_ms);
+        if let Some(reason) = check.unmeasured {
+            let details = serde_json::json!({ "code": "SPEND_UNKNOWN", "source": "clawguard", "rule": "spend:unmeasured" });
+            let reply = crate::protocol::gateway::retryable_error_response(id, "UNAVAILABLE", &format!("clawguard: {reason}"), details);
+            let action = Action::Refuse { reply, close: None, rule: "spend:unmeasured".into(), reason };
+            return Some(Judgement { action, enforce: self.enforce(env, None) });
+        }
         let (exceeded, enforce) = match (check.refused, check.shadowed.into_iter().next()) {
             (Some(e), _) => (e, self.enforce(env, None)),
             (None, Some(e)) => (e, false),

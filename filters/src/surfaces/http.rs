@@ -378,6 +378,12 @@ fn operator_check(env: &Env<'_>, peer: &Peer, admitted: &Admitted, method: &str,
 /// operator check does not apply to them).
 fn spend_refusal(env: &Env<'_>, admitted: &Admitted, enforce: bool) -> Option<HttpRefusal> {
     let check = env.guard.spend().check(&admitted.identity().name, env.now_ms);
+    if let Some(reason) = check.unmeasured {
+        let details = json!({ "code": "SPEND_UNKNOWN", "source": "clawguard", "rule": "spend:unmeasured" });
+        let mut r = HttpRefusal::new(503, "unavailable", "spend:unmeasured", reason, details);
+        r.enforce = enforce;
+        return Some(r);
+    }
     let (exceeded, enforce) = match (check.refused, check.shadowed.into_iter().next()) {
         (Some(e), _) => (e, enforce),
         (None, Some(e)) => (e, false),

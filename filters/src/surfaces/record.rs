@@ -47,7 +47,7 @@ fn category_of(rule: &str, method: Option<&str>) -> Category {
     match base {
         "node-pin" => return Category::Node,
         "session-owner" | "sessions" | "session-quota" => return Category::Session,
-        "rate-limit" | "limits" | "lockout" | "connections" | "body-limit" => return Category::Limit,
+        "rate-limit" | "limits" | "lockout" | "connections" | "body-limit" | "spend" => return Category::Limit,
         "config-guard" | "policy-reload" => return Category::Config,
         "grants" | "chat-command" => return Category::Approval,
         "handshake" | "replay" | "identity" | "auth" => return Category::Auth,
@@ -260,6 +260,35 @@ pub fn pin_store_change(device: &str, change: &'static str) -> Event {
     e.severity = Severity::Medium;
     e.reason = Some(format!("node {device}: {change} in the pin store"));
     e
+}
+
+/// A spend budget crossing its warning threshold or its limit (`spend.warning`, `spend.trip`).
+pub fn spend_event(event: &crate::state::spend::SpendEvent) -> Event {
+    use crate::state::spend::SpendEvent;
+    let (action, e) = match event {
+        SpendEvent::Warning(e) => ("spend.warning", e),
+        SpendEvent::Tripped(e) => ("spend.trip", e),
+    };
+    let tripped = matches!(event, SpendEvent::Tripped(_));
+    let mut r = Event::new(Category::Limit, action, if tripped { Outcome::Denied } else { Outcome::Success }, Target::new("budget", &e.budget));
+    r.decision = match (tripped, e.shadow) {
+        (true, false) => "refuse",
+        (true, true) => "would-refuse",
+        (false, _) => "warn",
+    };
+    r.enforced = !e.shadow;
+    r.severity = if tripped && !e.shadow { Severity::High } else { Severity::Medium };
+    r.rule = Some(format!("spend:{}", e.budget));
+    r.reason = Some(if tripped { e.reason() } else { format!("spend budget {:?} is at {:.0} % of its limit", e.budget, 100.0 * e.spent / e.limit) });
+    if let Some(identity) = &e.identity {
+        r.actor.identity = Some(identity.as_str().into());
+    }
+    r.details.insert("period".into(), Value::from(e.period.label()));
+    r.details.insert("unit".into(), Value::from(e.unit.label()));
+    r.details.insert("spent".into(), Value::from(e.spent));
+    r.details.insert("limit".into(), Value::from(e.limit));
+    r.details.insert("resets_at".into(), Value::from(crate::state::spend::reset_time(e.resets_at_ms)));
+    r
 }
 
 #[cfg(test)]
