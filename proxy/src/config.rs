@@ -81,12 +81,6 @@ pub fn load(path: Option<&Path>) -> Result<Config, PolicyError> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
         return Err(policy.source.error_at_key(&["logging", "level"], format!("logging.level {level:?}: {e}: expected a level such as \"info\" or directives such as \"warn,clawguard=debug\"")));
     }
-    // The sans-IO core enforces budgets from usage reports; the process that polls the gateway
-    // for them is not in this build. A policy relying on it would refuse every run as
-    // "spend unknown", so it is refused here, saying so (issue 19).
-    if policy.policy.spend.poll {
-        return Err(policy.source.error_at_key(&["spend", "poll"], "spend.poll = true: this build of clawguard does not poll the gateway's usage yet, so spend budgets cannot be measured: expected poll = false and no [[spend.budget]] (`clawguard decide` judges budgets already)"));
-    }
     let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     // Every exec rule's match / not_match examples must hold, or the policy is invalid.
     if let Err(e) = clawguard_filters::exec::ExecPolicy::new(&policy.policy) {

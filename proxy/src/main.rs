@@ -26,6 +26,7 @@ mod secrets;
 mod respond;
 mod server;
 mod shared;
+mod spend_poll;
 mod tls;
 mod webhook;
 mod listeners;

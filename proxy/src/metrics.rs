@@ -3,7 +3,7 @@
 //! Labels are low-cardinality: directions, verdicts, rule names from the policy.
 
 use pingora_prometheus::prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_gauge_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -251,4 +251,29 @@ pub static AUDIT_CRASH_MARKERS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// The result of the verification of the audit log at start: 0 clean, 1 tampered, 2 incomplete.
 pub static AUDIT_VERIFY: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("clawguard_audit_last_verify_result", "The audit log verified at start: 0 clean, 1 tampered, 2 incomplete (a running or crashed log)").expect("metric registers once")
+});
+
+/// Spend polls by outcome (`ok`, `error`).
+pub static SPEND_POLLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_spend_polls_total", "Usage reports asked of the gateway by the spend poll, by outcome (ok, error)", &["outcome"]).expect("metric registers once")
+});
+
+/// Money spent in each budget's current window.
+pub static SPEND_USD: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!("clawguard_spend_usd", "Money (USD, as the gateway prices it) spent in each budget's current window", &["budget"]).expect("metric registers once")
+});
+
+/// Tokens used in each budget's current window.
+pub static SPEND_TOKENS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("clawguard_spend_tokens", "Model tokens used in each budget's current window", &["budget"]).expect("metric registers once")
+});
+
+/// Each budget's most used unit as a fraction of its limit (1 and above: exhausted).
+pub static SPEND_USED: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!("clawguard_spend_used_ratio", "Each budget's most used unit as a fraction of its limit (1 and above: new runs are refused)", &["budget"]).expect("metric registers once")
+});
+
+/// Budget warnings and trips, by budget and kind (`warning`, `trip`).
+pub static SPEND_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_spend_events_total", "Spend budgets crossing their warning threshold or their limit, by budget and kind (warning, trip)", &["budget", "kind"]).expect("metric registers once")
 });

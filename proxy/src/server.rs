@@ -50,6 +50,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     if shared.path.is_some() {
         crate::reload::watch_file(Arc::downgrade(&shared)).context("cannot start the policy file watcher")?;
     }
+    // The spend poll follows the policy in force: it idles while `spend.poll` is false.
+    crate::spend_poll::start(Arc::downgrade(&shared)).context("cannot start the spend poll")?;
     let readiness = Arc::new(Mutex::new(Readiness::default()));
     // Rate-limit keys that have fully refilled carry no information: drop them on a timer.
     let pruned = Arc::downgrade(&shared);

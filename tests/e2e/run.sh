@@ -713,6 +713,10 @@ fi
 "$E2E/doctor.sh" "$CLAWGUARD" "$WORK/doctor" > "$WORK/doctor.txt" 2>&1
 fold_results "$WORK/doctor.txt" "doctor e2e"
 
+# --- spend budgets (issue 19): their own gateway and model provider (tests/e2e/spend.sh) ------
+"$E2E/spend.sh" "$CLAWGUARD" "$WORK/spend" > "$WORK/spend.txt" 2>&1
+fold_results "$WORK/spend.txt" "spend e2e"
+
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
 WS_REQUESTS='[["config.apply",{"raw":"{}","baseHash":"e2e"}]]' node "$E2E/ws-session.cjs" "ws://127.0.0.1:$HT_PORT" "$TOKEN" "operator.read" 127.0.0.1 > "$WORK/audit-admin.json"
