@@ -53,6 +53,10 @@ enum Command {
         /// (a new request sent as each answer arrives).
         #[arg(long, default_value_t = 1)]
         depth: usize,
+        /// The request: `chat.history` (judged; touches no shared state) or `chat.send` (also
+        /// counted by the per-session inference limit, which is shared state with Redis).
+        #[arg(long, default_value = "chat.history")]
+        method: String,
     },
     /// Policy reloads of the clawguard at URL with N connections open.
     Reload {
@@ -91,7 +95,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Upstream { listen } => upstream(&listen).await,
-            Command::Ws { url, conns, seconds, depth } => ws_load(&url, conns, seconds, depth.max(1)).await,
+            Command::Ws { url, conns, seconds, depth, method } => ws_load(&url, conns, seconds, depth.max(1), &method).await,
             Command::Reload { url, admin, policy, tighten_from, tighten_to, conns, rounds } => {
                 for round in 0..rounds {
                     println!("{}", reload_round(&url, &admin, &policy, (&tighten_from, &tighten_to), conns, round).await?);
@@ -176,12 +180,14 @@ async fn ws_echo(mut ws: WebSocketStream<TcpStream>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize) -> anyhow::Result<()> {
+async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize, method: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(matches!(method, "chat.history" | "chat.send"), "--method {method:?}: expected chat.history or chat.send");
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for c in 0..conns {
         let url = url.to_string();
+        let method = method.to_string();
         tasks.push(tokio::spawn(async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
             ws.next().await; // challenge
@@ -206,7 +212,11 @@ async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize) -> anyhow:
                 }
                 if running && in_flight.len() < depth {
                     while in_flight.len() < depth {
-                        let req = format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":50,"pad":"{pad}"}}}}"#);
+                        let req = if method == "chat.send" {
+                            format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.send","params":{{"sessionKey":"agent:main:main","message":"{pad}","idempotencyKey":"{c}:{i}"}}}}"#)
+                        } else {
+                            format!(r#"{{"type":"req","id":"{c}:{i}","method":"chat.history","params":{{"sessionKey":"agent:main:main","limit":50,"pad":"{pad}"}}}}"#)
+                        };
                         ws.feed(Message::text(req)).await?;
                         in_flight.push_back(Instant::now());
                         i += 1;

@@ -71,6 +71,46 @@ pub struct Policy {
     /// Spend budgets: the cost circuit breaker on run-starting requests.
     #[serde(default)]
     pub spend: Spend,
+    /// Where the state shared by replicas lives: this process, or Redis.
+    #[serde(default)]
+    pub state: State,
+}
+
+/// `[state]`: the replay memory, auth-failure lockouts, keyed rate limits and spend figures,
+/// in this process (`memory`) or shared by every clawguard using the same Redis (`redis`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// `memory` or `redis`.
+    pub backend: StateBackend,
+    /// The Redis URL (`redis://` or `rediss://` for TLS, user and password in it) as a secret
+    /// reference (`env:NAME` or `file:PATH`).
+    pub url: Option<String>,
+    /// The longest a request waits for Redis (milliseconds) before the kind's failure rule
+    /// applies (replay and lockout refuse, rate limits fall back to this replica's own).
+    pub timeout_ms: u64,
+    /// The prefix of every key clawguard writes.
+    pub prefix: String,
+    /// The name of the gateway behind this clawguard: replicas in front of one gateway use the
+    /// same name, so its usage is counted once (default: the upstream address).
+    pub gateway: Option<String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State { backend: StateBackend::Memory, url: None, timeout_ms: 50, prefix: "clawguard".into(), gateway: None }
+    }
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    /// In this process only.
+    #[default]
+    Memory,
+    /// In Redis, shared by every clawguard using it.
+    Redis,
 }
 
 /// `[spend]`: budgets on what model runs cost, per hour or per day, globally or per identity.
@@ -1303,6 +1343,28 @@ impl Policy {
         Ok(())
     }
 
+    /// `[state]`: Redis needs a URL given as a secret reference; a usable timeout and prefix.
+    fn validate_state(&self, src: &PolicySource) -> Result<(), PolicyError> {
+        let state = &self.state;
+        match (state.backend, state.url.as_deref().map(SecretRef::parse)) {
+            (StateBackend::Redis, None) => return Err(src.error_at_key(&["state", "backend"], "state.backend = \"redis\" without state.url: expected a secret reference (env:NAME or file:PATH) holding redis://… or rediss://…")),
+            (_, Some(Err(e))) => return Err(src.error_at_key(&["state", "url"], format!("state.url: {e} (the URL carries the Redis password)"))),
+            (StateBackend::Memory, Some(Ok(_))) => return Err(src.error_at_key(&["state", "url"], "state.url is set but state.backend is \"memory\": expected backend = \"redis\" or no url")),
+            _ => {}
+        }
+        if !(1..=1000).contains(&state.timeout_ms) {
+            return Err(src.error_at_key(&["state", "timeout_ms"], format!("state.timeout_ms = {}: expected 1 to 1000 (a request waits at most this long for Redis)", state.timeout_ms)));
+        }
+        let key_text = |t: &str| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !key_text(&state.prefix) {
+            return Err(src.error_at_key(&["state", "prefix"], format!("state.prefix {:?}: expected 1 to 64 letters, digits, '-', '_', '.' or ':'", state.prefix)));
+        }
+        if let Some(gateway) = state.gateway.as_deref().filter(|g| !key_text(g)) {
+            return Err(src.error_at_key(&["state", "gateway"], format!("state.gateway {gateway:?}: expected 1 to 64 letters, digits, '-', '_', '.' or ':'")));
+        }
+        Ok(())
+    }
+
     /// Checks the rules that serde's types cannot express.
     pub fn validate(&self, src: &PolicySource) -> Result<(), PolicyError> {
         let at = |path: &[&str], msg: String| src.error_at_key(path, msg);
@@ -1316,6 +1378,7 @@ impl Policy {
             }
         }
         self.validate_spend(src)?;
+        self.validate_state(src)?;
         if self.server.listen.is_empty() && self.tls.listen.is_empty() {
             return Err(at(&["server", "listen"], "server.listen and tls.listen are both empty: expected at least one listener".into()));
         }

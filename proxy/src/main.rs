@@ -23,6 +23,7 @@ mod readiness;
 mod reload;
 mod reload_cli;
 mod secrets;
+mod redis_store;
 mod respond;
 mod server;
 mod shared;

@@ -277,3 +277,14 @@ pub static SPEND_USED: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub static SPEND_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("clawguard_spend_events_total", "Spend budgets crossing their warning threshold or their limit, by budget and kind (warning, trip)", &["budget", "kind"]).expect("metric registers once")
 });
+
+/// Calls to the shared store by kind (`replay`, `lockout`, `rate`, `spend`, `ping`) and
+/// outcome (`ok`, `error`, `skipped` while the store is down).
+pub static STATE_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("clawguard_state_calls_total", "Calls to the shared state store (Redis) by kind (replay, lockout, rate, spend, ping) and outcome (ok, error, skipped while it is down)", &["kind", "outcome"]).expect("metric registers once")
+});
+
+/// Whether the shared store answered its last call.
+pub static STATE_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("clawguard_state_up", "1 when the shared state store (Redis) answered its last call, 0 while it does not (only with [state] backend = \"redis\")").expect("metric registers once")
+});

@@ -117,6 +117,9 @@ pub fn needs_restart(old: &Policy, new: &Policy) -> Vec<String> {
     if differs(&old.audit, &audit) {
         out.push("audit (the log's directory, keys, rotation and redaction are opened at start; record_allowed applies now)".to_string());
     }
+    if differs(&old.state, &new.state) {
+        out.push("state (the shared store is opened at start)".to_string());
+    }
     if differs(&old.nodes, &new.nodes) {
         out.push("nodes (the pin store and its policy are opened at start)".to_string());
     }

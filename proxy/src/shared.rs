@@ -24,8 +24,6 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// A device signature is accepted once in this window.
-const REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At most this many recent signatures are remembered.
 const REPLAY_CAPACITY: usize = 100_000;
 
@@ -107,6 +105,8 @@ pub struct Shared {
     pub http_decisions: bool,
     /// The audit log (`None`: off, or the embedded policy, which has no directory for it).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The store shared with other replicas (`[state] backend = "redis"`; opened at start).
+    pub store: Option<Arc<crate::redis_store::RedisStore>>,
 }
 
 impl Shared {
@@ -129,6 +129,7 @@ impl Shared {
             let source = cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             a.record_now(clawguard_filters::surfaces::record::policy_load(&cfg.policy.version, &source));
         }
+        let store = open_store(&policy.state, &base)?;
         let tls = cfg.tls.as_ref().map(|m| TlsSlot {
             acceptor: Arc::new(ArcSwap::from_pointee(pingora::listeners::tls::Acceptor::from_server_config(m.server_config.clone()))),
             version: Mutex::new(m.version.clone()),
@@ -136,6 +137,7 @@ impl Shared {
         Ok(Shared {
             tls,
             audit,
+            store,
             pins,
             ledger: SessionLedger::default(),
             approvals: ApprovalMemory::default(),
@@ -145,7 +147,7 @@ impl Shared {
             reloading: Mutex::new(()),
             started: cfg.policy.policy.clone(),
             drift: Mutex::new(Drift::new(&cfg.policy.policy)),
-            replay: Mutex::new(ReplayCache::new(REPLAY_WINDOW_MS, REPLAY_CAPACITY)),
+            replay: Mutex::new(ReplayCache::new(clawguard_filters::state::replay::WINDOW_MS, REPLAY_CAPACITY)),
             connections: Mutex::new(ConnectionCounts::default()),
             clients: Mutex::new(ClientConnections::default()),
             heads: crate::listeners::Heads::default(),
@@ -191,6 +193,23 @@ impl Shared {
     /// The decision environment over `live`: the policy, the clock, the shared state.
     pub fn env<'a>(&'a self, live: &'a Live) -> Env<'a> {
         let audit_down = self.audit.as_ref().is_some_and(|a| a.down());
-        Env { guard: &live.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down }
+        Env { guard: &live.guard, now_ms: now_ms(), replay: &self.replay, pins: &*self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down, shared: self.store.as_deref().map(|s| s as &dyn clawguard_filters::state::shared::SharedStore) }
     }
+}
+
+/// The Redis store of `[state] backend = "redis"` (its URL read from the secret reference).
+/// A Redis that does not answer yet is not an error: the store's failure rules apply until
+/// it does (replay and lockout checks refuse), and the log says so.
+fn open_store(state: &clawguard_policies::State, base: &std::path::Path) -> anyhow::Result<Option<Arc<crate::redis_store::RedisStore>>> {
+    if state.backend != clawguard_policies::StateBackend::Redis {
+        return Ok(None);
+    }
+    let reference = state.url.as_deref().context("state.url is not set")?;
+    let url = crate::secrets::read_text(reference, base).map_err(|e| anyhow::anyhow!("state.url {reference}: {e}"))?;
+    let store = crate::redis_store::RedisStore::new(url.trim(), std::time::Duration::from_millis(state.timeout_ms), &state.prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match store.ping() {
+        Ok(()) => tracing::info!(prefix = %state.prefix, "shared state on Redis"),
+        Err(e) => tracing::warn!(error = %e, "shared state on Redis, which does not answer yet: signed connects and lockout checks are refused until it does"),
+    }
+    Ok(Some(Arc::new(store)))
 }

@@ -8,6 +8,7 @@
 
 use crate::shared::{now_ms, Shared};
 use clawguard_filters::protocol::usage::{report_params, UsageReport};
+use clawguard_filters::state::shared::SharedStore;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
@@ -69,7 +70,17 @@ async fn poll_once(s: &Arc<Shared>, live: &crate::shared::Live) -> Result<(), St
     let payload = tokio::time::timeout(timeout, ask(upstream.address, token.trim(), &day)).await.map_err(|_| format!("the gateway did not answer within {timeout:?}"))??;
     let report = UsageReport::from_payload(&payload)?;
     tracing::debug!(sessions = report.sessions.len(), usd = report.usd, tokens = report.tokens, "spend poll: usage report read");
-    let events = live.guard.spend().observe(&report, &|key| s.ledger.runner_of(key), now_ms());
+    let runner_of = |key: &str| s.ledger.runner_of(key);
+    let now = now_ms();
+    let events = match &s.store {
+        // Replicas share the figures: each session's growth is charged once, whoever reads it.
+        Some(store) => {
+            let gateway = live.policy.policy.state.gateway.clone().unwrap_or_else(|| upstream.address.to_string());
+            let totals = store.spend(&gateway, &report, &runner_of, now).map_err(|e| format!("the shared spend counters: {e}"))?;
+            live.guard.spend().apply_shared(&totals, now)
+        }
+        None => live.guard.spend().observe(&report, &runner_of, now),
+    };
     for event in &events {
         let (kind, e) = match event {
             clawguard_filters::state::spend::SpendEvent::Warning(e) => ("warning", e),

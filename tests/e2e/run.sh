@@ -717,6 +717,10 @@ fold_results "$WORK/doctor.txt" "doctor e2e"
 "$E2E/spend.sh" "$CLAWGUARD" "$WORK/spend" > "$WORK/spend.txt" 2>&1
 fold_results "$WORK/spend.txt" "spend e2e"
 
+# --- shared state on Redis (issue 19): its own Redis, gateway, stand-in and four clawguards -----
+"$E2E/redis.sh" "$CLAWGUARD" "$WORK/redis" > "$WORK/redis.txt" 2>&1
+fold_results "$WORK/redis.txt" "redis e2e"
+
 # --- the audit log (issue 14) ------------------------------------------------------------------
 # An admin call by the read-only loopback identity of the http instance, refused.
 WS_REQUESTS='[["config.apply",{"raw":"{}","baseHash":"e2e"}]]' node "$E2E/ws-session.cjs" "ws://127.0.0.1:$HT_PORT" "$TOKEN" "operator.read" 127.0.0.1 > "$WORK/audit-admin.json"

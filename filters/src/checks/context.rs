@@ -156,6 +156,8 @@ pub struct Env<'a> {
     /// The audit log cannot record now and its policy is `on_failure = "block"`: requests that
     /// must be recorded are refused.
     pub audit_down: bool,
+    /// The store shared with other replicas (`[state] backend = "redis"`), if any.
+    pub shared: Option<&'a dyn crate::state::shared::SharedStore>,
 }
 
 /// Shared state held in memory only (tests, `clawguard decide`): replay memory, a pin store
@@ -180,7 +182,7 @@ impl Default for InMemory {
 impl InMemory {
     /// The decision environment over this state.
     pub fn env<'a>(&'a self, guard: &'a Guard, now_ms: u64) -> Env<'a> {
-        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down: false }
+        Env { guard, now_ms, replay: &self.replay, pins: &self.pins, ledger: &self.ledger, approvals: &self.approvals, audit_down: false, shared: None }
     }
 }
 

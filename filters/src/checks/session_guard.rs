@@ -112,8 +112,14 @@ impl SessionSide {
             }
         }
         if env.guard.is_inference(method) {
+            // Replicas share who runs what, so the one that reads a session's usage charges it
+            // to the identity that ran it (a note the store misses leaves that run global-only).
+            let shared = env.shared.filter(|_| env.guard.spend().has_budgets());
             for (canonical, _) in &keys {
                 env.ledger.note_runner(canonical, identity);
+                if let Some(store) = shared {
+                    let _ = store.note_runner(&canonical.to_lowercase(), identity);
+                }
             }
         }
         if cfg.serialize_sends && method == "chat.send" {

@@ -202,6 +202,19 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
         }
     }
 
+    /// Counts one event for `key` in the shared store under `shared_key` (every replica's
+    /// events count); when the store does not answer, in this replica's own limit (fail open to
+    /// the local limit; the store counts its errors).
+    pub fn check_shared(&self, store: Option<&dyn crate::state::shared::SharedStore>, shared_key: impl FnOnce() -> String, key: &K) -> Result<(), Limited> {
+        let (Some(store), Some(_)) = (store, &self.limiter) else { return self.check(key) };
+        let interval = crate::state::shared::emission_interval_ms(self.rate.per, u64::try_from(self.rate.period.as_millis()).unwrap_or(u64::MAX));
+        match store.rate(&shared_key(), interval, self.rate.burst.max(1)) {
+            Ok(None) => Ok(()),
+            Ok(Some(ms)) => Err(Limited { limit: self.name, retry_after: Duration::from_millis(ms.max(1)), shadow: self.shadow }),
+            Err(_) => self.check(key),
+        }
+    }
+
     /// Drops the state of keys that have fully refilled (they carry no information); returns
     /// how many keys remain.
     pub fn prune(&self) -> usize {
@@ -309,6 +322,14 @@ impl<C: Clock + Clone> RateLimits<C> {
     pub fn check(&self, limit: Limit, profile: Option<&str>, key: &str) -> Result<(), Limited> {
         let limits = profile.and_then(|p| self.profiles.get(p)).unwrap_or(&self.default);
         limits[limit as usize].check(&self.digest.of(key))
+    }
+
+    /// [`RateLimits::check`], counted in the shared store when there is one (every replica's
+    /// events count; this replica's own limit when the store does not answer).
+    pub fn check_shared(&self, store: Option<&dyn crate::state::shared::SharedStore>, limit: Limit, profile: Option<&str>, key: &str) -> Result<(), Limited> {
+        let known = profile.filter(|p| self.profiles.contains_key(*p));
+        let limits = known.and_then(|p| self.profiles.get(p)).unwrap_or(&self.default);
+        limits[limit as usize].check_shared(store, || crate::state::shared::rate_key(limit.name(), known, key), &self.digest.of(key))
     }
 
     /// Prunes every limit; returns the keys left.
@@ -498,6 +519,28 @@ impl<C: Clock + Clone> ClientLimits<C> {
             locked |= self.lockout.failure(&key);
         }
         locked
+    }
+
+    /// The lockout's settings for a shared store: failures that lock, their window and the
+    /// lockout, in milliseconds.
+    pub fn lockout_settings(&self) -> (u32, u64, u64) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        (self.lockout.limit, ms(self.lockout.window), ms(self.lockout.lockout))
+    }
+
+    /// Whether the lockout only counts (`limits.shadow` names `auth-lockout`).
+    pub fn lockout_shadow(&self) -> bool {
+        self.lockout_shadow
+    }
+
+    /// [`ClientLimits::http`], counted in the shared store when there is one.
+    pub fn http_shared(&self, store: Option<&dyn crate::state::shared::SharedStore>, route: HttpRoute, identity: &str, ip: std::net::IpAddr) -> Result<(), Limited> {
+        let (limit, key) = match route {
+            HttpRoute::ToolsInvoke => (&self.http_tools_invoke, identity.to_string()),
+            HttpRoute::Inference => (&self.http_inference, identity.to_string()),
+            HttpRoute::Hooks => return self.http_hooks.check_shared(store, || crate::state::shared::rate_key(self.http_hooks.name, None, &ip.to_string()), &ip),
+        };
+        limit.check_shared(store, || crate::state::shared::rate_key(limit.name, None, &key), &self.digest.of(identity))
     }
 
     /// The per-connection limits of a new connection (owned by it: no shared state).

@@ -8,6 +8,8 @@
 //! - [`conn_limits`]: connection counts per peer and identity.
 //! - [`drift`]: requests for methods the method table does not have, per minute.
 //! - [`spend`]: spend budgets per UTC hour and day, globally and per identity.
+//! - [`shared`]: the questions asked of a store shared by replicas (Redis), and what a
+//!   failed answer means per kind.
 
 pub mod audit;
 pub mod conn_limits;
@@ -15,4 +17,5 @@ pub mod drift;
 pub mod limits;
 pub mod nodes;
 pub mod replay;
+pub mod shared;
 pub mod spend;

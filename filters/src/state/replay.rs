@@ -3,6 +3,10 @@
 
 use std::collections::HashMap;
 
+/// How long a (device id, signature) pair is remembered: ten minutes, well past the gateway's
+/// 120 s signature skew, so a signature is accepted at most once.
+pub const WINDOW_MS: u64 = 10 * 60 * 1000;
+
 /// Remembers recent (device id, signature) pairs.
 #[derive(Debug)]
 pub struct ReplayCache {

@@ -16,6 +16,16 @@ pub struct Cost {
     pub tokens: u64,
 }
 
+/// What shared spend counters (`[state] backend = "redis"`) hold for the current UTC hour and
+/// day: per identity, and for the global budgets under the empty name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowTotals {
+    /// The current hour's figures.
+    pub hour: HashMap<String, Cost>,
+    /// The current day's figures.
+    pub day: HashMap<String, Cost>,
+}
+
 /// The unit a budget was exceeded or warned in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -134,6 +144,22 @@ impl Window {
         #[allow(clippy::cast_precision_loss)] // token counts far below 2^53
         let tokens = self.budget.tokens.map(|limit| (Unit::Tokens, self.tokens as f64 / limit as f64, self.tokens as f64, limit as f64));
         [usd, tokens].into_iter().flatten().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The threshold the current figures crossed, once per window each: the limit (a trip),
+    /// else `warn_at` (a warning).
+    fn crossed(&mut self, warn_at: f64) -> Option<SpendEvent> {
+        let (unit, used, spent, limit) = self.usage()?;
+        if used >= 1.0 && !self.tripped {
+            self.tripped = true;
+            self.warned = true;
+            Some(SpendEvent::Tripped(self.exceeded(unit, spent, limit)))
+        } else if used >= warn_at && !self.warned {
+            self.warned = true;
+            Some(SpendEvent::Warning(self.exceeded(unit, spent, limit)))
+        } else {
+            None
+        }
     }
 
     fn exceeded(&self, unit: Unit, spent: f64, limit: f64) -> Exceeded {
@@ -270,6 +296,31 @@ impl Ledger {
         self.measured_at_ms = old.measured_at_ms;
     }
 
+    /// Takes the figures of the shared store (`[state] backend = "redis"`, every replica's
+    /// reports counted once) as the current windows' spend: each budget reads its identity's
+    /// figure (global budgets the empty name) for its period. Counts as a fresh report;
+    /// returns the thresholds crossed.
+    pub fn apply_shared(&mut self, totals: &WindowTotals, now_ms: u64) -> Vec<SpendEvent> {
+        self.measured_at_ms = Some(now_ms);
+        let warn_at = self.warn_at;
+        let mut events = Vec::new();
+        for window in &mut self.windows {
+            window.roll(now_ms);
+            let figures = match window.budget.period {
+                BudgetPeriod::Hour => &totals.hour,
+                BudgetPeriod::Day => &totals.day,
+            };
+            let name = window.budget.identity.as_ref().map_or("", |i| i.get_ref().as_str());
+            let cost = figures.get(name).copied().unwrap_or_default();
+            // Shared counters only grow within a window; a smaller figure is a store that lost
+            // its data, and what this replica counted stays.
+            window.usd = window.usd.max(if cost.usd.is_finite() { cost.usd } else { 0.0 });
+            window.tokens = window.tokens.max(cost.tokens);
+            events.extend(window.crossed(warn_at));
+        }
+        events
+    }
+
     /// Adds what runs of `identity` cost to every budget that covers it (`""`: runs of no
     /// known identity, covered by global budgets only); returns the
     /// thresholds this charge crossed (each once per window).
@@ -280,15 +331,7 @@ impl Ledger {
             window.roll(now_ms);
             window.usd += usd;
             window.tokens = window.tokens.saturating_add(cost.tokens);
-            let Some((unit, used, spent, limit)) = window.usage() else { continue };
-            if used >= 1.0 && !window.tripped {
-                window.tripped = true;
-                window.warned = true;
-                events.push(SpendEvent::Tripped(window.exceeded(unit, spent, limit)));
-            } else if used >= self.warn_at && !window.warned {
-                window.warned = true;
-                events.push(SpendEvent::Warning(window.exceeded(unit, spent, limit)));
-            }
+            events.extend(window.crossed(self.warn_at));
         }
         events
     }
@@ -479,5 +522,29 @@ mod tests {
         assert_eq!(l.check("alice", T0 + 60_000).unmeasured, None);
         let stale = l.check("alice", T0 + 61_000).unmeasured.expect("the report is too old");
         assert!(stale.contains("read 61 s ago (spend.max_report_age_seconds = 60)"), "{stale}");
+    }
+
+    #[test]
+    fn issue19_shared_figures_replace_the_windows_and_cross_thresholds_once() {
+        let mut l = ledger(
+            "[[identity]]\nname = \"alice\"\nscopes = []\n\
+             [spend]\npoll = true\npoll_token = \"env:T\"\n\
+             [[spend.budget]]\nname = \"all\"\nperiod = \"day\"\nusd = 1.0\n\
+             [[spend.budget]]\nname = \"alice-hour\"\nperiod = \"hour\"\nidentity = \"alice\"\ntokens = 1000\n",
+        );
+        let totals = |global: f64, alice_tokens: u64| WindowTotals {
+            hour: [("alice".to_string(), Cost { usd: 0.0, tokens: alice_tokens })].into(),
+            day: [(String::new(), Cost { usd: global, tokens: 0 })].into(),
+        };
+        assert!(l.check("alice", T0).unmeasured.is_some(), "nothing read yet");
+        assert_eq!(l.apply_shared(&totals(0.5, 100), T0), vec![]);
+        assert_eq!(l.check("alice", T0).unmeasured, None, "shared figures count as a fresh report");
+        let events = l.apply_shared(&totals(0.9, 1000), T0 + 1);
+        assert!(matches!(&events[..], [SpendEvent::Warning(w), SpendEvent::Tripped(t)] if w.budget == "all" && t.budget == "alice-hour" && t.unit == Unit::Tokens), "{events:?}");
+        assert_eq!(l.apply_shared(&totals(0.9, 1000), T0 + 2), vec![], "each threshold once per window");
+        assert!(l.check("alice", T0 + 3).refused.is_some_and(|e| e.budget == "alice-hour"));
+        assert_eq!(l.apply_shared(&totals(0.2, 10), T0 + 4), vec![], "a store that lost its counters does not forgive what was counted");
+        assert!(l.check("alice", T0 + 5).refused.is_some());
+        assert!(l.check("alice", T0 - T0 % HOUR + HOUR).refused.is_none(), "the hour resets");
     }
 }

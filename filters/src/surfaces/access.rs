@@ -447,14 +447,49 @@ impl Access {
         }
         let code = serde_json::from_slice::<Failed>(text).ok().and_then(|f| f.error?.details?.code);
         if code.as_deref().is_some_and(crate::state::limits::is_auth_failure) {
-            env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
+            self.count_auth_failure(env);
         }
+    }
+
+    /// One failed connect of this peer (and its device), here and in the shared store (a
+    /// failure the store cannot record is counted by the store; the local count still holds).
+    fn count_auth_failure(&self, env: &Env<'_>) {
+        env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
+        if let Some(store) = env.shared {
+            let keys: Vec<String> = crate::state::limits::lockout_keys(self.peer.ip, self.device_id.as_deref()).collect();
+            let (limit, window_ms, lockout_ms) = env.guard.clients.lockout_settings();
+            if limit > 0 {
+                let _ = store.auth_failure(&keys, limit, window_ms, lockout_ms);
+            }
+        }
+    }
+
+    /// A connect refused by a handshake limit or a lockout: the rate-limited reply, close 1008.
+    fn limited_handshake(&self, env: &Env<'_>, id: &str, limited: &crate::state::limits::Limited) -> Judgement {
+        let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reason = match limited.limit {
+            "auth-lockout" => format!("too many failed connects from this address or device: locked out for {retry_ms} ms"),
+            limit => format!("rate limit {limit} exceeded for {}: retry in {retry_ms} ms", self.peer.ip),
+        };
+        let reply = crate::protocol::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
+        let action = Action::Refuse { reply, close: Some((1008, "rate limit".into())), rule: format!("rate-limit:{}", limited.limit), reason };
+        Judgement { action, enforce: !limited.shadow && self.enforce(env, None) }
+    }
+
+    /// A connect that cannot be checked because the shared store did not answer (`what`: the
+    /// check): refused as retryable, close 1013 (fail closed).
+    fn shared_unavailable(&self, env: &Env<'_>, id: &str, what: &str, e: &crate::state::shared::Unavailable) -> Judgement {
+        let reason = format!("the shared {what} (state.backend = \"redis\") cannot be read, so this connect cannot be checked: {e}");
+        let details = json!({ "code": "STATE_UNAVAILABLE", "source": "clawguard", "rule": "state:unavailable" });
+        let reply = crate::protocol::gateway::retryable_error_response(id, "UNAVAILABLE", &format!("clawguard: {reason}"), details);
+        let action = Action::Refuse { reply, close: Some((1013, "shared state unavailable".into())), rule: "state:unavailable".into(), reason };
+        Judgement { action, enforce: self.enforce(env, None) }
     }
 
     /// A handshake refusal: the reply, then close 1008.
     fn refuse_handshake(&self, env: &Env<'_>, id: &str, code: &str, detail: &str, rule: &str, reason: String) -> Judgement {
         if crate::state::limits::is_auth_failure(detail) {
-            env.guard.clients.auth_failure(self.peer.ip, self.device_id.as_deref());
+            self.count_auth_failure(env);
         }
         let details = json!({ "code": detail, "source": "clawguard", "rule": rule, "identity": self.resolution.identity.name });
         let close_reason = reason.clone();
@@ -575,14 +610,20 @@ impl Access {
         let device_id = params.device.as_ref().map(|d| d.id.as_str());
         self.device_id = device_id.map(str::to_string);
         if let Err(limited) = env.guard.clients.handshake(self.peer.ip, device_id) {
-            let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
-            let reason = match limited.limit {
-                "auth-lockout" => format!("too many failed connects from this address or device: locked out for {retry_ms} ms"),
-                limit => format!("rate limit {limit} exceeded for {}: retry in {retry_ms} ms", self.peer.ip),
-            };
-            let reply = crate::protocol::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));
-            let action = Action::Refuse { reply, close: Some((1008, "rate limit".into())), rule: format!("rate-limit:{}", limited.limit), reason };
-            return Judgement { action, enforce: !limited.shadow && self.enforce(env, None) };
+            return self.limited_handshake(env, id, &limited);
+        }
+        // A lockout earned through another replica holds here too (no lookup when the lockout
+        // is off: `limits.auth_failures = 0`).
+        if let Some(store) = env.shared.filter(|_| env.guard.clients.lockout_settings().0 > 0) {
+            let keys: Vec<String> = crate::state::limits::lockout_keys(self.peer.ip, device_id).collect();
+            match store.lockout_left_ms(&keys) {
+                Ok(None) => {}
+                Ok(Some(ms)) => {
+                    let limited = crate::state::limits::Limited { limit: "auth-lockout", retry_after: std::time::Duration::from_millis(ms.max(1)), shadow: env.guard.clients.lockout_shadow() };
+                    return self.limited_handshake(env, id, &limited);
+                }
+                Err(e) => return self.shared_unavailable(env, id, "auth-failure lockout", &e),
+            }
         }
         self.client = params.client.as_ref().map(|c| (c.id.clone(), c.mode.clone()));
         self.token_sha256.clone_from(&token_sha256);
@@ -601,8 +642,17 @@ impl Access {
             if device.signed_at.abs_diff(env.now_ms) > SIGNATURE_SKEW_MS {
                 return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_SIGNATURE_EXPIRED", "replay", "device signature expired: signedAt is more than 120 s from now".into());
             }
+            let replayed = "device signature already used: a connect is accepted once";
             if !env.replay.fresh(&device.id, &device.signature, env.now_ms) {
-                return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_REPLAYED", "replay", "device signature already used: a connect is accepted once".into());
+                return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_REPLAYED", "replay", replayed.into());
+            }
+            // Once across every replica: the first to claim the signature lets it through.
+            if let Some(store) = env.shared {
+                match store.claim_once(&crate::state::shared::replay_key(&device.id, &device.signature), crate::state::replay::WINDOW_MS) {
+                    Ok(true) => {}
+                    Ok(false) => return self.refuse_handshake(env, id, "INVALID_REQUEST", "DEVICE_AUTH_REPLAYED", "replay", format!("{replayed} (seen by another replica)")),
+                    Err(e) => return self.shared_unavailable(env, id, "replay memory", &e),
+                }
             }
         }
         let requested_names = params.scopes.unwrap_or_default();
@@ -931,7 +981,7 @@ impl Access {
             }
         }
         for (limit, key) in checks {
-            if let Err(limited) = env.guard.limits.check(limit, profile, &key) {
+            if let Err(limited) = env.guard.limits.check_shared(env.shared, limit, profile, &key) {
                 let retry_ms = u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
                 let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);
                 let reply = crate::protocol::gateway::rate_limited_response(id, limited.limit, retry_ms, &format!("clawguard: {reason}"));

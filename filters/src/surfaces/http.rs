@@ -280,7 +280,7 @@ pub fn admit(env: &Env<'_>, peer: &Peer, req: &HttpRequest<'_>) -> Result<Admitt
     }
     let mut admitted = Admitted { route, path, resolution, body: BodyPlan::Stream { limit }, remove: Vec::new(), recorded, audited };
     if let Some(r) = crate::state::limits::HttpRoute::of(&admitted.path) {
-        if let Err(limited) = env.guard.clients.http(r, &admitted.identity().name, peer.ip) {
+        if let Err(limited) = env.guard.clients.http_shared(env.shared, r, &admitted.identity().name, peer.ip) {
             let key = if r == crate::state::limits::HttpRoute::Hooks { peer.ip.to_string() } else { format!("identity {:?}", admitted.identity().name) };
             let retry_ms = limited.retry_after.as_millis().max(1);
             let reason = format!("rate limit {} exceeded for {key}: retry in {retry_ms} ms", limited.limit);

@@ -481,3 +481,148 @@ proptest! {
         prop_assert_eq!(code(&plain_reply), code(&dup_reply));
     }
 }
+
+/// A store shared by replicas, in memory, for the core's side of `[state] backend = "redis"`
+/// (the Redis implementation is the proxy's, tested against a real Redis in e2e). `down`
+/// makes every call fail, as an unreachable Redis does.
+#[derive(Default)]
+struct FakeStore {
+    claimed: std::sync::Mutex<std::collections::HashSet<String>>,
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    locked: std::sync::Mutex<std::collections::HashSet<String>>,
+    events: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl FakeStore {
+    fn up(&self) -> Result<(), crate::state::shared::Unavailable> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::state::shared::Unavailable("connection refused".into()));
+        }
+        Ok(())
+    }
+}
+
+impl crate::state::shared::SharedStore for FakeStore {
+    fn claim_once(&self, key: &str, _ttl_ms: u64) -> Result<bool, crate::state::shared::Unavailable> {
+        self.up()?;
+        Ok(self.claimed.lock().unwrap().insert(key.to_string()))
+    }
+    fn lockout_left_ms(&self, keys: &[String]) -> Result<Option<u64>, crate::state::shared::Unavailable> {
+        self.up()?;
+        Ok(keys.iter().any(|k| self.locked.lock().unwrap().contains(k)).then_some(300_000))
+    }
+    fn auth_failure(&self, keys: &[String], limit: u32, _window_ms: u64, _lockout_ms: u64) -> Result<bool, crate::state::shared::Unavailable> {
+        self.up()?;
+        let mut locked = false;
+        for k in keys {
+            let mut failures = self.failures.lock().unwrap();
+            let n = failures.entry(k.clone()).or_default();
+            *n += 1;
+            if *n >= limit {
+                self.locked.lock().unwrap().insert(k.clone());
+                locked = true;
+            }
+        }
+        Ok(locked)
+    }
+    fn rate(&self, key: &str, _interval_ms: u64, burst: u32) -> Result<Option<u64>, crate::state::shared::Unavailable> {
+        self.up()?;
+        let mut events = self.events.lock().unwrap();
+        let n = events.entry(key.to_string()).or_default();
+        *n += 1;
+        Ok((*n > burst).then_some(2_000))
+    }
+    fn note_runner(&self, _key: &str, _identity: &str) -> Result<(), crate::state::shared::Unavailable> {
+        self.up()
+    }
+    fn spend(&self, _: &str, _: &crate::protocol::usage::UsageReport, _: &dyn Fn(&str) -> Option<String>, _: u64) -> Result<crate::state::spend::WindowTotals, crate::state::shared::Unavailable> {
+        self.up()?;
+        Ok(Default::default())
+    }
+}
+
+/// A signed operator connect from device `dev`, answering challenge nonce `n`.
+fn signed_connect(dev: &str, signature: &str) -> String {
+    format!(r#"{{"type":"req","id":"1:c","method":"connect","params":{{"role":"operator","scopes":["operator.read"],"client":{{"id":"cli","mode":"cli"}},"device":{{"id":"{dev}","signature":"{signature}","signedAt":1795000000000,"nonce":"n"}}}}}}"#)
+}
+
+/// The first frame clawguard answered the client with, as JSON (none: nothing answered).
+fn answered(out: &Output) -> Option<serde_json::Value> {
+    let (_, payload) = frames(Sender::Server, &out.to_client).into_iter().find(|(op, _)| *op == OpCode::Text)?;
+    serde_json::from_slice(&payload).ok()
+}
+
+/// One connect on a replica of `w` sharing `store`: what was forwarded and answered.
+fn connect_on(w: &World, store: &FakeStore, frame: &str) -> (u32, Option<serde_json::Value>) {
+    let env = Env { shared: Some(store), ..w.env() };
+    let mut e = engine(w);
+    e.on_gateway_bytes(&env, &gateway(CHALLENGE));
+    let out = e.on_client_bytes(&env, &client(frame));
+    (out.forwarded[0], answered(&out))
+}
+
+#[test]
+fn issue19_a_signature_used_through_one_replica_is_refused_by_the_other() {
+    let (a, b, store) = (rules(""), rules(""), FakeStore::default());
+    let (forwarded, _) = connect_on(&a, &store, &signed_connect("dev1", "sig-1"));
+    assert_eq!(forwarded, 1, "the first use passes");
+    let (forwarded, answer) = connect_on(&b, &store, &signed_connect("dev1", "sig-1"));
+    assert_eq!(forwarded, 0, "the replay through the other replica is not forwarded");
+    let answer = answer.expect("refused in the gateway's shape");
+    assert_eq!(answer["error"]["details"]["code"], "DEVICE_AUTH_REPLAYED", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("another replica"), "{answer}");
+    assert_eq!(connect_on(&b, &store, &signed_connect("dev1", "sig-2")).0, 1, "a new signature passes");
+}
+
+#[test]
+fn issue19_failures_spread_over_replicas_lock_out_on_both() {
+    let (a, b, store) = (rules("[limits]\nauth_failures = 4\n"), rules("[limits]\nauth_failures = 4\n"), FakeStore::default());
+    let mismatch = r#"{"type":"res","id":"1:c","ok":false,"error":{"code":"INVALID_REQUEST","message":"unauthorized","details":{"code":"AUTH_TOKEN_MISMATCH"}}}"#;
+    for w in [&a, &b, &a, &b] {
+        let env = Env { shared: Some(&store), ..w.env() };
+        let mut e = engine(w);
+        e.on_gateway_bytes(&env, &gateway(CHALLENGE));
+        assert_eq!(e.on_client_bytes(&env, &client(CONNECT)).forwarded[0], 1);
+        e.on_gateway_bytes(&env, &gateway(mismatch));
+    }
+    // Two failures through each replica: neither reached its own limit of 4, the store did.
+    for w in [&a, &b] {
+        let (forwarded, answer) = connect_on(w, &store, CONNECT);
+        assert_eq!(forwarded, 0, "locked out through the shared count");
+        assert_eq!(answer.unwrap()["error"]["details"]["limit"], "auth-lockout");
+    }
+}
+
+#[test]
+fn issue19_replay_and_lockout_refuse_when_the_store_is_down_and_recover() {
+    let (w, store) = (rules(""), FakeStore::default());
+    store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    for frame in [signed_connect("dev1", "sig-1"), CONNECT.to_string()] {
+        let (forwarded, answer) = connect_on(&w, &store, &frame);
+        assert_eq!(forwarded, 0, "a connect the store cannot check is refused (fail closed)");
+        let answer = answer.unwrap();
+        assert_eq!(answer["error"]["details"]["code"], "STATE_UNAVAILABLE", "{answer}");
+        assert_eq!(answer["error"]["retryable"], true, "{answer}");
+    }
+    store.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(connect_on(&w, &store, &signed_connect("dev1", "sig-1")).0, 1, "the store is back: the connect passes");
+}
+
+#[test]
+fn issue19_shared_rate_limits_count_every_replica_and_fall_back_to_the_local_limit() {
+    // Sends are not serialised, so only the limit can refuse the third.
+    let policy = "[limits]\nsession_inference_per_minute = 2\n[sessions]\nserialize_sends = false\n";
+    let (a, b, store) = (rules(policy), rules(policy), FakeStore::default());
+    let send = |w: &World, n: usize| {
+        let env = Env { shared: Some(&store), ..w.env() };
+        let mut e = established(w);
+        let frame = format!(r#"{{"type":"req","id":"s{n}","method":"chat.send","params":{{"sessionKey":"main","message":"hi","idempotencyKey":"k{n}"}}}}"#);
+        e.on_client_bytes(&env, &client(&frame)).forwarded[0]
+    };
+    assert_eq!((send(&a, 1), send(&b, 2)), (1, 1), "two sends, one per replica, within the shared budget of 2");
+    assert_eq!(send(&a, 3), 0, "the third is refused although replica a saw only one");
+    store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((send(&b, 4), send(&b, 5)), (1, 1), "store down: replica b's own limit applies (it has two left)");
+    assert_eq!(send(&b, 6), 0, "and holds");
+}
