@@ -90,12 +90,14 @@ start_clawguard B "$GW_PORT" "$GATEWAY_POLICY"
 
 # --- a shared budget: $0.02 runs through A, B, A make $0.06, counted once; both refuse ----------
 wait_polled "${ADMIN[A]}" && wait_polled "${ADMIN[B]}"
+# Each run's cost is measured (by both) before the next is sent: a send while a run is still
+# going would join that run (the gateway queues it) and cost less than a run of its own.
 runs=0
 for step in 1:A 2:B 3:A; do
   n=${step%%:*} via=${step##*:}
   grep -q '"ok":true' <<< "$(send_run "${PORT[$via]}" "$n" shared)" && runs=$((runs + 1))
+  wait_spend "${ADMIN[A]}" "$(python3 -c "print(0.02 * $n)")" && wait_spend "${ADMIN[B]}" "$(python3 -c "print(0.02 * $n)")" || break
 done
-wait_spend "${ADMIN[A]}" 0.06 && wait_spend "${ADMIN[B]}" 0.06
 usd_a=$(metric "${ADMIN[A]}" 'clawguard_spend_usd{budget="daily"}') usd_b=$(metric "${ADMIN[B]}" 'clawguard_spend_usd{budget="daily"}')
 refused_a=$(send_run "${PORT[A]}" 4 shared) refused_b=$(send_run "${PORT[B]}" 5 shared)
 gw=0
@@ -139,8 +141,9 @@ capture() {
   (
     # shellcheck disable=SC1091
     source "$WORK/shared-gw/env.sh"
-    OPENCLAW_GATEWAY_URL=ws://127.0.0.1:$STAND_IN timeout 15 openclaw node run --host 127.0.0.1 --port "$STAND_IN" --display-name e2e-replay --commands system.which > "$WORK/capture-node.log" 2>&1 &
-    for _ in $(seq 1 150); do [[ -s "$WORK/signed-connect.json" ]] && break; sleep 0.1; done
+    # The CLI can take a minute to start on a loaded machine.
+    OPENCLAW_GATEWAY_URL=ws://127.0.0.1:$STAND_IN timeout 120 openclaw node run --host 127.0.0.1 --port "$STAND_IN" --display-name e2e-replay --commands system.which > "$WORK/capture-node.log" 2>&1 &
+    for _ in $(seq 1 1200); do [[ -s "$WORK/signed-connect.json" ]] && break; sleep 0.1; done
     kill %1 2>/dev/null
   )
   cp "$WORK/signed-connect.json" "$WORK/signed-connect-$1.json" 2>/dev/null
