@@ -238,18 +238,20 @@ fn days(now_ms: u64) -> (String, String) {
     (day(now_ms), day(now_ms.saturating_sub(DAY_MS)))
 }
 
-/// `[usd|name, value, tok|name, value, …]` as figures per name.
-fn window(flat: &[String]) -> std::collections::HashMap<String, Cost> {
+/// `[usd|name, value, tok|name, value, …]` as figures per name; a figure that is not a number
+/// is an error (reading it as 0 would forgive spend).
+fn window(flat: &[String]) -> Result<std::collections::HashMap<String, Cost>, Unavailable> {
     let mut out: std::collections::HashMap<String, Cost> = std::collections::HashMap::new();
+    let bad = |field: &str, value: &str| Unavailable(format!("Redis spend counter {field} holds {value:?}: expected a number"));
     for pair in flat.chunks_exact(2) {
         let (field, value) = (&pair[0], &pair[1]);
         if let Some(name) = field.strip_prefix("usd|") {
-            out.entry(name.to_string()).or_default().usd = value.parse().unwrap_or(0.0);
+            out.entry(name.to_string()).or_default().usd = value.parse().map_err(|_| bad(field, value))?;
         } else if let Some(name) = field.strip_prefix("tok|") {
-            out.entry(name.to_string()).or_default().tokens = value.parse().unwrap_or(0);
+            out.entry(name.to_string()).or_default().tokens = value.parse().map_err(|_| bad(field, value))?;
         }
     }
-    out
+    Ok(out)
 }
 
 impl SharedStore for RedisStore {
@@ -264,6 +266,8 @@ impl SharedStore for RedisStore {
             pipe.cmd("PTTL").arg(self.key(&format!("lock:{k}")));
         }
         let left: Vec<i64> = self.call("lockout", |c| pipe.query(c))?;
+        // PTTL answers -2 for a key that does not exist (not locked) and -1 for one without an
+        // expiry, which clawguard never writes; only a positive time left is a lockout.
         Ok(left.into_iter().filter_map(|ms| u64::try_from(ms).ok()).filter(|ms| *ms > 0).max())
     }
 
@@ -282,6 +286,7 @@ impl SharedStore for RedisStore {
     fn rate(&self, key: &str, interval_ms: u64, burst: u32) -> Result<Option<u64>, Unavailable> {
         let key = self.key(key);
         let wait: i64 = self.call("rate", |c| self.gcra.key(&key).arg(interval_ms.max(1)).arg(burst.max(1)).invoke(c))?;
+        // The script answers -1 for allowed, else the milliseconds to wait (never negative).
         Ok(u64::try_from(wait).ok())
     }
 
@@ -303,10 +308,12 @@ impl SharedStore for RedisStore {
             .arg(report.tokens);
         for s in &report.sessions {
             let key = s.key.to_lowercase();
+            // No runner known here: "" lets the script use a runner another replica noted, else
+            // charge the session's growth to global budgets only (as the local ledger does).
             let runner = runner_of(&key).unwrap_or_default();
             invocation.arg(key).arg(format!("{:.17}", s.usd)).arg(s.tokens).arg(runner);
         }
         let (hour, day): (Vec<String>, Vec<String>) = self.call("spend", |c| invocation.invoke(c))?;
-        Ok(WindowTotals { hour: window(&hour), day: window(&day) })
+        Ok(WindowTotals { hour: window(&hour)?, day: window(&day)? })
     }
 }

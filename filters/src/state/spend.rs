@@ -311,6 +311,7 @@ impl Ledger {
                 BudgetPeriod::Day => &totals.day,
             };
             let name = window.budget.identity.as_ref().map_or("", |i| i.get_ref().as_str());
+            // A name the counters do not hold has spent nothing in this window yet.
             let cost = figures.get(name).copied().unwrap_or_default();
             // Shared counters only grow within a window; a smaller figure is a store that lost
             // its data, and what this replica counted stays.
