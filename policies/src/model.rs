@@ -130,6 +130,10 @@ pub struct Spend {
     /// A usage report older than this (seconds) leaves spend unknown: run-starting requests are
     /// refused until a fresh report arrives (fail closed).
     pub max_report_age_seconds: u64,
+    /// When an enforced budget trips, also stop the runs in flight that clawguard saw start
+    /// (`chat.send` on a WebSocket that is still open) with `chat.abort`, on the connection
+    /// that started them; otherwise they run to their end and only new runs are refused.
+    pub abort_running: bool,
     /// The budgets (none: spend is counted and shown, nothing is refused).
     #[serde(rename = "budget")]
     pub budgets: Vec<Budget>,
@@ -137,7 +141,7 @@ pub struct Spend {
 
 impl Default for Spend {
     fn default() -> Self {
-        Spend { warn_at: 0.8, poll: false, poll_token: None, poll_interval_seconds: 10, max_report_age_seconds: 120, budgets: Vec::new() }
+        Spend { warn_at: 0.8, poll: false, poll_token: None, poll_interval_seconds: 10, max_report_age_seconds: 120, abort_running: false, budgets: Vec::new() }
     }
 }
 

@@ -33,7 +33,10 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => PrometheusHttpApp.response(session).await,
+            "/metrics" => {
+                crate::spend_poll::export_status(&self.shared.live());
+                PrometheusHttpApp.response(session).await
+            }
             "/livez" => json(200, serde_json::json!({ "live": true })),
             "/readyz" => {
                 let ready = self.shared.is_ready();

@@ -67,9 +67,12 @@ return -1
 ";
 
 /// Spend. `KEYS`: what the gateway's sessions were seen at today, today's and yesterday's
-/// runner notes, the hour's and the day's counters. `ARGV`: the report's total usd and tokens,
-/// then per session: key, usd, tokens, this replica's runner. Growth of the total is charged to
-/// the global figure (name ""), each session's growth to its runner; returns both windows.
+/// runner notes, the hour's and the day's counters. `ARGV`: the report's total usd and tokens
+/// (`-` and `-` for a client's partial report), then per session: key, usd, tokens, this
+/// replica's runner. Growth of the total is charged to the global figure (name ""), each
+/// session's growth to its runner; a partial report's session growth is charged globally too
+/// and added to the total seen, so the next full report does not charge it again. Returns both
+/// windows.
 const SPEND: &str = r"
 local seen, runners, runners_before, hour_w, day_w = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local function add(name, usd, tokens)
@@ -91,14 +94,27 @@ local function grow(field, usd, tokens)
   end
   return du, dt
 end
-local du, dt = grow('*', tonumber(ARGV[1]), tonumber(ARGV[2]))
-add('', du, dt)
+local partial = ARGV[1] == '-'
+if not partial then
+  local du, dt = grow('*', tonumber(ARGV[1]), tonumber(ARGV[2]))
+  add('', du, dt)
+end
 for i = 3, #ARGV, 4 do
   local key = ARGV[i]
   local su, st = grow('s|' .. key, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
   if su > 0 or st > 0 then
     local runner = redis.call('HGET', runners, key) or redis.call('HGET', runners_before, key) or ARGV[i + 3]
     if runner ~= '' then add(runner, su, st) end
+    if partial then
+      add('', su, st)
+      local old = redis.call('HGET', seen, '*')
+      local ou, ot = 0, 0
+      if old then
+        local a, b = string.match(old, '^(%S+) (%S+)$')
+        ou, ot = tonumber(a) or 0, tonumber(b) or 0
+      end
+      redis.call('HSET', seen, '*', string.format('%.17g %.0f', ou + su, ot + st))
+    end
   end
 end
 redis.call('PEXPIRE', seen, 172800000)
@@ -303,9 +319,12 @@ impl SharedStore for RedisStore {
             .key(self.key(&format!("spend:runners:{today}")))
             .key(self.key(&format!("spend:runners:{yesterday}")))
             .key(self.key(&format!("spend:w:hour:{}", now_ms - now_ms % HOUR_MS)))
-            .key(self.key(&format!("spend:w:day:{}", now_ms - now_ms % DAY_MS)))
-            .arg(format!("{:.17}", report.usd))
-            .arg(report.tokens);
+            .key(self.key(&format!("spend:w:day:{}", now_ms - now_ms % DAY_MS)));
+        if report.partial {
+            invocation.arg("-").arg("-");
+        } else {
+            invocation.arg(format!("{:.17}", report.usd)).arg(report.tokens);
+        }
         for s in &report.sessions {
             let key = s.key.to_lowercase();
             // No runner known here: "" lets the script use a runner another replica noted, else

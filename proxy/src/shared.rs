@@ -72,6 +72,9 @@ pub struct Shared {
     live: ArcSwap<Live>,
     /// Counts policy versions installed since start; connections watch it to be re-judged.
     generation: watch::Sender<u64>,
+    /// Counts enforced spend-budget trips; connections watch it to stop runs in flight
+    /// (`spend.abort_running`).
+    pub spend_trips: watch::Sender<u64>,
     /// The last reload's outcome, for `/policy` (see `reload.rs`).
     pub reloads: Mutex<crate::reload::ReloadState>,
     /// Serialises reloads (file watcher, SIGHUP, `/reload`).
@@ -143,6 +146,7 @@ impl Shared {
             approvals: ApprovalMemory::default(),
             live: ArcSwap::from_pointee(Live { policy: cfg.policy.clone(), guard: Guard::new(&cfg.policy.policy), loaded_at: cfg.loaded_at, secrets_version: cfg.secrets_version.clone() }),
             generation: watch::channel(0).0,
+            spend_trips: watch::channel(0).0,
             reloads: Mutex::new(crate::reload::ReloadState::default()),
             reloading: Mutex::new(()),
             started: cfg.policy.policy.clone(),

@@ -5,10 +5,16 @@
 //! which charges what is new. Warnings and trips are counted and recorded. A failed poll is
 //! counted and retried with backoff; the ledger itself refuses runs once its last report is
 //! older than `spend.max_report_age_seconds`.
+//!
+//! Every report read, the poll's or a client's answer on a WebSocket, is charged through the
+//! one path of `surfaces::spend`; what it crossed is published here ([`publish`]): counted,
+//! logged, recorded, and an enforced trip wakes every connection to stop its identity's runs in
+//! flight (`spend.abort_running`).
 
 use crate::shared::{now_ms, Shared};
 use clawguard_filters::protocol::usage::{report_params, UsageReport};
-use clawguard_filters::state::shared::SharedStore;
+use clawguard_filters::state::spend::SpendEvent;
+use clawguard_filters::surfaces::spend::charge_report;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
@@ -70,34 +76,42 @@ async fn poll_once(s: &Arc<Shared>, live: &crate::shared::Live) -> Result<(), St
     let payload = tokio::time::timeout(timeout, ask(upstream.address, token.trim(), &day)).await.map_err(|_| format!("the gateway did not answer within {timeout:?}"))??;
     let report = UsageReport::from_payload(&payload)?;
     tracing::debug!(sessions = report.sessions.len(), usd = report.usd, tokens = report.tokens, "spend poll: usage report read");
-    let runner_of = |key: &str| s.ledger.runner_of(key);
-    let now = now_ms();
-    let events = match &s.store {
-        // Replicas share the figures: each session's growth is charged once, whoever reads it.
-        Some(store) => {
-            let gateway = live.policy.policy.state.gateway.clone().unwrap_or_else(|| upstream.address.to_string());
-            let totals = store.spend(&gateway, &report, &runner_of, now).map_err(|e| format!("the shared spend counters: {e}"))?;
-            live.guard.spend().apply_shared(&totals, now)
-        }
-        None => live.guard.spend().observe(&report, &runner_of, now),
-    };
+    // Replicas share the figures: each session's growth is charged once, whoever reads it.
+    let events = charge_report(&s.env(live), &report).map_err(|e| format!("the shared spend counters: {e}"))?;
     for event in &events {
-        let (kind, e) = match event {
-            clawguard_filters::state::spend::SpendEvent::Warning(e) => ("warning", e),
-            clawguard_filters::state::spend::SpendEvent::Tripped(e) => ("trip", e),
-        };
-        crate::metrics::SPEND_EVENTS.with_label_values(&[&e.budget, kind]).inc();
-        tracing::warn!(budget = %e.budget, kind, spent = e.spent, limit = e.limit, "spend budget {kind}");
         if let Some(audit) = &s.audit {
             audit.record_now(clawguard_filters::surfaces::record::spend_event(event));
         }
     }
+    publish(s, &events);
+    export_status(live);
+    Ok(())
+}
+
+/// Counts and logs the thresholds a report crossed (the caller records them), and wakes every
+/// connection after an enforced trip, to stop the runs in flight of the identities it covers.
+pub fn publish(s: &Shared, events: &[SpendEvent]) {
+    for event in events {
+        let (kind, e) = match event {
+            SpendEvent::Warning(e) => ("warning", e),
+            SpendEvent::Tripped(e) => ("trip", e),
+        };
+        crate::metrics::SPEND_EVENTS.with_label_values(&[&e.budget, kind]).inc();
+        tracing::warn!(budget = %e.budget, kind, spent = e.spent, limit = e.limit, shadow = e.shadow, "spend budget {kind}");
+    }
+    if events.iter().any(|e| matches!(e, SpendEvent::Tripped(e) if !e.shadow)) {
+        s.spend_trips.send_modify(|n| *n += 1);
+    }
+}
+
+/// Sets the spend gauges from the ledger of the policy in force (after a report, and when
+/// `/metrics` is read).
+pub fn export_status(live: &crate::shared::Live) {
     for b in live.guard.spend().status(now_ms()) {
         crate::metrics::SPEND_USD.with_label_values(&[&b.budget]).set(b.usd);
         crate::metrics::SPEND_TOKENS.with_label_values(&[&b.budget]).set(i64::try_from(b.tokens).unwrap_or(i64::MAX));
         crate::metrics::SPEND_USED.with_label_values(&[&b.budget]).set(b.used);
     }
-    Ok(())
 }
 
 /// The gateway handshake as an `operator.read` client, then `sessions.usage` for `day`.

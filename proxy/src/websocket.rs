@@ -364,6 +364,8 @@ struct Recording<'a> {
     conn: Connection,
     /// Where signs of protocol drift are noted (readiness reads them).
     drift: &'a std::sync::Mutex<crate::shared::Drift>,
+    /// Where spend thresholds crossed by a report read on this connection are published.
+    shared: &'a Shared,
 }
 
 /// Runs the connection until it ends; returns how it ended.
@@ -406,9 +408,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         }
     };
     let main = async move {
-        let mut rec = Recording { audit: shared.audit.as_deref(), conn, drift: &shared.drift };
+        let mut rec = Recording { audit: shared.audit.as_deref(), conn, drift: &shared.drift, shared };
         let mut shutdown = shared.shutdown.clone();
         let mut pins_changed = shared.pins.subscribe();
+        let mut spend_tripped = shared.spend_trips.subscribe();
         let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
@@ -483,6 +486,13 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 changed = pins_changed.changed() => {
                     if changed.is_ok() {
                         let out = engine.recheck(&shared.env(&shared.live()));
+                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                    }
+                },
+                changed = spend_tripped.changed() => {
+                    if changed.is_ok() {
+                        // A budget tripped: this connection's runs in flight stop if it covers them.
+                        let out = engine.abort_runs(&shared.env(&shared.live()));
                         if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },
@@ -599,6 +609,8 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             Notice::Established { identity, client, device, role, scopes, .. } => {
                 tracing::debug!(%identity, %client, %device, role, ?scopes, "gateway handshake complete")
             }
+            Notice::Spend(event) => crate::spend_poll::publish(rec.shared, std::slice::from_ref(&event)),
+            Notice::SpendUnread { reason } => tracing::warn!(conn = %rec.conn.id, %reason, "spend: a usage report was not counted"),
         }
     }
     if forwarded[0] > 0 {

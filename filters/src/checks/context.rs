@@ -52,6 +52,11 @@ pub struct Guard {
     /// Spend budgets and what the current windows have cost (state as long as this policy
     /// version, carried over by a reload).
     pub spend: Mutex<crate::state::spend::Ledger>,
+    /// `spend.abort_running`: runs in flight of an identity past an enforced budget are stopped.
+    pub abort_running: bool,
+    /// The name this gateway's shared spend counters are kept under (`state.gateway`, else the
+    /// upstream address).
+    pub spend_gateway: String,
 }
 
 impl Guard {
@@ -75,6 +80,8 @@ impl Guard {
             http: crate::checks::http_policy::HttpPolicy::new(policy),
             record_allowed: policy.audit.enabled.then_some(policy.audit.record_allowed),
             spend: Mutex::new(crate::state::spend::Ledger::new(&policy.spend)),
+            abort_running: policy.spend.abort_running,
+            spend_gateway: policy.state.gateway.clone().unwrap_or_else(|| policy.upstream.address.to_string()),
         }
     }
 

@@ -10,7 +10,8 @@
 //! - [`exec`]: the exec policy (commands parsed as shell, wrappers peeled, segments judged);
 //!   [`exec_guard`]: it applied to every entry point, and approvals bound to what was approved.
 //! - [`node_guard`]: node command-set pins applied to connects, invocations and pairing.
-//! - [`session_guard`]: session ownership on one connection.
+//! - [`session_guard`]: session ownership on one connection; [`spend_abort`]: its runs in
+//!   flight, stopped when a spend budget trips (`spend.abort_running`).
 //! - [`attribution`]: which forwarding headers the gateway must see for a peer.
 
 pub mod attribution;
@@ -28,3 +29,4 @@ pub mod node_guard;
 pub mod origin;
 pub mod rules;
 pub mod session_guard;
+pub mod spend_abort;

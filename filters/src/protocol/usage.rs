@@ -3,6 +3,10 @@
 //! (`usage-*.mjs`: `startDate`, `totals.{totalCost,totalTokens}`, `sessions[].{key,usage}`,
 //! `usage` null for a session with no usage yet). A report that is not in that shape is an
 //! error naming the field: spend that cannot be read is not counted as zero.
+//!
+//! A client's own `sessions.usage` answer passing through clawguard is read too when its
+//! request asked for the same figures per session ([`passive_report_day`]): its totals may
+//! cover only the sessions that client can see, so only its per-session figures count.
 
 use serde_json::{json, Value};
 
@@ -32,6 +36,21 @@ pub struct UsageReport {
     pub tokens: u64,
     /// The sessions listed, with their cost.
     pub sessions: Vec<SessionUsage>,
+    /// The report answers another client's request: its totals need not be the day's (the
+    /// gateway limits them to what that client may see), so only its sessions count.
+    pub partial: bool,
+}
+
+/// The UTC day whose per-session figures a client's `sessions.usage` request asks for, when
+/// they are the figures the poll reads (`None`: the answer is not read). As 2026.9.6's handler
+/// reads params: `mode: "utc"` (UTC day buckets), `startDate` = `endDate` = `today`, and
+/// sessions counted one by one (`groupBy` not `"family"`, `includeHistorical` not `true`,
+/// which would fold other sessions' usage into one row). Filters (`key`, `agentId`,
+/// `creatorKey`, `limit`, `agentScope`) only choose which sessions are listed.
+pub fn passive_report_day<'a>(params: &Value, today: &'a str) -> Option<&'a str> {
+    let day = |field: &str| params.get(field).and_then(Value::as_str) == Some(today);
+    let one_by_one = params.get("groupBy").and_then(Value::as_str) != Some("family") && params.get("includeHistorical") != Some(&Value::Bool(true));
+    (params.get("mode").and_then(Value::as_str) == Some("utc") && day("startDate") && day("endDate") && one_by_one).then_some(today)
 }
 
 /// The params of the poll's `sessions.usage` request for UTC day `day` (`YYYY-MM-DD`).
@@ -72,7 +91,17 @@ impl UsageReport {
             let at = format!("{at}.usage");
             sessions.push(SessionUsage { key: key.to_string(), usd: figure(usage, &at, "totalCost")?, tokens: tokens(usage, &at)? });
         }
-        Ok(UsageReport { day: day.to_string(), usd: figure(totals, "totals", "totalCost")?, tokens: tokens(totals, "totals")?, sessions })
+        Ok(UsageReport { day: day.to_string(), usd: figure(totals, "totals", "totalCost")?, tokens: tokens(totals, "totals")?, sessions, partial: false })
+    }
+
+    /// Reads a client's `sessions.usage` answer to a request that asked for UTC day `day`'s
+    /// per-session figures: only its sessions count ([`UsageReport::partial`]).
+    pub fn from_client_answer(payload: &Value, day: &str) -> Result<UsageReport, String> {
+        let report = UsageReport { partial: true, ..UsageReport::from_payload(payload)? };
+        if report.day != day {
+            return Err(format!("sessions.usage answer covers {}: its request asked for {day}", report.day));
+        }
+        Ok(report)
     }
 }
 
@@ -95,6 +124,33 @@ mod tests {
         assert_eq!(report.day, "2026-12-03");
         assert_eq!((report.usd, report.tokens), (0.025, 1700));
         assert_eq!(report.sessions, vec![SessionUsage { key: "agent:main:main".into(), usd: 0.02, tokens: 1500 }]);
+        assert!(!report.partial);
+        let passive = UsageReport::from_client_answer(&payload, "2026-12-03").unwrap();
+        assert!(passive.partial && passive.sessions == report.sessions);
+        assert!(UsageReport::from_client_answer(&payload, "2026-12-04").unwrap_err().contains("asked for 2026-12-04"));
+    }
+
+    #[test]
+    fn issue19_a_client_request_is_read_only_when_it_asks_for_todays_figures_per_session() {
+        let today = "2026-12-03";
+        let base = json!({"startDate": today, "endDate": today, "mode": "utc"});
+        assert_eq!(passive_report_day(&base, today), Some(today));
+        assert_eq!(passive_report_day(&report_params(today), today), Some(today), "what the poll asks");
+        let with = |field: &str, v: Value| {
+            let mut p = base.clone();
+            p[field] = v;
+            passive_report_day(&p, today)
+        };
+        assert_eq!(with("key", json!("agent:main:x")), Some(today), "a filter only chooses sessions");
+        assert_eq!(with("mode", json!("gateway")), None, "days in the gateway's time zone are other buckets");
+        assert_eq!(with("mode", json!(" utc")), None);
+        assert_eq!(with("startDate", json!("2026-12-02")), None, "more than today");
+        assert_eq!(with("endDate", json!("2026-12-02")), None);
+        assert_eq!(with("groupBy", json!("family")), None, "family rows fold sessions together");
+        assert_eq!(with("includeHistorical", json!(true)), None);
+        assert_eq!(with("includeHistorical", json!(false)), Some(today));
+        assert_eq!(passive_report_day(&json!({"days": 1, "mode": "utc"}), today), None, "a range of days is not read");
+        assert_eq!(passive_report_day(&Value::Null, today), None);
     }
 
     #[test]

@@ -235,8 +235,9 @@ impl Ledger {
 
     /// Charges what a usage report adds to the previous one: each listed session's new cost to
     /// the identity that last started a run on it (`runner_of`; none: global budgets only), and
-    /// the growth of unlisted sessions to global budgets only. A report of an earlier day than
-    /// the last is ignored. Returns the thresholds crossed.
+    /// the growth of unlisted sessions to global budgets only (not for a partial report, whose
+    /// totals are not the day's). A report of an earlier day than the last is ignored. Returns
+    /// the thresholds crossed.
     pub fn observe(&mut self, report: &UsageReport, runner_of: &dyn Fn(&str) -> Option<String>, now_ms: u64) -> Vec<SpendEvent> {
         if report.day < self.seen.day {
             return Vec::new();
@@ -244,7 +245,6 @@ impl Ledger {
         if report.day != self.seen.day {
             self.seen = Seen { day: report.day.clone(), ..Seen::default() };
         }
-        self.measured_at_ms = Some(now_ms);
         let mut events = Vec::new();
         let mut listed = Cost::default();
         for session in &report.sessions {
@@ -258,6 +258,12 @@ impl Ledger {
                 events.extend(self.charge(&identity, new, now_ms));
             }
         }
+        if report.partial {
+            // Another client's view: it says nothing of sessions it does not list, nor is it the
+            // poll's report (whose age decides whether spend is known).
+            return events;
+        }
+        self.measured_at_ms = Some(now_ms);
         let unlisted = less(Cost { usd: report.usd, tokens: report.tokens }, listed);
         let new = less(unlisted, self.seen.unlisted);
         self.seen.unlisted = unlisted;
@@ -298,10 +304,13 @@ impl Ledger {
 
     /// Takes the figures of the shared store (`[state] backend = "redis"`, every replica's
     /// reports counted once) as the current windows' spend: each budget reads its identity's
-    /// figure (global budgets the empty name) for its period. Counts as a fresh report;
-    /// returns the thresholds crossed.
-    pub fn apply_shared(&mut self, totals: &WindowTotals, now_ms: u64) -> Vec<SpendEvent> {
-        self.measured_at_ms = Some(now_ms);
+    /// figure (global budgets the empty name) for its period. After a report of every session
+    /// (`fresh`: not a client's partial one) spend counts as measured now; returns the
+    /// thresholds crossed.
+    pub fn apply_shared(&mut self, totals: &WindowTotals, fresh: bool, now_ms: u64) -> Vec<SpendEvent> {
+        if fresh {
+            self.measured_at_ms = Some(now_ms);
+        }
         let warn_at = self.warn_at;
         let mut events = Vec::new();
         for window in &mut self.windows {
@@ -477,7 +486,7 @@ mod tests {
 
     fn report(day: &str, usd: f64, sessions: &[(&str, f64)]) -> UsageReport {
         let sessions = sessions.iter().map(|(k, c)| crate::protocol::usage::SessionUsage { key: (*k).into(), usd: *c, tokens: 0 }).collect();
-        UsageReport { day: day.into(), usd, tokens: 0, sessions }
+        UsageReport { day: day.into(), usd, tokens: 0, sessions, partial: false }
     }
 
     #[test]
@@ -525,6 +534,35 @@ mod tests {
         assert!(stale.contains("read 61 s ago (spend.max_report_age_seconds = 60)"), "{stale}");
     }
 
+    impl Ledger {
+        fn apply_shared_t(&mut self, totals: &WindowTotals, now_ms: u64) -> Vec<SpendEvent> {
+            self.apply_shared(totals, true, now_ms)
+        }
+    }
+
+    #[test]
+    fn issue19_a_clients_partial_report_charges_its_sessions_once_and_leaves_spend_unmeasured() {
+        let mut l = ledger(
+            "[[identity]]\nname = \"alice\"\nscopes = []\n\
+             [spend]\npoll = true\npoll_token = \"env:T\"\n\
+             [[spend.budget]]\nname = \"all\"\nperiod = \"day\"\nusd = 100.0\n\
+             [[spend.budget]]\nname = \"alice\"\nperiod = \"day\"\nidentity = \"alice\"\nusd = 1.0\n",
+        );
+        let runner = |key: &str| (key == "agent:main:alice").then(|| "alice".to_string());
+        let day = "2026-12-02";
+        let figures = |l: &mut Ledger| l.status(T0 + 9).iter().map(|b| (b.usd * 1000.0).round() / 1000.0).collect::<Vec<_>>();
+        l.observe(&report(day, 0.5, &[("agent:main:alice", 0.3)]), &runner, T0);
+        assert_eq!(figures(&mut l), [0.5, 0.3]);
+        // A client that sees only alice's session: its totals (0.7) are not the day's.
+        let partial = UsageReport { partial: true, ..report(day, 0.7, &[("agent:main:alice", 0.7)]) };
+        let events = l.observe(&partial, &runner, T0 + 1);
+        assert_eq!(figures(&mut l), [0.9, 0.7], "alice's growth counts for her and globally; the partial totals do not");
+        assert_eq!(events, vec![]);
+        assert!(l.check("alice", T0 + 120_001).unmeasured.is_some(), "a partial report does not make spend measured");
+        l.observe(&report(day, 0.95, &[("agent:main:alice", 0.7)]), &runner, T0 + 3);
+        assert_eq!(figures(&mut l), [0.95, 0.7], "the poll's next report charges only what neither charged");
+    }
+
     #[test]
     fn issue19_shared_figures_replace_the_windows_and_cross_thresholds_once() {
         let mut l = ledger(
@@ -538,13 +576,13 @@ mod tests {
             day: [(String::new(), Cost { usd: global, tokens: 0 })].into(),
         };
         assert!(l.check("alice", T0).unmeasured.is_some(), "nothing read yet");
-        assert_eq!(l.apply_shared(&totals(0.5, 100), T0), vec![]);
+        assert_eq!(l.apply_shared_t(&totals(0.5, 100), T0), vec![]);
         assert_eq!(l.check("alice", T0).unmeasured, None, "shared figures count as a fresh report");
-        let events = l.apply_shared(&totals(0.9, 1000), T0 + 1);
+        let events = l.apply_shared_t(&totals(0.9, 1000), T0 + 1);
         assert!(matches!(&events[..], [SpendEvent::Warning(w), SpendEvent::Tripped(t)] if w.budget == "all" && t.budget == "alice-hour" && t.unit == Unit::Tokens), "{events:?}");
-        assert_eq!(l.apply_shared(&totals(0.9, 1000), T0 + 2), vec![], "each threshold once per window");
+        assert_eq!(l.apply_shared_t(&totals(0.9, 1000), T0 + 2), vec![], "each threshold once per window");
         assert!(l.check("alice", T0 + 3).refused.is_some_and(|e| e.budget == "alice-hour"));
-        assert_eq!(l.apply_shared(&totals(0.2, 10), T0 + 4), vec![], "a store that lost its counters does not forgive what was counted");
+        assert_eq!(l.apply_shared_t(&totals(0.2, 10), T0 + 4), vec![], "a store that lost its counters does not forgive what was counted");
         assert!(l.check("alice", T0 + 5).refused.is_some());
         assert!(l.check("alice", T0 - T0 % HOUR + HOUR).refused.is_none(), "the hour resets");
     }

@@ -146,8 +146,16 @@ pub struct Judgement {
 }
 
 /// Something worth logging that is not a verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
+    /// A client's `sessions.usage` answer, read on the way, crossed a spend threshold.
+    Spend(crate::state::spend::SpendEvent),
+    /// A client's `sessions.usage` answer that asked for today's figures could not be counted
+    /// (it is delivered as it is; the spend poll counts that spend).
+    SpendUnread {
+        /// Why.
+        reason: String,
+    },
     /// A client asked for a method the method table does not have (a sign of a gateway or
     /// client newer than the table; such a method needs `operator.admin`).
     UnknownMethod {
@@ -248,6 +256,10 @@ pub struct Access {
     /// The method of the last request, when the method table does not have it (taken by the
     /// engine, which reports it).
     unknown_method: Option<String>,
+    /// `chat.send` runs in flight on this connection (`spend.abort_running`).
+    runs: crate::checks::spend_abort::RunTracker,
+    /// `sessions.usage` requests whose answers are read for spend: request id, UTC day.
+    usage_requests: Vec<(String, String)>,
 }
 
 /// What a request's answer must be read for, noted while it is judged.
@@ -370,6 +382,8 @@ impl Access {
             staged: None,
             audit_method: None,
             unknown_method: None,
+            runs: Default::default(),
+            usage_requests: Vec::new(),
         }
     }
 
@@ -554,6 +568,7 @@ impl Access {
                         Some(Staged::Resolution(approval, decision)) => self.resolutions.push((id.to_string(), approval, decision)),
                         None => {}
                     }
+                    self.note_spend_request(env, &id, &method, &params);
                     if method == "config.get" {
                         self.pending_config_gets.push(id.into_owned());
                     } else if method == "node.pair.list" {
@@ -569,6 +584,54 @@ impl Access {
                 let details = json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
                 self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
             }
+        }
+    }
+
+    /// Notes what a forwarded request means for spend: a `chat.send` run to follow (to stop it
+    /// when a budget trips, `spend.abort_running`), a `sessions.usage` answer to read.
+    fn note_spend_request(&mut self, env: &Env<'_>, id: &str, method: &str, params: &Value) {
+        match method {
+            "chat.send" if env.guard.abort_running && self.role == Role::Operator => {
+                if let Some(key) = params.get("sessionKey").and_then(Value::as_str) {
+                    self.runs.on_send(id, key);
+                }
+            }
+            "sessions.usage" if env.guard.spend().has_budgets() => {
+                let today = &crate::state::spend::reset_time(env.now_ms)[..10];
+                if let Some(day) = crate::protocol::usage::passive_report_day(params, today) {
+                    self.usage_requests.push((id.to_string(), day.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this connection's verdicts are enforced (not dry-run).
+    pub fn enforces(&self, env: &Env<'_>) -> bool {
+        self.enforce(env, None)
+    }
+
+    /// The runs in flight this connection started (`spend.abort_running`).
+    pub fn runs_mut(&mut self) -> &mut crate::checks::spend_abort::RunTracker {
+        &mut self.runs
+    }
+
+    /// A client's `sessions.usage` answer that was asked for today's per-session figures:
+    /// charged to the budgets like a poll's report (only its sessions count).
+    fn usage_answer(&mut self, env: &Env<'_>, id: &str, ok: bool, payload: Option<&str>) -> Vec<Notice> {
+        let Some(i) = self.usage_requests.iter().position(|(r, _)| r == id) else { return Vec::new() };
+        let (_, day) = self.usage_requests.swap_remove(i);
+        if !ok {
+            return Vec::new();
+        }
+        let value = payload.and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
+        let report = match crate::protocol::usage::UsageReport::from_client_answer(&value, &day) {
+            Ok(report) => report,
+            Err(e) => return vec![Notice::SpendUnread { reason: format!("a client's sessions.usage answer cannot be read for spend: {e}") }],
+        };
+        match crate::surfaces::spend::charge_report(env, &report) {
+            Ok(events) => events.into_iter().map(Notice::Spend).collect(),
+            Err(e) => vec![Notice::SpendUnread { reason: format!("a client's sessions.usage answer was not counted: the shared spend counters: {e}") }],
         }
     }
 
@@ -1107,6 +1170,9 @@ impl Access {
             || !self.approval_requests.is_empty()
             || !self.pending_pair_lists.is_empty()
             || !self.resolutions.is_empty()
+            || self.runs.awaits_answers()
+            || self.runs.has_runs()
+            || !self.usage_requests.is_empty()
             || (self.role == Role::Operator && self.effective_scopes().closure().contains(Scope::Approvals))
             || (self.role == Role::Operator && self.effective_scopes().contains(Scope::Pairing));
         if !needs_parse {
@@ -1136,7 +1202,11 @@ impl Access {
                 if !ok && matches!(&self.phase, Phase::Connecting { connect_id } if *connect_id == id) {
                     self.count_connect_failure(env, text);
                 }
-                self.gateway_answer(env, &id, ok, payload.map(|p| p.get()))
+                let payload = payload.map(|p| p.get());
+                let spent = self.usage_answer(env, &id, ok, payload);
+                let (judgement, mut notices) = self.gateway_answer(env, &id, ok, payload);
+                notices.extend(spent);
+                (judgement, notices)
             }
             Ok(GatewayFrame::Req { .. }) => (forward, Vec::new()),
             Err(_) if env.guard.rules.inspects_gateway() => (
@@ -1178,6 +1248,9 @@ impl Access {
         if event == "node.pair.requested" {
             self.pair_requests.learn(&value);
         }
+        if event == "chat" && self.runs.has_runs() {
+            self.runs.on_chat_event(&value);
+        }
         if event == "exec.approval.requested" {
             if let Some(approval) = value["id"].as_str() {
                 env.approvals.remember(approval, env.guard.exec(), &value["request"], env.now_ms);
@@ -1203,6 +1276,14 @@ impl Access {
             if node.swallows(id) {
                 let reason = "the gateway's answer to clawguard's own node.invoke.result".to_string();
                 return (Judgement { action: Action::Drop { rule: "node-pin".into(), reason }, enforce: true }, Vec::new());
+            }
+        }
+        if self.runs.awaits_answers() {
+            let value = payload.and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
+            if let crate::checks::spend_abort::Answered::OwnAbort { run, aborted } = self.runs.on_answer(id, ok, &value) {
+                let outcome = if aborted { "the run was stopped" } else { "no run was stopped (it had ended)" };
+                let reason = format!("the gateway's answer to clawguard's chat.abort of run {:?} on session {:?}: {outcome}", run.run_id, run.session_key);
+                return (Judgement { action: Action::Drop { rule: "spend-abort".into(), reason }, enforce: true }, Vec::new());
             }
         }
         if let Some(i) = self.resolutions.iter().position(|(r, _, _)| r == id) {

@@ -204,6 +204,7 @@ pub fn decide(env: &Env<'_>, scenario: &Scenario) -> Result<Decision, DecideErro
         None | Some(Verdict::Forward) => "allow",
         Some(Verdict::Rewrite) => "rewrite",
         Some(Verdict::WouldDeny) => "would-deny",
+        Some(Verdict::Abort) => "abort",
         Some(Verdict::Reply) if direction == Direction::GatewayToClient => "answer",
         Some(Verdict::Reply) => "deny",
         Some(Verdict::Drop) => "drop",

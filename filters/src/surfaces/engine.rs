@@ -63,6 +63,8 @@ pub enum Verdict {
     Rewrite,
     /// Forwarded, but would have been refused (dry-run).
     WouldDeny,
+    /// A run in flight was stopped: clawguard sent `chat.abort` in the connection's name.
+    Abort,
 }
 
 impl Verdict {
@@ -75,6 +77,7 @@ impl Verdict {
             Verdict::Close => "close",
             Verdict::Rewrite => "rewrite",
             Verdict::WouldDeny => "would_deny",
+            Verdict::Abort => "abort",
         }
     }
 }
@@ -271,6 +274,43 @@ impl WsEngine {
         out
     }
 
+    /// Stops the runs in flight this connection started when its identity is past an enforced
+    /// spend budget (`spend.abort_running`): one `chat.abort` per run, in the connection's
+    /// name; in dry-run or past a shadow budget, each is recorded as would-abort instead.
+    pub fn abort_runs(&mut self, env: &Env<'_>) -> Output {
+        let mut out = Output::default();
+        self.abort_if_over_budget(env, &mut out);
+        out
+    }
+
+    fn abort_if_over_budget(&mut self, env: &Env<'_>, out: &mut Output) {
+        if self.closing || self.done || !env.guard.abort_running || !self.access.runs_mut().has_runs() {
+            return;
+        }
+        let check = env.guard.spend().check(self.identity_name(), env.now_ms);
+        let (exceeded, enforce) = match (check.refused, check.shadowed.into_iter().next()) {
+            (Some(e), _) => (e, self.access.enforces(env)),
+            (None, Some(e)) => (e, false),
+            (None, None) => return,
+        };
+        let rule = format!("spend:{}", exceeded.budget);
+        let target = Some("chat.abort".to_string());
+        if !enforce {
+            for run in self.access.runs_mut().runs() {
+                let reason = format!("would stop run {:?} on session {:?}: {}", run.run_id, run.session_key, exceeded.reason());
+                out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::WouldDeny, rule: rule.clone(), reason, target: target.clone() });
+            }
+            return;
+        }
+        let tag = self.next_mask();
+        for (frame, run) in self.access.runs_mut().abort_all(u32::from_le_bytes(tag)) {
+            let mask = self.next_mask();
+            out.to_gateway.push(encode_frame(true, OpCode::Text, &frame, Some(mask)));
+            let reason = format!("stopped run {:?} on session {:?}: {}", run.run_id, run.session_key, exceeded.reason());
+            out.decided.push(Decided { direction: Direction::ClientToGateway, verdict: Verdict::Abort, rule: rule.clone(), reason, target: target.clone() });
+        }
+    }
+
     /// Bytes from the client.
     pub fn on_client_bytes(&mut self, env: &Env<'_>, data: &[u8]) -> Output {
         let mut out = Output::default();
@@ -320,6 +360,10 @@ impl WsEngine {
                     out.decided.push(Decided { direction: Direction::GatewayToClient, verdict: Verdict::Close, rule: "websocket-protocol".into(), reason, target: None });
                 }
             }
+        }
+        // A run the gateway accepted after its identity's budget tripped is stopped too.
+        if self.access.runs_mut().take_fresh() {
+            self.abort_if_over_budget(env, &mut out);
         }
         out
     }

@@ -7,9 +7,12 @@
 //! - [`http`]: the HTTP surface: canonical paths, the gateway's route table, origins, URL
 //!   ingestion, response headers.
 //! - [`decide`]: either surface replayed for `clawguard decide`.
+//! - [`spend`]: a usage report (the spend poll's, or a client's answer read on the way)
+//!   charged to the budgets; [`record`]: verdicts as audit records.
 
 pub mod access;
 pub mod decide;
 pub mod engine;
 pub mod http;
 pub mod record;
+pub mod spend;

@@ -85,9 +85,14 @@ pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
         Verdict::Close => (Outcome::Denied, "close"),
         Verdict::Rewrite => (Outcome::Success, "rewrite"),
         Verdict::Forward => (Outcome::Success, "allow"),
+        Verdict::Abort => (Outcome::Denied, "abort"),
     };
     let kind = if d.direction == Direction::ClientToGateway { "method" } else { "event" };
-    let mut e = Event::new(category, if d.verdict == Verdict::Close { "ws.close" } else { "ws.message" }, outcome, Target::new(kind, d.target.clone().unwrap_or_default()));
+    let mut e = Event::new(category, match d.verdict {
+        Verdict::Close => "ws.close",
+        Verdict::Abort => "run.abort",
+        _ => "ws.message",
+    }, outcome, Target::new(kind, d.target.clone().unwrap_or_default()));
     e.decision = decision;
     e.enforced = d.verdict != Verdict::WouldDeny;
     e.severity = if d.verdict == Verdict::Rewrite { Severity::Low } else { severity_of(category, e.enforced) };
@@ -151,6 +156,20 @@ pub fn ws_notice(conn: &Connection, n: &Notice) -> Event {
             e.severity = Severity::Low;
             e.decision = "note";
             e.reason = Some(format!("{method} is not in clawguard's method table (it needs operator.admin)"));
+            conn.stamp(e)
+        }
+        Notice::Spend(event) => {
+            // The budget's record, noting the connection whose answer was read.
+            let mut e = spend_event(event);
+            e.details.insert("source".into(), Value::from("client-answer"));
+            e.details.insert("conn".into(), Value::from(conn.id.to_string()));
+            e
+        }
+        Notice::SpendUnread { reason } => {
+            let mut e = Event::new(Category::Limit, "spend.unread", Outcome::Failure, Target::new("method", "sessions.usage"));
+            e.severity = Severity::Low;
+            e.decision = "note";
+            e.reason = Some(reason.clone());
             conn.stamp(e)
         }
     }

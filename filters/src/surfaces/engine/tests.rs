@@ -626,3 +626,120 @@ fn issue19_shared_rate_limits_count_every_replica_and_fall_back_to_the_local_lim
     assert_eq!((send(&b, 4), send(&b, 5)), (1, 1), "store down: replica b's own limit applies (it has two left)");
     assert_eq!(send(&b, 6), 0, "and holds");
 }
+
+/// The text messages of frames toward `sender`'s peer, as JSON.
+fn texts(sender: Sender, chunks: &[Bytes]) -> Vec<serde_json::Value> {
+    frames(sender, chunks).into_iter().filter(|(op, _)| *op == OpCode::Text).map(|(_, p)| serde_json::from_slice(&p).unwrap()).collect()
+}
+
+const ABORTING: &str = "[spend]\npoll = true\npoll_token = \"env:T\"\nabort_running = true\n[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 1.0\n";
+
+/// A `chat.send` on `main` forwarded (`id`), and the gateway's answer that its run started.
+fn run_started(e: &mut WsEngine, env: &Env<'_>, id: &str, run: &str) -> Output {
+    fresh_report(env);
+    let send = format!(r#"{{"type":"req","id":"{id}","method":"chat.send","params":{{"sessionKey":"main","message":"hi","idempotencyKey":"{run}"}}}}"#);
+    assert_eq!(e.on_client_bytes(env, &client(&send)).forwarded[0], 1);
+    e.on_gateway_bytes(env, &gateway(&format!(r#"{{"type":"res","id":"{id}","ok":true,"payload":{{"runId":"{run}","status":"started"}}}}"#)))
+}
+
+/// A poll report of today that adds nothing: spend counts as measured.
+fn fresh_report(env: &Env<'_>) {
+    let day = crate::state::spend::reset_time(env.now_ms)[..10].to_string();
+    let report = crate::protocol::usage::UsageReport { day, usd: 0.0, tokens: 0, sessions: vec![], partial: false };
+    env.guard.spend().observe(&report, &|_| None, env.now_ms);
+}
+
+/// Spend that exhausts the `day` budget.
+fn trip(w: &World) {
+    let events = w.guard.spend().charge("root", crate::state::spend::Cost { usd: 1.0, tokens: 0 }, w.env().now_ms);
+    assert!(matches!(&events[..], [crate::state::spend::SpendEvent::Tripped(_)]), "{events:?}");
+}
+
+#[test]
+fn issue19_abort_running_stops_the_runs_in_flight_when_a_budget_trips() {
+    let w = rules(ABORTING);
+    let env = w.env();
+    let mut e = established(&w);
+    let started = run_started(&mut e, &env, "s1", "run-1");
+    assert_eq!((started.forwarded[1], started.to_gateway.len()), (1, 0), "the answer is delivered; within budget nothing is stopped");
+    assert!(e.abort_runs(&env).to_gateway.is_empty(), "no budget is exhausted");
+    trip(&w);
+    let out = e.abort_runs(&env);
+    let sent = texts(Sender::Client, &out.to_gateway);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["method"].as_str(), &sent[0]["params"]), (Some("chat.abort"), &serde_json::json!({"sessionKey": "main", "runId": "run-1"})));
+    let d = &out.decided[0];
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Abort, "spend:day"));
+    assert!(d.reason.contains("stopped run \"run-1\" on session \"main\": spend budget \"day\""), "{}", d.reason);
+    // The gateway's answer to clawguard's own request is not the client's.
+    let answer = format!(r#"{{"type":"res","id":"{}","ok":true,"payload":{{"ok":true,"aborted":true,"runIds":["run-1"]}}}}"#, sent[0]["id"].as_str().unwrap());
+    let out = e.on_gateway_bytes(&env, &gateway(&answer));
+    assert!(out.to_client.is_empty() && out.forwarded == [0, 0], "{out:?}");
+    assert!(out.decided[0].reason.contains("the run was stopped"), "{:?}", out.decided);
+    assert!(e.abort_runs(&env).to_gateway.is_empty(), "each run is stopped once");
+    // The client's own requests still pass (chat.abort, history); new runs are refused.
+    let refused = e.on_client_bytes(&env, &client(r#"{"type":"req","id":"s2","method":"chat.send","params":{"sessionKey":"main","message":"hi","idempotencyKey":"k2"}}"#));
+    assert_eq!(answered(&refused).unwrap()["error"]["details"]["code"], "BUDGET_EXCEEDED");
+}
+
+#[test]
+fn issue19_a_run_the_gateway_accepts_after_the_trip_is_stopped_on_its_answer_and_ended_runs_are_not() {
+    let w = rules(ABORTING);
+    let env = w.env();
+    let mut e = established(&w);
+    run_started(&mut e, &env, "s1", "run-1");
+    e.on_gateway_bytes(&env, &gateway(r#"{"type":"event","event":"chat","payload":{"runId":"run-1","sessionKey":"agent:main:main","state":"final","seq":3}}"#));
+    let send = r#"{"type":"req","id":"s2","method":"chat.send","params":{"sessionKey":"main","message":"hi","idempotencyKey":"run-2"}}"#;
+    assert_eq!(e.on_client_bytes(&env, &client(send)).forwarded[0], 1);
+    trip(&w);
+    assert!(e.abort_runs(&env).to_gateway.is_empty(), "run-1 ended, run-2 is not accepted yet");
+    let out = e.on_gateway_bytes(&env, &gateway(r#"{"type":"res","id":"s2","ok":true,"payload":{"runId":"run-2","status":"started"}}"#));
+    assert_eq!(out.forwarded[1], 1, "the client gets its answer");
+    let sent = texts(Sender::Client, &out.to_gateway);
+    assert_eq!(sent.iter().map(|f| f["params"]["runId"].as_str().unwrap()).collect::<Vec<_>>(), ["run-2"]);
+}
+
+#[test]
+fn issue19_without_abort_running_or_in_dry_run_runs_are_not_stopped() {
+    let w = rules("[spend]\npoll = true\npoll_token = \"env:T\"\n[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 1.0\n");
+    let env = w.env();
+    let mut e = established(&w);
+    run_started(&mut e, &env, "s1", "run-1");
+    trip(&w);
+    assert!(e.abort_runs(&env).decided.is_empty(), "abort_running is off: runs go on");
+    let policy = LoadedPolicy::parse("t.toml", &format!("mode = \"dry-run\"\n{ROOT}{ABORTING}")).unwrap().policy;
+    let w = World { guard: Guard::new(&policy), state: Default::default() };
+    let env = w.env();
+    let mut e = established(&w);
+    run_started(&mut e, &env, "s1", "run-1");
+    trip(&w);
+    let out = e.abort_runs(&env);
+    assert!(out.to_gateway.is_empty());
+    assert_eq!(out.decided.iter().map(|d| (d.verdict, d.rule.as_str())).collect::<Vec<_>>(), [(Verdict::WouldDeny, "spend:day")]);
+}
+
+#[test]
+fn issue19_a_clients_sessions_usage_answer_for_today_charges_its_sessions() {
+    let w = rules("[spend]\npoll = true\npoll_token = \"env:T\"\n[[spend.budget]]\nname = \"day\"\nperiod = \"day\"\nusd = 1.0\n");
+    let env = w.env();
+    let today = &crate::state::spend::reset_time(env.now_ms)[..10];
+    let mut e = established(&w);
+    run_started(&mut e, &env, "s1", "run-1");
+    let ask = |id: &str, day: &str| format!(r#"{{"type":"req","id":"{id}","method":"sessions.usage","params":{{"startDate":"{day}","endDate":"{day}","mode":"utc"}}}}"#);
+    let answer = |id: &str, day: &str| format!(r#"{{"type":"res","id":"{id}","ok":true,"payload":{{"startDate":"{day}","endDate":"{day}","sessions":[{{"key":"agent:main:main","usage":{{"totalCost":1.5,"totalTokens":900}}}}],"totals":{{"totalCost":9.0,"totalTokens":9000}}}}}}"#);
+    // Yesterday's figures are not today's spend.
+    e.on_client_bytes(&env, &client(&ask("u0", "2026-01-01")));
+    assert!(e.on_gateway_bytes(&env, &gateway(&answer("u0", "2026-01-01"))).notices.is_empty());
+    assert_eq!(w.guard.spend().status(env.now_ms)[0].usd, 0.0);
+    assert_eq!(e.on_client_bytes(&env, &client(&ask("u1", today))).forwarded[0], 1);
+    let out = e.on_gateway_bytes(&env, &gateway(&answer("u1", today)));
+    assert_eq!(out.forwarded[1], 1, "the answer is delivered as it is");
+    assert!(matches!(&out.notices[..], [Notice::Spend(crate::state::spend::SpendEvent::Tripped(t))] if t.budget == "day"), "{:?}", out.notices);
+    assert_eq!(w.guard.spend().status(env.now_ms)[0].usd, 1.5, "its sessions count, not its totals (a client sees only some sessions)");
+    // The same answer again adds nothing; an answer that cannot be read says so.
+    e.on_client_bytes(&env, &client(&ask("u2", today)));
+    assert!(e.on_gateway_bytes(&env, &gateway(&answer("u2", today))).notices.is_empty());
+    e.on_client_bytes(&env, &client(&ask("u3", today)));
+    let out = e.on_gateway_bytes(&env, &gateway(r#"{"type":"res","id":"u3","ok":true,"payload":{"startDate":"x"}}"#));
+    assert!(matches!(&out.notices[..], [Notice::SpendUnread { reason }] if reason.contains("cannot be read for spend")), "{:?}", out.notices);
+}
