@@ -336,3 +336,62 @@ impl SharedStore for RedisStore {
         Ok(WindowTotals { hour: window(&hour)?, day: window(&day)? })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawguard_filters::protocol::usage::SessionUsage;
+
+    /// Debian's redis-server on a free loopback port, without persistence, for one test.
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (.ci/run installs Debian's redis-server)");
+            // Dropped (killed and waited for) on every path.
+            let server = Server(child, port);
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return server;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("redis-server did not listen on {port}");
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn report(usd: f64, sessions: &[(&str, f64)], partial: bool) -> UsageReport {
+        let sessions = sessions.iter().map(|(k, c)| SessionUsage { key: (*k).into(), usd: *c, tokens: 0 }).collect();
+        UsageReport { day: "2026-12-03".into(), usd, tokens: 0, sessions, partial }
+    }
+
+    #[test]
+    fn issue19_a_clients_partial_report_is_charged_once_with_the_polls_reports() {
+        let server = Server::start();
+        let store = RedisStore::new(&format!("redis://127.0.0.1:{}/0", server.1), Duration::from_millis(500), "t").unwrap();
+        let now = 1_796_299_200_000; // 2026-12-03T12:00:00Z
+        let runner = |key: &str| (key == "agent:main:alice").then(|| "alice".to_string());
+        let usd = |t: &WindowTotals, name: &str| (t.day.get(name).map_or(0.0, |c| c.usd) * 1000.0).round() / 1000.0;
+        let t = store.spend("gw", &report(0.5, &[("agent:main:alice", 0.3)], false), &runner, now).unwrap();
+        assert_eq!((usd(&t, ""), usd(&t, "alice")), (0.5, 0.3));
+        // A client that sees alice's session only: its totals (0.7) are not the day's.
+        let t = store.spend("gw", &report(0.7, &[("agent:main:alice", 0.7)], true), &runner, now + 1).unwrap();
+        assert_eq!((usd(&t, ""), usd(&t, "alice")), (0.9, 0.7), "alice's growth counts for her and globally");
+        let t = store.spend("gw", &report(0.95, &[("agent:main:alice", 0.7)], false), &runner, now + 2).unwrap();
+        assert_eq!((usd(&t, ""), usd(&t, "alice")), (0.95, 0.7), "the poll's next report charges only what neither charged");
+        let t = store.spend("gw", &report(0.0, &[("agent:main:alice", 0.7)], true), &runner, now + 3).unwrap();
+        assert_eq!(usd(&t, ""), 0.95, "a partial report showing nothing new charges nothing");
+    }
+}

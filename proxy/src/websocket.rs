@@ -631,7 +631,9 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             counter.with_label_values(&[limit]).inc();
         }
         let level_is_warn = d.direction == Direction::ClientToGateway;
-        if level_is_warn {
+        if d.verdict == Verdict::Abort {
+            tracing::warn!(verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "run in flight stopped");
+        } else if level_is_warn {
             tracing::warn!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");
         } else {
             tracing::info!(direction = dir, verdict = d.verdict.label(), rule = %d.rule, reason = %d.reason, "websocket message blocked");

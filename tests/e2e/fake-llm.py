@@ -7,7 +7,11 @@ produce real usage and, with the per-token price in the gateway's config, real c
 Every answer of POST /v1/chat/completions reports PROMPT_TOKENS (default 1000) input and
 COMPLETION_TOKENS (default 500) output tokens, streamed (with `stream_options.include_usage`, the
 usage chunk the gateway reads) or not. GET /v1/models lists the one model `m1`. Each request is
-counted; GET /stats answers {"completions": N}.
+counted; GET /stats answers {"completions": N, "cut": N}.
+
+A streamed request whose messages contain SLOWRUN sends its first chunk, then keeps the stream
+open (an SSE comment every 0.2 s) for up to 120 s before it finishes: a run in flight for the
+abort test. A stream the gateway closes early is counted as cut.
 """
 import json
 import sys
@@ -17,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PORT = int(sys.argv[1])
 PROMPT = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 COMPLETION = int(sys.argv[3]) if len(sys.argv) > 3 else 500
-STATS = {"completions": 0}
+STATS = {"completions": 0, "cut": 0}
+SLOW_SECONDS = 120
 USAGE = {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": PROMPT + COMPLETION}
 
 
@@ -73,12 +78,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
         self.end_headers()
-        for chunk in chunks:
-            chunk.update({"id": "cmpl-1", "object": "chat.completion.chunk", "created": created, "model": "m1"})
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        slow = "SLOWRUN" in json.dumps(request.get("messages"))
         self.close_connection = True
+        try:
+            for i, chunk in enumerate(chunks):
+                chunk.update({"id": "cmpl-1", "object": "chat.completion.chunk", "created": created, "model": "m1"})
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                if slow and i == 0:
+                    deadline = time.monotonic() + SLOW_SECONDS
+                    while time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        self.wfile.write(b": still thinking\n\n")
+                        self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            STATS["cut"] += 1
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

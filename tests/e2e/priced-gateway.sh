@@ -2,7 +2,7 @@
 # model is the suite's own priced provider (tests/e2e/fake-llm.py: every completion 1000 input
 # + 500 output tokens, configured as `fake/m1` at 10 / 20 USD per million tokens, so each run
 # costs $0.02 in the gateway's own accounting), and the clients the scripts share.
-# Needs E2E and WORK; sets TOKEN, TOKEN_SHA256, GW_PORT.
+# Needs E2E and WORK; sets TOKEN, TOKEN_SHA256, GW_PORT, LLM_PORT (the provider's /stats).
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pass() { echo "ok - $1"; }
@@ -10,17 +10,17 @@ fail() { echo "not ok - $1: $2"; }
 
 # start_priced_gateway NAME: the provider and the gateway, state in $WORK/NAME-gw.
 start_priced_gateway() {
-  local name=$1 llm_port
+  local name=$1
   TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   TOKEN_SHA256=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
-  GW_PORT=$(free_port) llm_port=$(free_port)
-  python3 "$E2E/fake-llm.py" "$llm_port" 1000 500 > "$WORK/$name-llm.log" 2>&1 &
+  GW_PORT=$(free_port) LLM_PORT=$(free_port)
+  python3 "$E2E/fake-llm.py" "$LLM_PORT" 1000 500 > "$WORK/$name-llm.log" 2>&1 &
   echo $! > "$WORK/$name-llm.pid"
   cat > "$WORK/$name-gw.json" <<JSON
 {
   "gateway": { "mode": "local", "port": $GW_PORT, "bind": "loopback", "auth": { "mode": "token", "token": "$TOKEN" },
     "trustedProxies": ["127.0.0.1"] },
-  "models": { "mode": "merge", "providers": { "fake": { "baseUrl": "http://127.0.0.1:$llm_port/v1", "apiKey": "fake-key", "api": "openai-completions",
+  "models": { "mode": "merge", "providers": { "fake": { "baseUrl": "http://127.0.0.1:$LLM_PORT/v1", "apiKey": "fake-key", "api": "openai-completions",
     "models": [ { "id": "m1", "name": "M1", "reasoning": false, "input": ["text"], "cost": { "input": 10, "output": 20, "cacheRead": 0, "cacheWrite": 0 },
       "contextWindow": 128000, "maxTokens": 4000 } ] } } },
   "agents": { "defaults": { "heartbeat": { "every": "0m" }, "model": { "primary": "fake/m1" } } },

@@ -1,7 +1,8 @@
 // A gateway operator for the session-ownership checks: connects with the shared token (as the
 // `cli` client, no device, from LOCAL_ADDRESS), sends the requests in WS_REQUESTS (a JSON array
 // of [method, params]) one after another, keeps listening for WS_LISTEN_MS, and prints
-// {"responses": [...], "events": [{"event", "sessionKey"}]}.
+// {"responses": [...], "events": [{"event", "sessionKey", "state", "runId"}]}. With WS_UNTIL_STATE,
+// it stops listening as soon as a chat event in that state (e.g. "aborted") arrives.
 //
 //   WS_REQUESTS='[["chat.history",{"sessionKey":"main"}]]' node ws-session.cjs URL TOKEN SCOPES LOCAL_ADDRESS
 const WebSocket = require("ws");
@@ -38,7 +39,8 @@ ws.on("message", (data) => {
     }));
   } else if (frame.type === "event") {
     const p = frame.payload || {};
-    out.events.push({ event: frame.event, sessionKey: p.sessionKey || (p.request || {}).sessionKey || p.key || null });
+    out.events.push({ event: frame.event, sessionKey: p.sessionKey || (p.request || {}).sessionKey || p.key || null, state: p.state || null, runId: p.runId || null });
+    if (process.env.WS_UNTIL_STATE && frame.event === "chat" && p.state === process.env.WS_UNTIL_STATE) finish();
   } else if (frame.type === "res" && frame.id === "connect") {
     if (!frame.ok) { out.error = frame.error; finish(); }
     sendNext();

@@ -304,8 +304,15 @@ pub fn spend_event(event: &crate::state::spend::SpendEvent) -> Event {
     }
     r.details.insert("period".into(), Value::from(e.period.label()));
     r.details.insert("unit".into(), Value::from(e.unit.label()));
-    r.details.insert("spent".into(), Value::from(e.spent));
-    r.details.insert("limit".into(), Value::from(e.limit));
+    // Records hold integers only (their canonical JSON must be the same in every language):
+    // money as a decimal string to the micro-dollar, tokens as an integer.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // token figures are whole and >= 0
+    let figure = |v: f64| match e.unit {
+        crate::state::spend::Unit::Usd => Value::from(format!("{v:.6}")),
+        crate::state::spend::Unit::Tokens => Value::from(v.max(0.0).round() as u64),
+    };
+    r.details.insert("spent".into(), figure(e.spent));
+    r.details.insert("limit".into(), figure(e.limit));
     r.details.insert("resets_at".into(), Value::from(crate::state::spend::reset_time(e.resets_at_ms)));
     r
 }
@@ -328,5 +335,20 @@ mod tests {
         assert_eq!((e.category, e.decision, e.enforced, e.severity), (Category::Exec, "would_refuse", false, Severity::Low));
         let limit = ws_decision(&conn, &Decided { verdict: Verdict::Reply, rule: "rate-limit:ws-messages".into(), ..would });
         assert_eq!(limit.category, Category::Limit);
+    }
+
+    #[test]
+    fn issue19_spend_records_hold_no_floating_point_numbers_and_an_abort_is_its_own_action() {
+        use crate::state::spend::{Exceeded, SpendEvent, Unit};
+        let exceeded = Exceeded { budget: "day".into(), period: clawguard_policies::BudgetPeriod::Day, identity: None, unit: Unit::Usd, spent: 1e-7, limit: 0.05, resets_at_ms: 0, shadow: false };
+        let e = spend_event(&SpendEvent::Tripped(exceeded.clone()));
+        // A float such as 1e-7 is written differently by serde_json and Python's json.dumps.
+        assert_eq!((&e.details["spent"], &e.details["limit"]), (&Value::from("0.000000"), &Value::from("0.050000")));
+        let tokens = spend_event(&SpendEvent::Warning(Exceeded { unit: Unit::Tokens, spent: 800.0, limit: 1000.0, ..exceeded }));
+        assert_eq!((&tokens.details["spent"], &tokens.details["limit"]), (&Value::from(800), &Value::from(1000)));
+        let conn = Connection { id: "c1".into(), peer: "127.0.0.1".into(), identity: "alice".into(), role: Some("operator".into()) };
+        let d = Decided { direction: Direction::ClientToGateway, verdict: Verdict::Abort, rule: "spend:day".into(), reason: "stopped run".into(), target: Some("chat.abort".into()) };
+        let e = ws_decision(&conn, &d);
+        assert_eq!((e.action, e.decision, e.outcome, e.enforced), ("run.abort", "abort", Outcome::Denied, true));
     }
 }
