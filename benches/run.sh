@@ -100,11 +100,14 @@ CONF
 "$NGINX" -c "$WORK/nginx.conf" -g 'daemon on;'
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$CG_ADMIN/readyz" 2>/dev/null && break; sleep 0.1; done
 
-# wrk_point URL CONNS -> "rps p50_us p99_us"
+# wrk_point URL CONNS -> "rps p50_us p99_us"; fails on any answer that is not a 2xx.
 wrk_point() {
   wrk -t1 -c"$2" -d"${SECS}s" --latency "$1" | python3 -c '
 import re, sys
 text = sys.stdin.read()
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+if bad or "Socket errors" in text:
+    sys.exit(f"wrk saw answers that are not the upstream 200s: {text}")
 def us(v):
     n, unit = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
     return n * {"us": 1, "ms": 1000, "s": 1e6}[unit]
@@ -113,8 +116,10 @@ p50 = us(re.search(r"\s50%\s+(\S+)", text).group(1))
 p99 = us(re.search(r"\s99%\s+(\S+)", text).group(1))
 print(f"{rps:.0f} {p50:.0f} {p99:.0f}")'
 }
+# ws_point URL CONNS [ADMIN] -> "rate p50 p99"; with ADMIN (a clawguard's admin listener) the
+# load client fails the point unless that clawguard forwarded every message and decided nothing.
 ws_point() {
-  "$BIN/clawguard-load" ws --url "$1" --conns "$2" --seconds "$SECS" | python3 -c '
+  "$BIN/clawguard-load" ws --url "$1" --conns "$2" --seconds "$SECS" ${3:+--admin "$3"} | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 rate, p50, p99 = d["per_second"], d["p50_us"], d["p99_us"]
@@ -123,18 +128,22 @@ print(f"{rate:.0f} {p50:.0f} {p99:.0f}")'
 
 echo "| protocol | conns | direct rps | clawguard rps | nginx rps | clawguard/direct | clawguard/nginx | p50 µs direct / clawguard / nginx | p99 µs direct / clawguard / nginx | clawguard p50 added |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-point() { # point PROTO TARGET_PORT CONNS -> "rate p50 p99"
-  if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3"; else ws_point "ws://127.0.0.1:$2/" "$3"; fi
+point() { # point PROTO TARGET_PORT CONNS [ADMIN] -> "rate p50 p99"
+  if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3"; else ws_point "ws://127.0.0.1:$2/" "$3" "${4:-}"; fi
 }
 for proto in ${PROTOS:-http ws}; do
   for c in 1 10 50; do
     : > "$WORK/point"
     for round in $(seq 1 "$ROUNDS"); do
-      order=(direct:$UP clawguard:$CG nginx:$NG)
-      [[ -n ${BASELINE:-} ]] && order+=(baseline:$BASE)
+      order=(direct:$UP: clawguard:$CG:127.0.0.1:$CG_ADMIN nginx:$NG:)
+      [[ -n ${BASELINE:-} ]] && order+=(baseline:$BASE:127.0.0.1:$BASE_ADMIN)
       for i in $(seq 0 $(( (round - 1) % ${#order[@]} ))); do order=("${order[@]:1}" "${order[0]}"); done
       for target in "${order[@]}"; do
-        echo "${target%%:*} $(point "$proto" "${target##*:}" "$c")" >> "$WORK/point"
+        IFS=: read -r name tport admin_host admin_port <<< "$target"
+        # A point that did not measure what it claims (a refusal, an answer not the upstream's)
+        # ends the run.
+        figures=$(point "$proto" "$tport" "$c" "${admin_host:+$admin_host:$admin_port}") || { echo "the $proto point through $name at $c connections failed its checks" >&2; exit 1; }
+        echo "$name $figures" >> "$WORK/point"
       done
     done
     python3 - "$proto" "$c" "$WORK/point" <<'PY'

@@ -4,8 +4,10 @@
 //!   every request with a 13-byte body, and WebSocket with the gateway's handshake
 //!   (challenge, connect → hello-ok) answering every `req` with a `res`.
 //! - `ws`: N connections, each doing request/response round trips for a fixed time, one
-//!   request at a time or `--depth` pipelined; prints answers per second and p50/p99 latency
-//!   as JSON.
+//!   request at a time or `--depth` pipelined; prints answers per second and p50/p99/p99.9
+//!   latency as JSON. Every answer must be the upstream's; with `--admin` (clawguard's admin
+//!   listener) the run also fails unless clawguard's own metrics show every message forwarded
+//!   and no other verdict: a point that measured refusals is no point.
 //!
 //! - `reload`: N connections held open through clawguard while its policy is reloaded: how
 //!   long the reload takes with them open, that none is dropped, and how long until every one
@@ -57,6 +59,10 @@ enum Command {
         /// counted by the per-session inference limit, which is shared state with Redis).
         #[arg(long, default_value = "chat.history")]
         method: String,
+        /// clawguard's admin listener (HOST:PORT): its metrics must show every request, answer
+        /// and handshake message forwarded and nothing decided otherwise, or the run fails.
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Policy reloads of the clawguard at URL with N connections open.
     Reload {
@@ -95,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Upstream { listen } => upstream(&listen).await,
-            Command::Ws { url, conns, seconds, depth, method } => ws_load(&url, conns, seconds, depth.max(1), &method).await,
+            Command::Ws { url, conns, seconds, depth, method, admin } => ws_load(&url, conns, seconds, depth.max(1), &method, admin.as_deref()).await,
             Command::Reload { url, admin, policy, tighten_from, tighten_to, conns, rounds } => {
                 for round in 0..rounds {
                     println!("{}", reload_round(&url, &admin, &policy, (&tighten_from, &tighten_to), conns, round).await?);
@@ -180,8 +186,51 @@ async fn ws_echo(mut ws: WebSocketStream<TcpStream>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize, method: &str) -> anyhow::Result<()> {
+/// What clawguard's metrics say it did with WebSocket messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Counted {
+    /// Client messages forwarded unchanged.
+    c2s: u64,
+    /// Gateway messages forwarded unchanged.
+    s2c: u64,
+    /// Every other verdict (refusals, drops, closes, rewrites, would-refusals).
+    decisions: u64,
+}
+
+impl Counted {
+    fn since(self, before: Counted) -> Counted {
+        Counted { c2s: self.c2s - before.c2s, s2c: self.s2c - before.s2c, decisions: self.decisions - before.decisions }
+    }
+}
+
+/// Reads clawguard's `/metrics` (Prometheus text) for the WebSocket verdict counters.
+async fn counted(admin: &str) -> anyhow::Result<Counted> {
+    let text = admin_text(admin, "GET /metrics").await?;
+    let mut out = Counted::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().map_err(|e| anyhow::anyhow!("metrics line {line:?}: {e}"))?;
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let label = |key: &str| labels.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix("=\"")?.split('"').next());
+        match name {
+            "clawguard_ws_messages_total" if label("verdict") == Some("forward") => match label("direction") {
+                Some("c2s") => out.c2s += value as u64,
+                Some("s2c") => out.s2c += value as u64,
+                _ => {}
+            },
+            "clawguard_decisions_total" => out.decisions += value as u64,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize, method: &str, admin: Option<&str>) -> anyhow::Result<()> {
     anyhow::ensure!(matches!(method, "chat.history" | "chat.send"), "--method {method:?}: expected chat.history or chat.send");
+    let before = match admin {
+        Some(a) => Some(counted(a).await?),
+        None => None,
+    };
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -238,13 +287,40 @@ async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize, method: &s
                 }
             }
             let _ = ws.close(None).await;
-            Ok::<_, anyhow::Error>(latencies)
+            Ok::<_, anyhow::Error>((latencies, i - 2))
         }));
     }
     let mut all = Vec::new();
+    let mut requests = 0;
     for t in tasks {
-        all.extend(t.await??);
+        let (latencies, sent) = t.await??;
+        all.extend(latencies);
+        requests += sent;
     }
+    // Each connection: its connect, then every request, forwarded; the challenge, the
+    // hello-ok and every answer forwarded back (all of them are the upstream's, checked above).
+    let expected = Counted { c2s: requests + conns as u64, s2c: requests + 2 * conns as u64, decisions: 0 };
+    let forwarded = match (admin, before) {
+        (Some(a), Some(before)) => {
+            // The counters move as clawguard writes; the last answers may be counted a moment
+            // after the client read them.
+            let mut seen = counted(a).await?.since(before);
+            for _ in 0..20 {
+                if seen.c2s >= expected.c2s && seen.s2c >= expected.s2c {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                seen = counted(a).await?.since(before);
+            }
+            anyhow::ensure!(
+                seen == expected,
+                "clawguard did not forward exactly what was sent: its metrics show {} client and {} gateway messages forwarded and {} other verdicts; the run sent {} and received {} (expected {expected:?}): the point did not measure the forwarding path",
+                seen.c2s, seen.s2c, seen.decisions, expected.c2s, expected.s2c
+            );
+            Some(seen)
+        }
+        _ => None,
+    };
     all.sort_unstable();
     let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
     let out = serde_json::json!({
@@ -252,6 +328,9 @@ async fn ws_load(url: &str, conns: usize, seconds: u64, depth: usize, method: &s
         "per_second": all.len() as f64 / measure.as_secs_f64(),
         "p50_us": pct(0.50),
         "p99_us": pct(0.99),
+        "p999_us": pct(0.999),
+        "requests": requests,
+        "forwarded": forwarded.map(|f| serde_json::json!({ "c2s": f.c2s, "s2c": f.s2c, "decisions": f.decisions })),
     });
     println!("{out}");
     Ok(())
@@ -290,13 +369,30 @@ async fn post_reload(admin: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn admin_request(admin: &str, line: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&admin_text(admin, line).await?)?)
+}
+
+/// One request to the admin listener: the answer's body (chunked or not).
+async fn admin_text(admin: &str, line: &str) -> anyhow::Result<String> {
     let mut s = TcpStream::connect(admin).await?;
     s.write_all(format!("{line} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
     let text = String::from_utf8_lossy(&out);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok(serde_json::from_str(body)?)
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("{line}: no HTTP answer"))?;
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok(body.to_string());
+    }
+    let (mut rest, mut decoded) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(|| anyhow::anyhow!("{line}: a chunk without its size"))?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(decoded);
+        }
+        decoded.push_str(after.get(..size).ok_or_else(|| anyhow::anyhow!("{line}: a chunk shorter than its size"))?);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
 }
 
 fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

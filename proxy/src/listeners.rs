@@ -30,19 +30,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// pingora's read and write buffer sizes for client connections (`DEFAULT_L4_*_BUFFER_SIZE`).
-const READ_BUFFER: usize = 64 * 1024;
+/// The write buffer of a client connection (pingora's `DEFAULT_L4_WRITE_BUFFER_SIZE`).
 const WRITE_BUFFER: usize = 1460;
 
-/// A client TCP stream with the read and write buffers pingora's own listener gives it
-/// (`L4Stream::set_buffer` is private to pingora, and a stream made `From<TcpStream>` has
-/// none: every write would go out as its own segment). pingora flushes where it must.
+/// A client TCP stream with a write buffer, as pingora's own listener gives it
+/// (`L4Stream::set_buffer` is private to pingora, and a stream made `From<TcpStream>` has none:
+/// every write would go out as its own segment); pingora flushes where it must. There is no
+/// read buffer: pingora reads request heads and bodies into buffers of its own, and the 64 KiB
+/// its listener adds would be held, zeroed, by every idle connection (issue 17).
 #[derive(Debug)]
-pub struct Buffered(tokio::io::BufStream<L4Stream>);
+pub struct Buffered(tokio::io::BufWriter<L4Stream>);
 
 impl Buffered {
     fn new(l4: L4Stream) -> Self {
-        Buffered(tokio::io::BufStream::with_capacity(READ_BUFFER, WRITE_BUFFER, l4))
+        Buffered(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, l4))
     }
 }
 

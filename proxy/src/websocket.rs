@@ -371,7 +371,7 @@ struct Recording<'a> {
 /// Runs the connection until it ends; returns how it ended.
 #[allow(clippy::too_many_arguments)]
 async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection, mut policy_changed: watch::Receiver<u64>) -> &'static str {
-    let (mut up_read, mut up_write) = upstream.into_split();
+    let (up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     // How the gateway's side ended: `None` while it is open, `Some(error)` once it closed.
@@ -388,14 +388,19 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     };
     let reader = async move {
         let read_loop = async {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            // A quiet gateway costs no buffer: one is taken when bytes are ready and goes with
+            // the chunk read into it (the engine copies what it keeps).
             loop {
-                buf.reserve(READ_CHUNK);
-                match up_read.read_buf(&mut buf).await {
+                if let Err(e) = up_read.readable().await {
+                    return Some(e.to_string());
+                }
+                let mut buf = BytesMut::with_capacity(READ_CHUNK);
+                match up_read.try_read_buf(&mut buf) {
                     Ok(0) => return None,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Some(e.to_string()),
                     Ok(_) => {
-                        if s2c_tx.send(buf.split().freeze()).await.is_err() {
+                        if s2c_tx.send(buf.freeze()).await.is_err() {
                             return None;
                         }
                     }

@@ -262,6 +262,10 @@ pub struct Access {
     usage_requests: Vec<(String, String)>,
 }
 
+/// The most `sessions.usage` answers one connection awaits for spend; past it the oldest is
+/// not read (the poll still counts that spend).
+const MAX_USAGE_REQUESTS: usize = 16;
+
 /// What a request's answer must be read for, noted while it is judged.
 #[derive(Debug)]
 enum Staged {
@@ -599,6 +603,10 @@ impl Access {
             "sessions.usage" if env.guard.spend().has_budgets() => {
                 let today = &crate::state::spend::reset_time(env.now_ms)[..10];
                 if let Some(day) = crate::protocol::usage::passive_report_day(params, today) {
+                    // A client that never gets its answers cannot grow this list without bound.
+                    if self.usage_requests.len() >= MAX_USAGE_REQUESTS {
+                        self.usage_requests.remove(0);
+                    }
                     self.usage_requests.push((id.to_string(), day.to_string()));
                 }
             }
