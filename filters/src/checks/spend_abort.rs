@@ -51,10 +51,11 @@ pub struct RunTracker {
     sequence: u64,
 }
 
-/// Run statuses in a `chat.send` answer after which the run goes on (2026.9.6: `started`, a
-/// retried request's `in_flight`, a progress refresh's `accepted`); `ok`, `error` and the
-/// others mean it already ended.
-const GOING_ON: [&str; 3] = ["started", "in_flight", "accepted"];
+/// Run statuses in a `chat.send` answer that say the run already ended (2026.9.6 also answers
+/// `started`, a retried request's `in_flight`, a progress refresh's `accepted`). Any other
+/// status, or none, is followed: stopping a run that had ended costs one `chat.abort` the
+/// gateway answers with `aborted: false`, missing one that goes on costs the budget.
+const ENDED: [&str; 4] = ["ok", "error", "failed", "killed"];
 
 impl RunTracker {
     /// Whether gateway answers must be read (a `chat.send` or an own abort awaits its answer).
@@ -86,7 +87,9 @@ impl RunTracker {
         self.sent.push((id.to_string(), session_key.to_string()));
     }
 
-    /// An answer from the gateway to request `id` (`payload` read, `Null` when it is not JSON).
+    /// An answer from the gateway to request `id` (`payload` read, `Null` when it is not JSON:
+    /// an unreadable `chat.send` answer names no run to follow, an unreadable answer to an own
+    /// abort reports the run as not stopped).
     pub fn on_answer(&mut self, id: &str, ok: bool, payload: &Value) -> Answered {
         if let Some(i) = self.aborts.iter().position(|(a, _)| a == id) {
             let (_, run) = self.aborts.swap_remove(i);
@@ -94,8 +97,8 @@ impl RunTracker {
         }
         let Some(i) = self.sent.iter().position(|(s, _)| s == id) else { return Answered::Other };
         let (_, session_key) = self.sent.remove(i);
-        let status = payload["status"].as_str().unwrap_or_default();
-        if let (true, Some(run_id)) = (ok && GOING_ON.contains(&status), payload["runId"].as_str()) {
+        let ended = payload["status"].as_str().is_some_and(|status| ENDED.contains(&status));
+        if let (true, Some(run_id)) = (ok && !ended, payload["runId"].as_str()) {
             if self.running.len() >= MAX_RUNS {
                 self.running.remove(0);
             }
@@ -126,7 +129,7 @@ impl RunTracker {
             self.sequence += 1;
             let id = format!("clawguard-abort-{tag:08x}-{}", self.sequence);
             let frame = json!({ "type": "req", "id": id, "method": "chat.abort", "params": { "sessionKey": run.session_key, "runId": run.run_id } });
-            out.push((serde_json::to_vec(&frame).unwrap_or_default(), run.clone()));
+            out.push((frame.to_string().into_bytes(), run.clone()));
             if self.aborts.len() >= MAX_RUNS {
                 self.aborts.remove(0);
             }
@@ -157,6 +160,9 @@ mod tests {
         assert!(t.has_runs(), "a delta does not end the run");
         t.on_chat_event(&json!({"runId": "r1", "state": "final"}));
         assert!(!t.has_runs());
+        t.on_send("4", "main");
+        t.on_answer("4", true, &json!({"runId": "r4"}));
+        assert_eq!(t.runs().iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r4"], "a run with no status is followed");
     }
 
     #[test]

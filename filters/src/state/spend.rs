@@ -534,12 +534,6 @@ mod tests {
         assert!(stale.contains("read 61 s ago (spend.max_report_age_seconds = 60)"), "{stale}");
     }
 
-    impl Ledger {
-        fn apply_shared_t(&mut self, totals: &WindowTotals, now_ms: u64) -> Vec<SpendEvent> {
-            self.apply_shared(totals, true, now_ms)
-        }
-    }
-
     #[test]
     fn issue19_a_clients_partial_report_charges_its_sessions_once_and_leaves_spend_unmeasured() {
         let mut l = ledger(
@@ -576,13 +570,13 @@ mod tests {
             day: [(String::new(), Cost { usd: global, tokens: 0 })].into(),
         };
         assert!(l.check("alice", T0).unmeasured.is_some(), "nothing read yet");
-        assert_eq!(l.apply_shared_t(&totals(0.5, 100), T0), vec![]);
+        assert_eq!(l.apply_shared(&totals(0.5, 100), true, T0), vec![]);
         assert_eq!(l.check("alice", T0).unmeasured, None, "shared figures count as a fresh report");
-        let events = l.apply_shared_t(&totals(0.9, 1000), T0 + 1);
+        let events = l.apply_shared(&totals(0.9, 1000), true, T0 + 1);
         assert!(matches!(&events[..], [SpendEvent::Warning(w), SpendEvent::Tripped(t)] if w.budget == "all" && t.budget == "alice-hour" && t.unit == Unit::Tokens), "{events:?}");
-        assert_eq!(l.apply_shared_t(&totals(0.9, 1000), T0 + 2), vec![], "each threshold once per window");
+        assert_eq!(l.apply_shared(&totals(0.9, 1000), true, T0 + 2), vec![], "each threshold once per window");
         assert!(l.check("alice", T0 + 3).refused.is_some_and(|e| e.budget == "alice-hour"));
-        assert_eq!(l.apply_shared_t(&totals(0.2, 10), T0 + 4), vec![], "a store that lost its counters does not forgive what was counted");
+        assert_eq!(l.apply_shared(&totals(0.2, 10), true, T0 + 4), vec![], "a store that lost its counters does not forgive what was counted");
         assert!(l.check("alice", T0 + 5).refused.is_some());
         assert!(l.check("alice", T0 - T0 % HOUR + HOUR).refused.is_none(), "the hour resets");
     }

@@ -632,6 +632,7 @@ impl Access {
         if !ok {
             return Vec::new();
         }
+        // Unreadable: `Null`, which `from_client_answer` refuses, naming what it lacks.
         let value = payload.and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
         let report = match crate::protocol::usage::UsageReport::from_client_answer(&value, &day) {
             Ok(report) => report,
@@ -1287,6 +1288,7 @@ impl Access {
             }
         }
         if self.runs.awaits_answers() {
+            // Unreadable: `Null` (see `RunTracker::on_answer`: no run followed, none stopped).
             let value = payload.and_then(crate::codec::js::read_json_lossy).unwrap_or(Value::Null);
             if let crate::checks::spend_abort::Answered::OwnAbort { run, aborted } = self.runs.on_answer(id, ok, &value) {
                 let outcome = if aborted { "the run was stopped" } else { "no run was stopped (it had ended)" };

@@ -88,6 +88,8 @@ pub fn ws_decision(conn: &Connection, d: &Decided) -> Event {
         Verdict::Abort => (Outcome::Denied, "abort"),
     };
     let kind = if d.direction == Direction::ClientToGateway { "method" } else { "event" };
+    // A message whose method or event cannot be read is recorded with an empty target name
+    // (the verdict, rule and reason say what happened to it).
     let mut e = Event::new(category, match d.verdict {
         Verdict::Close => "ws.close",
         Verdict::Abort => "run.abort",
