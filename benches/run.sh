@@ -100,21 +100,62 @@ CONF
 "$NGINX" -c "$WORK/nginx.conf" -g 'daemon on;'
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$CG_ADMIN/readyz" 2>/dev/null && break; sleep 0.1; done
 
-# wrk_point URL CONNS -> "rps p50_us p99_us"; fails on any answer that is not a 2xx.
-wrk_point() {
-  wrk -t1 -c"$2" -d"${SECS}s" --latency "$1" | python3 -c '
+# http_counts ADMIN -> "forwarded refused errors decided 2xx": clawguard's HTTP counters
+# (requests forwarded, answered by clawguard itself, failed, HTTP decisions, 2xx answers).
+http_counts() {
+  curl -fsS "http://$1/metrics" | python3 -c '
 import re, sys
-text = sys.stdin.read()
+fwd = ref = err = dec = ok = 0
+for line in sys.stdin:
+    if line.startswith("#"):
+        continue
+    series, value = line.rsplit(" ", 1)
+    n = int(float(value))
+    if series.startswith("clawguard_requests_total{") and "kind=\"http\"" in series:
+        if "verdict=\"forward\"" in series:
+            fwd += n
+        elif "verdict=\"refuse\"" in series:
+            ref += n
+        else:
+            err += n
+    elif series.startswith("clawguard_http_decisions_total{"):
+        dec += n
+    elif series.startswith("clawguard_http_responses_total{") and "status_class=\"2xx\"" in series:
+        ok += n
+print(fwd, ref, err, dec, ok)'
+}
+# wrk_point URL CONNS [ADMIN] -> "rps p50_us p99_us"; fails on any answer that is not a 2xx.
+# With ADMIN (a clawguard's admin listener) it also fails unless that clawguard forwarded every
+# request wrk counted (and at most one more per connection: those in flight when wrk stopped,
+# which may also end as errors when wrk hangs up), answered none itself, recorded no HTTP
+# decision, and sent the upstream's 2xx for each.
+wrk_point() {
+  local before="" after
+  [[ -n ${3:-} ]] && before=$(http_counts "$3")
+  wrk -t1 -c"$2" -d"${SECS}s" --latency "$1" > "$WORK/wrk.out"
+  [[ -n ${3:-} ]] && after=$(http_counts "$3")
+  python3 - "$2" "$before" "${after:-}" "$WORK/wrk.out" <<'PY'
+import re, sys
+conns, before, after, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+text = open(path).read()
 bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 if bad or "Socket errors" in text:
     sys.exit(f"wrk saw answers that are not the upstream 200s: {text}")
 def us(v):
     n, unit = float(re.match(r"([\d.]+)", v).group(1)), re.sub(r"[\d.]", "", v)
     return n * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+done = int(re.search(r"(\d+) requests in", text).group(1))
+if before:
+    fwd, ref, err, dec, ok = (a - b for a, b in zip(map(int, after.split()), map(int, before.split())))
+    if ref or dec or err > conns:
+        sys.exit(f"clawguard answered {ref} requests itself, {err} failed and it recorded {dec} HTTP decisions: the point did not measure forwarding")
+    if not done <= fwd <= done + conns or not done <= ok <= done + conns:
+        sys.exit(f"wrk counted {done} answers; clawguard forwarded {fwd} and sent {ok} 2xx answers")
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p50 = us(re.search(r"\s50%\s+(\S+)", text).group(1))
 p99 = us(re.search(r"\s99%\s+(\S+)", text).group(1))
-print(f"{rps:.0f} {p50:.0f} {p99:.0f}")'
+print(f"{rps:.0f} {p50:.0f} {p99:.0f}")
+PY
 }
 # ws_point URL CONNS [ADMIN] -> "rate p50 p99"; with ADMIN (a clawguard's admin listener) the
 # load client fails the point unless that clawguard forwarded every message and decided nothing.
@@ -129,7 +170,7 @@ print(f"{rate:.0f} {p50:.0f} {p99:.0f}")'
 echo "| protocol | conns | direct rps | clawguard rps | nginx rps | clawguard/direct | clawguard/nginx | p50 µs direct / clawguard / nginx | p99 µs direct / clawguard / nginx | clawguard p50 added |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 point() { # point PROTO TARGET_PORT CONNS [ADMIN] -> "rate p50 p99"
-  if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3"; else ws_point "ws://127.0.0.1:$2/" "$3" "${4:-}"; fi
+  if [[ $1 == http ]]; then wrk_point "http://127.0.0.1:$2/" "$3" "${4:-}"; else ws_point "ws://127.0.0.1:$2/" "$3" "${4:-}"; fi
 }
 for proto in ${PROTOS:-http ws}; do
   for c in 1 10 50; do

@@ -1,7 +1,7 @@
 //! `clawguard inject` / `clawguard uninject`: Kubernetes YAML from files, directories or stdin,
 //! through `clawguard-inject`'s transformer, to stdout; a report per workload on stderr.
 
-use clap::Parser;
+use clap::{Args, Parser};
 use clawguard_inject::{inject_documents, uninject_documents, Settings};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -12,21 +12,35 @@ use std::process::ExitCode;
 pub struct InjectArgs {
     /// YAML files or directories (every `*.yaml` / `*.yml` in them, by name); none or `-`: stdin.
     paths: Vec<PathBuf>,
-    /// clawguard's image.
+    #[command(flatten)]
+    sidecar: SidecarArgs,
+    /// Also emit a NetworkPolicy per workload that admits ingress only to clawguard's ports.
+    #[arg(long)]
+    network_policy: bool,
+}
+
+/// How the sidecar is injected: the flags `clawguard inject` and `clawguard webhook` share.
+#[derive(Args)]
+pub struct SidecarArgs {
+    /// clawguard's image in injected pods.
     #[arg(long, default_value_t = Settings::default().image)]
     image: String,
     /// A regular container instead of a native sidecar (clusters before Kubernetes 1.29).
     #[arg(long)]
     classic: bool,
-    /// clawguard's admin port in the pod (`/metrics`, `/livez`, `/readyz`).
+    /// clawguard's admin port in injected pods (`/metrics`, `/livez`, `/readyz`).
     #[arg(long, default_value_t = Settings::default().admin_port)]
     admin_port: u16,
-    /// The ConfigMap holding `policy.toml`.
+    /// The ConfigMap holding `policy.toml`, unless a pod names another.
     #[arg(long, default_value_t = Settings::default().policy_configmap)]
     policy_configmap: String,
-    /// Also emit a NetworkPolicy per workload that admits ingress only to clawguard's ports.
-    #[arg(long)]
-    network_policy: bool,
+}
+
+impl SidecarArgs {
+    /// The transformer's settings, with or without a NetworkPolicy per workload.
+    pub fn settings(self, network_policy: bool) -> Settings {
+        Settings { image: self.image, classic: self.classic, admin_port: self.admin_port, policy_configmap: self.policy_configmap, network_policy }
+    }
 }
 
 /// `clawguard uninject` arguments.
@@ -95,7 +109,7 @@ pub fn inject(args: InjectArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let settings = Settings { image: args.image, classic: args.classic, admin_port: args.admin_port, policy_configmap: args.policy_configmap, network_policy: args.network_policy };
+    let settings = args.sidecar.settings(args.network_policy);
     finish(inject_documents(&text, &settings), "inject")
 }
 

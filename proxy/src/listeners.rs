@@ -234,6 +234,11 @@ impl<A: ServerApp + Send + Sync + 'static> ClientListeners<A> {
 
 /// Serves one admitted connection until it ends or misses a head deadline.
 async fn serve<A: ServerApp + Send + Sync + 'static>(tcp: tokio::net::TcpStream, peer: SocketAddr, acceptor: Option<Arc<Acceptor>>, app: Arc<A>, shared: &Shared, shutdown: ShutdownWatch) {
+    // Small writes (a WebSocket answer, a head and its body) go out at once rather than waiting
+    // for the peer's ACK of the last one (Nagle), as nginx's `tcp_nodelay on` does.
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY on a client connection");
+    }
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     let _ = digest.peer_addr.set(Some(peer.into()));

@@ -38,18 +38,8 @@ pub struct Args {
     /// A namespace whose pods are never injected (the webhook's own; repeatable).
     #[arg(long = "exclude-namespace")]
     exclude_namespaces: Vec<String>,
-    /// clawguard's image in injected pods.
-    #[arg(long, default_value_t = Settings::default().image)]
-    image: String,
-    /// Regular containers instead of native sidecars.
-    #[arg(long)]
-    classic: bool,
-    /// clawguard's admin port in injected pods.
-    #[arg(long, default_value_t = Settings::default().admin_port)]
-    admin_port: u16,
-    /// The ConfigMap holding `policy.toml`, unless a pod names another.
-    #[arg(long, default_value_t = Settings::default().policy_configmap)]
-    policy_configmap: String,
+    #[command(flatten)]
+    sidecar: crate::inject_cli::SidecarArgs,
 }
 
 /// The certificate files' contents, hashed: a change of either is a change.
@@ -121,7 +111,7 @@ async fn serve(args: Args, first: TlsAcceptor) -> std::io::Result<()> {
             }
         });
     }
-    let settings = Arc::new(Settings { image: args.image, classic: args.classic, admin_port: args.admin_port, policy_configmap: args.policy_configmap, network_policy: false });
+    let settings = Arc::new(args.sidecar.settings(false));
     let scope = Arc::new(Scope { excluded_namespaces: args.exclude_namespaces });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "clawguard webhook listening (POST /mutate, GET /healthz, /readyz)");

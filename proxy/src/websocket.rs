@@ -2,9 +2,10 @@
 //! upgrade handshake to the gateway itself, writes the 101 through pingora, and
 //! then pumps frames in both directions through the sans-IO engine.
 //!
-//! The pump is three futures joined in one task: the main loop (client reads,
+//! The pump is four futures joined in one task: the main loop (client reads,
 //! engine, client writes, timers), an upstream writer and an upstream reader,
-//! linked by bounded channels. The client is only read while the channel to the
+//! linked by bounded channels, and a watcher of what happens without traffic
+//! (pin store, spend trips, reloads, shutdown) that wakes the main loop. The client is only read while the channel to the
 //! gateway has room, and the gateway is only read while the channel to the main
 //! loop has room, so a slow peer on either side back-pressures the other; no
 //! buffer grows without bound.
@@ -370,13 +371,21 @@ struct Recording<'a> {
 
 /// Runs the connection until it ends; returns how it ended.
 #[allow(clippy::too_many_arguments)]
-async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection, mut policy_changed: watch::Receiver<u64>) -> &'static str {
+async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection, policy_changed: watch::Receiver<u64>) -> &'static str {
     let (up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     // How the gateway's side ended: `None` while it is open, `Some(error)` once it closed.
     let (gone_tx, mut gone_rx) = oneshot::channel::<Option<String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // What can happen to a connection without traffic (a pin revoked, a budget tripped, a
+    // reload, shutdown) is watched by a future of its own that wakes the main loop only when it
+    // happens, so a message costs no registration with those four watches.
+    let (control_tx, mut control_rx) = mpsc::channel::<Control>(4);
+    let (control_stop_tx, control_stop_rx) = oneshot::channel::<()>();
+    // Shutdown as of now is handled by the main loop; a later one reaches it as `Control`.
+    let shutdown_seen = *shared.shutdown.borrow();
+    let control = watch_control(shared, shutdown_seen, policy_changed, control_tx, control_stop_rx);
 
     let writer = async move {
         while let Some(chunk) = c2s_rx.recv().await {
@@ -414,10 +423,6 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
     };
     let main = async move {
         let mut rec = Recording { audit: shared.audit.as_deref(), conn, drift: &shared.drift, shared };
-        let mut shutdown = shared.shutdown.clone();
-        let mut pins_changed = shared.pins.subscribe();
-        let mut spend_tripped = shared.spend_trips.subscribe();
-        let mut shutdown_seen = *shutdown.borrow();
         let mut upstream_open = true;
         let mut last_activity = Instant::now();
         // Checked: a deadline past what `Instant` holds is no deadline.
@@ -425,6 +430,12 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let handshake_deadline = after(Instant::now(), timers.handshake);
         let mut close_deadline: Option<Instant> = None;
         let mut end = "client closed";
+        // One timer for the idle, handshake and close deadlines, set again only when the
+        // deadline comes earlier than it is set for; activity moves the idle deadline later,
+        // and a timer that fires before the deadline in force is set again for it.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         if shutdown_seen {
             let out = engine.close(1001, "clawguard is shutting down");
             let _ = deliver(ds, &c2s_tx, out, &mut rec).await;
@@ -448,6 +459,14 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                 (true, idle, handshake) => idle.or(handshake),
                 (false, idle, _) => idle,
             });
+            match (deadline, armed) {
+                (Some(d), Some(a)) if d >= a => {}
+                (Some(d), _) => {
+                    timer.as_mut().reset(d);
+                    armed = Some(d);
+                }
+                (None, _) => armed = None,
+            }
             let can_read_client = c2s_tx.capacity() > 0;
             tokio::select! {
                 read = ds.read_request_body(), if can_read_client => match read {
@@ -488,34 +507,27 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                         }
                     }
                 },
-                changed = pins_changed.changed() => {
-                    if changed.is_ok() {
-                        let out = engine.recheck(&shared.env(&shared.live()));
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
-                    }
+                Some(control) = control_rx.recv() => {
+                    let out = {
+                        let live = shared.live();
+                        let env = shared.env(&live);
+                        match control {
+                            Control::PinsChanged => engine.recheck(&env),
+                            // A budget tripped: this connection's runs in flight stop if it covers them.
+                            Control::SpendTripped => engine.abort_runs(&env),
+                            // A reload: the connection is judged again by the version now in force.
+                            Control::PolicyChanged => engine.rebind(&env),
+                            Control::Shutdown => engine.close(1001, "clawguard is shutting down"),
+                        }
+                    };
+                    if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                 },
-                changed = spend_tripped.changed() => {
-                    if changed.is_ok() {
-                        // A budget tripped: this connection's runs in flight stop if it covers them.
-                        let out = engine.abort_runs(&shared.env(&shared.live()));
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    if deadline.is_some_and(|d| Instant::now() < d) {
+                        // Set for an earlier deadline that activity has since moved.
+                        continue;
                     }
-                },
-                changed = policy_changed.changed() => {
-                    if changed.is_ok() {
-                        // A reload: the connection is judged again by the version now in force.
-                        let out = engine.rebind(&shared.env(&shared.live()));
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
-                    }
-                },
-                changed = shutdown.changed(), if !shutdown_seen => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        shutdown_seen = true;
-                        let out = engine.close(1001, "clawguard is shutting down");
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
-                    }
-                },
-                _ = sleep_until(deadline) => {
                     if engine.is_closing() {
                         end = "close grace expired";
                     } else if !engine.access().is_established() && handshake_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -534,18 +546,55 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         }
         drop(c2s_tx);
         let _ = stop_tx.send(());
+        let _ = control_stop_tx.send(());
         end
     };
-    let (end, (), ()) = tokio::join!(main, writer, reader);
+    let (end, (), (), ()) = tokio::join!(main, writer, reader, control);
     end
 }
 
+/// Something that happened to the connection without traffic.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    /// The pin store changed: a node's pin may be revoked.
+    PinsChanged,
+    /// A spend budget tripped: runs in flight may have to stop.
+    SpendTripped,
+    /// A policy reload: the connection is judged again.
+    PolicyChanged,
+    /// clawguard is shutting down.
+    Shutdown,
+}
 
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// Watches the pin store, spend trips, reloads and shutdown for one connection until `stop`,
+/// telling the main loop of each change (shutdown once).
+async fn watch_control(shared: &Shared, mut shutdown_seen: bool, mut policy_changed: watch::Receiver<u64>, to_main: mpsc::Sender<Control>, stop: oneshot::Receiver<()>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut pins_changed = shared.pins.subscribe();
+    let mut spend_tripped = shared.spend_trips.subscribe();
+    let watching = async {
+        loop {
+            let control = tokio::select! {
+                Ok(()) = pins_changed.changed() => Control::PinsChanged,
+                Ok(()) = spend_tripped.changed() => Control::SpendTripped,
+                Ok(()) = policy_changed.changed() => Control::PolicyChanged,
+                changed = shutdown.changed(), if !shutdown_seen => {
+                    if changed.is_ok() && !*shutdown.borrow() {
+                        continue;
+                    }
+                    shutdown_seen = true;
+                    Control::Shutdown
+                },
+                else => return,
+            };
+            if to_main.send(control).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = watching => {}
+        _ = stop => {}
     }
 }
 

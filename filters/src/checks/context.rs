@@ -44,6 +44,9 @@ pub struct Guard {
     pub clients: crate::state::limits::ClientLimits<governor::clock::DefaultClock>,
     /// Methods counted as inference.
     inference_methods: Vec<Glob>,
+    /// What the policy says of each method of the gateway's table, worked out once (the globs
+    /// above are matched for a method not in it).
+    method_facts: std::collections::HashMap<&'static str, MethodFacts, foldhash::fast::RandomState>,
     /// The HTTP surface's routes, origins and headers.
     pub http: crate::checks::http_policy::HttpPolicy,
     /// Which allowed requests the audit log records (`audit.record_allowed`; `None` when the
@@ -62,7 +65,7 @@ pub struct Guard {
 impl Guard {
     /// Compiles a policy.
     pub fn new(policy: &Policy) -> Self {
-        Guard {
+        let mut guard = Guard {
             rules: Rules::new(policy),
             identities: Identities::new(policy),
             mode: policy.mode,
@@ -82,7 +85,22 @@ impl Guard {
             spend: Mutex::new(crate::state::spend::Ledger::new(&policy.spend)),
             abort_running: policy.spend.abort_running,
             spend_gateway: policy.state.gateway.clone().unwrap_or_else(|| policy.upstream.address.to_string()),
+            method_facts: Default::default(),
+        };
+        guard.method_facts = crate::protocol::method_table::METHODS.iter().map(|(method, _)| (*method, guard.work_out(method))).collect();
+        guard
+    }
+
+    /// The policy's size limit and inference flag for `method`, from its globs.
+    fn work_out(&self, method: &str) -> MethodFacts {
+        MethodFacts {
+            request_limit: self.request_limits.iter().find(|(g, _)| g.matches(method)).map(|(_, n)| *n).unwrap_or(self.default_request_limit),
+            inference: self.inference_methods.iter().any(|g| g.matches(method)),
         }
+    }
+
+    fn facts(&self, method: &str) -> MethodFacts {
+        self.method_facts.get(method).copied().unwrap_or_else(|| self.work_out(method))
     }
 
     /// Takes over the rate-limit state of the policy version this one replaces, for every
@@ -116,13 +134,22 @@ impl Guard {
 
     /// Whether `method` counts as inference (`limits.inference_methods`).
     pub fn is_inference(&self, method: &str) -> bool {
-        self.inference_methods.iter().any(|g| g.matches(method))
+        self.facts(method).inference
     }
 
     /// The request size limit for `method` (the most specific glob: exact, then longest).
     pub fn request_limit(&self, method: &str) -> usize {
-        self.request_limits.iter().find(|(g, _)| g.matches(method)).map(|(_, n)| *n).unwrap_or(self.default_request_limit)
+        self.facts(method).request_limit
     }
+}
+
+/// What the policy says of one method, for every request of it.
+#[derive(Debug, Clone, Copy)]
+struct MethodFacts {
+    /// `websocket.max_request_bytes` (the most specific glob), else the message limit.
+    request_limit: usize,
+    /// Whether `limits.inference_methods` names it.
+    inference: bool,
 }
 
 fn compile_request_limits(ws: &WebSocket) -> Vec<(Glob, usize)> {

@@ -131,6 +131,11 @@ impl NodeSide {
         before != self.swallow.len()
     }
 
+    /// Whether the answer to request `id` is one to swallow.
+    pub fn follows(&self, id: &str) -> bool {
+        self.swallow.iter().any(|s| s == id)
+    }
+
     /// Whether requests are outstanding whose answers must be swallowed.
     pub fn awaits_answers(&self) -> bool {
         !self.swallow.is_empty()

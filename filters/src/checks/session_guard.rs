@@ -89,6 +89,11 @@ impl SessionSide {
         !self.rosters.is_empty() || !self.sends.is_empty()
     }
 
+    /// Whether the answer to request `id` is awaited (a roster to filter, a send to follow).
+    pub fn follows(&self, id: &str) -> bool {
+        self.rosters.iter().any(|(r, _)| r == id) || self.sends.iter().any(|(s, _)| s == id)
+    }
+
     /// Judges the session parameters of a request that is otherwise going to the gateway;
     /// on success, notes what the answer needs (roster filtering, run tracking).
     pub fn check_request(&mut self, env: &Env<'_>, identity: &str, scope: &SessionScope, id: &str, method: &str, params: &Value) -> Result<(), Box<SessionRefusal>> {

@@ -63,6 +63,11 @@ impl RunTracker {
         !self.sent.is_empty() || !self.aborts.is_empty()
     }
 
+    /// Whether the answer to request `id` is awaited (a `chat.send` or clawguard's own abort).
+    pub fn follows(&self, id: &str) -> bool {
+        self.sent.iter().any(|(s, _)| s == id) || self.aborts.iter().any(|(a, _)| a == id)
+    }
+
     /// Whether runs are in flight (their `chat` events must be read).
     pub fn has_runs(&self) -> bool {
         !self.running.is_empty()

@@ -56,8 +56,10 @@ pub enum FrameError {
     },
 }
 
+/// A frame's envelope, its params read as `P`: raw (`&RawValue`, judged later) or a `Value`.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+struct Envelope<'a, P> {
     #[serde(rename = "type", borrow)]
     ty: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -68,8 +70,8 @@ struct Envelope<'a> {
     event: Option<Cow<'a, str>>,
     #[serde(default)]
     ok: Option<bool>,
-    #[serde(default, borrow)]
-    params: Option<&'a RawValue>,
+    #[serde(default)]
+    params: Option<P>,
     #[serde(default, borrow)]
     payload: Option<&'a RawValue>,
 }
@@ -80,7 +82,7 @@ fn required<'a>(v: Option<Cow<'a, str>>, frame: &'static str, field: &'static st
 
 /// Parses one text message as a gateway frame.
 pub fn parse_frame(text: &[u8]) -> Result<GatewayFrame<'_>, FrameError> {
-    let env: Envelope<'_> = serde_json::from_slice(text).map_err(|e| FrameError::Json(e.to_string()))?;
+    let env: Envelope<'_, &RawValue> = serde_json::from_slice(text).map_err(|e| FrameError::Json(e.to_string()))?;
     match env.ty.as_ref() {
         "req" => Ok(GatewayFrame::Req {
             id: required(env.id, "req", "id")?,
@@ -95,6 +97,38 @@ pub fn parse_frame(text: &[u8]) -> Result<GatewayFrame<'_>, FrameError> {
         "event" => Ok(GatewayFrame::Event { event: required(env.event, "event", "event")?, payload: env.payload }),
         other => Err(FrameError::UnknownType(other.to_string())),
     }
+}
+
+/// A client request read in one pass: the envelope and its params together, the params as
+/// `JSON.parse` reads them (duplicate keys: the last one wins). `None` for anything else: a
+/// frame that is not a `req`, malformed JSON, a duplicate envelope field, a lone surrogate in
+/// the params. `None` is only "not read this way": [`parse_frame`] and
+/// [`crate::codec::js::read_json`] then name what cannot be read, so this is never the
+/// reason a request passes or fails, only the faster way to the same reading.
+pub fn read_request(text: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>, serde_json::Value)> {
+    // The same envelope as `parse_frame`'s (a duplicate of any of its fields fails both). A
+    // failure is not a verdict: the caller reads the frame the two-step way, which refuses what
+    // it cannot read and says why.
+    let env: Envelope<'_, serde_json::Value> = serde_json::from_slice(text).ok()?;
+    if env.ty != "req" {
+        return None;
+    }
+    // `params: null` and no params are both what the gateway sees as no params.
+    Some((env.id.filter(|s| !s.is_empty())?, env.method.filter(|s| !s.is_empty())?, env.params.unwrap_or(serde_json::Value::Null)))
+}
+
+/// The `id` of a gateway answer, read from its first bytes without parsing the rest: the
+/// gateway writes every answer with `JSON.stringify({ type: "res", id, ok, … })`, so it starts
+/// `{"type":"res","id":"…"`. `None` for anything else, and for an id with an escape (the
+/// whole frame must then be parsed). Only for the gateway's own frames, never a client's.
+pub fn answer_id(text: &[u8]) -> Option<&str> {
+    let rest = text.strip_prefix(br#"{"type":"res","id":""#)?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' || rest.get(end + 1) != Some(&b',') {
+        return None;
+    }
+    // Not UTF-8 or empty: `None`, and the whole frame is parsed as before.
+    std::str::from_utf8(&rest[..end]).ok().filter(|id| !id.is_empty())
 }
 
 /// Whether a `res` payload is a `hello-ok` (the answer that completes the handshake).
@@ -213,6 +247,49 @@ mod tests {
         assert_eq!(parse_frame(br#"{"type":"req","id":"","method":"m"}"#).unwrap_err(), FrameError::Missing { frame: "req", field: "id" });
         // Duplicate keys would let the gateway and clawguard read different methods.
         assert!(matches!(parse_frame(br#"{"type":"req","id":"1","method":"health","method":"config.apply"}"#), Err(FrameError::Json(_))));
+    }
+
+    #[test]
+    fn a_request_read_in_one_pass_reads_as_the_two_step_reading() {
+        let cases: &[&[u8]] = &[
+            br#"{"type":"req","id":"1","method":"chat.history","params":{"sessionKey":"a","limit":5,"sessionKey":"b"}}"#,
+            br#"{"type":"req","id":"2","method":"health"}"#,
+            br#"{"type":"req","id":"3","method":"health","params":null}"#,
+            br#"{"type":"req","id":"4","method":"conf\u0069g.get","params":[1,{"a":"\ud83d\ude00"}]}"#,
+        ];
+        for text in cases {
+            let (id, method, params) = read_request(text).unwrap();
+            let GatewayFrame::Req { id: id2, method: method2, params: raw } = parse_frame(text).unwrap() else { panic!() };
+            let params2 = raw.map(|p| crate::codec::js::read_json("params", p.get()).unwrap()).unwrap_or(serde_json::Value::Null);
+            assert_eq!((id, method, params), (id2, method2, params2), "{}", String::from_utf8_lossy(text));
+        }
+        // Each of these is not read in one pass; the two-step reading then says what it is.
+        for text in [
+            &br#"{"type":"res","id":"1","ok":true}"#[..],
+            br#"{"type":"req","id":"1","method":"health","method":"config.apply"}"#,
+            br#"{"type":"req","id":"1","method":"x","params":{"a":"\ud800"}}"#,
+            br#"{"type":"req","id":"","method":"x"}"#,
+            br#"{"type":"req","id":"1","method":"x","payload":1,"payload":2}"#,
+            b"not json",
+        ] {
+            assert_eq!(read_request(text), None, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn an_answer_id_is_read_from_the_gateway_s_own_prefix_only() {
+        assert_eq!(answer_id(br#"{"type":"res","id":"7:a","ok":true,"payload":{}}"#), Some("7:a"));
+        for text in [
+            &br#"{"type":"res","id":"a\"b","ok":true}"#[..],
+            br#"{"type":"res","id":"","ok":true}"#,
+            br#"{"type":"res","ok":true,"id":"1"}"#,
+            br#"{"id":"1","type":"res","ok":true}"#,
+            br#"{"type":"event","event":"tick"}"#,
+            br#"{"type":"res","id":"1"}"#,
+            br#" {"type":"res","id":"1","ok":true}"#,
+        ] {
+            assert_eq!(answer_id(text), None, "{}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

@@ -7,9 +7,13 @@ use crate::protocol::method_table::METHODS;
 pub use crate::protocol::scope_model::{satisfies, Required, Role, Scope, ScopeSet};
 use serde_json::Value;
 
+/// The method table by name (looked up for every request, several times).
+static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&'static str, Required, foldhash::fast::RandomState>> =
+    std::sync::LazyLock::new(|| METHODS.iter().copied().collect());
+
 /// The method table's entry for `method` (`None`: not a core method).
 pub fn lookup(method: &str) -> Option<Required> {
-    METHODS.binary_search_by(|(name, _)| (*name).cmp(method)).ok().map(|i| METHODS[i].1)
+    BY_NAME.get(method).copied()
 }
 
 /// Whether a method writes, grants or runs (what `audit.record_allowed = "sensitive"` records):

@@ -523,9 +523,8 @@ impl Access {
             let close = (self.phase == Phase::AwaitingConnect).then(|| (1008, reason.clone()));
             return self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close, rule: "limits".into(), reason });
         }
-        let frame = parse_frame(text);
         if self.phase == Phase::AwaitingConnect {
-            return match frame {
+            return match parse_frame(text) {
                 Ok(GatewayFrame::Req { id, method, params }) if method == "connect" => {
                     let id = id.to_string();
                     self.connect(env, &id, text, params.map(|p| p.get()))
@@ -543,52 +542,71 @@ impl Access {
                 return self.judge(env, Action::Close { code: 1008, rule: "handshake".into(), reason: "too many pending handshake frames".into() });
             }
         }
-        match frame {
-            Ok(GatewayFrame::Req { id, method, params }) => {
-                let limit = env.guard.request_limit(&method);
-                if text.len() > limit {
-                    let reason = format!("a {method} request of {} bytes exceeds its limit of {limit} bytes", text.len());
-                    let details = json!({ "code": "TOO_LARGE", "limit": limit, "source": "clawguard", "rule": "limits" });
-                    return self.judge(env, Action::Refuse { reply: reply(&id, "INVALID_REQUEST", &reason, details), close: None, rule: "limits".into(), reason });
+        // The one model of the request: its envelope and params, the params read as the gateway
+        // reads them. In one pass when the frame reads cleanly; otherwise the frame and then its
+        // params are read on their own, which says what the frame is or what cannot be read.
+        let (id, method, params) = match crate::protocol::gateway::read_request(text) {
+            Some((id, method, params)) => {
+                if let Some(refusal) = self.over_limit(env, &id, &method, text.len()) {
+                    return refusal;
                 }
-                // The one model of the request: its params, read once as the gateway reads them.
-                let params = match params.map(|p| crate::codec::js::read_json(&method, p.get())).transpose() {
-                    // No params at all is what the gateway sees as `undefined`: checks that need
-                    // a field find none and refuse (node.invoke, exec, grants) or need the most.
-                    Ok(p) => p.unwrap_or(Value::Null),
-                    Err(e) => return self.unreadable(env, &id, &method, e),
-                };
-                let judgement = self.request(env, &id, &method, &params);
-                if crate::protocol::scopes::lookup(&method).is_none() {
-                    self.unknown_method = Some(method.to_string());
-                }
-                self.audit_method = (judgement.action == Action::Forward && env.guard.records_method(&method)).then(|| method.to_string());
-                // What the answer must be read for is kept only for a request that reaches the
-                // gateway: a refused request's id could be reused by a later one.
-                let staged = std::mem::take(&mut self.staged);
-                if judgement.action == Action::Forward || !judgement.enforce {
-                    match staged {
-                        Some(Staged::Approval(request)) => self.approval_requests.push((id.to_string(), request)),
-                        Some(Staged::Resolution(approval, decision)) => self.resolutions.push((id.to_string(), approval, decision)),
-                        None => {}
-                    }
-                    self.note_spend_request(env, &id, &method, &params);
-                    if method == "config.get" {
-                        self.pending_config_gets.push(id.into_owned());
-                    } else if method == "node.pair.list" {
-                        self.pending_pair_lists.push(id.into_owned());
-                    }
-                }
-                judgement
+                (id, method, params)
             }
-            // Clients send only requests; anything else the gateway answers itself.
-            Ok(_) => self.judge(env, Action::Forward),
-            Err(e) => {
-                let reason = format!("clawguard cannot evaluate this frame: {e}");
-                let details = json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
-                self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason })
+            None => match parse_frame(text) {
+                Ok(GatewayFrame::Req { id, method, params }) => {
+                    if let Some(refusal) = self.over_limit(env, &id, &method, text.len()) {
+                        return refusal;
+                    }
+                    match params.map(|p| crate::codec::js::read_json(&method, p.get())).transpose() {
+                        // No params at all is what the gateway sees as `undefined`: checks that
+                        // need a field find none and refuse (node.invoke, exec, grants) or need
+                        // the most.
+                        Ok(p) => (id, method, p.unwrap_or(Value::Null)),
+                        Err(e) => return self.unreadable(env, &id, &method, e),
+                    }
+                }
+                // Clients send only requests; anything else the gateway answers itself.
+                Ok(_) => return self.judge(env, Action::Forward),
+                Err(e) => {
+                    let reason = format!("clawguard cannot evaluate this frame: {e}");
+                    let details = json!({ "code": "UNPARSEABLE_FRAME", "source": "clawguard", "rule": "frame-syntax" });
+                    return self.judge(env, Action::Refuse { reply: reply("invalid", "INVALID_REQUEST", &reason, details), close: None, rule: "frame-syntax".into(), reason });
+                }
+            },
+        };
+        let judgement = self.request(env, &id, &method, &params);
+        if crate::protocol::scopes::lookup(&method).is_none() {
+            self.unknown_method = Some(method.to_string());
+        }
+        self.audit_method = (judgement.action == Action::Forward && env.guard.records_method(&method)).then(|| method.to_string());
+        // What the answer must be read for is kept only for a request that reaches the
+        // gateway: a refused request's id could be reused by a later one.
+        let staged = std::mem::take(&mut self.staged);
+        if judgement.action == Action::Forward || !judgement.enforce {
+            match staged {
+                Some(Staged::Approval(request)) => self.approval_requests.push((id.to_string(), request)),
+                Some(Staged::Resolution(approval, decision)) => self.resolutions.push((id.to_string(), approval, decision)),
+                None => {}
+            }
+            self.note_spend_request(env, &id, &method, &params);
+            if method == "config.get" {
+                self.pending_config_gets.push(id.into_owned());
+            } else if method == "node.pair.list" {
+                self.pending_pair_lists.push(id.into_owned());
             }
         }
+        judgement
+    }
+
+    /// A request over its method's size limit (`websocket.max_request_bytes`), refused.
+    fn over_limit(&self, env: &Env<'_>, id: &str, method: &str, len: usize) -> Option<Judgement> {
+        let limit = env.guard.request_limit(method);
+        if len <= limit {
+            return None;
+        }
+        let reason = format!("a {method} request of {len} bytes exceeds its limit of {limit} bytes");
+        let details = json!({ "code": "TOO_LARGE", "limit": limit, "source": "clawguard", "rule": "limits" });
+        Some(self.judge(env, Action::Refuse { reply: reply(id, "INVALID_REQUEST", &reason, details), close: None, rule: "limits".into(), reason }))
     }
 
     /// Notes what a forwarded request means for spend: a `chat.send` run to follow (to stop it
@@ -1187,6 +1205,16 @@ impl Access {
         if !needs_parse {
             return (forward, Vec::new());
         }
+        // Most of the gateway's messages answer requests nothing here follows: such an answer is
+        // forwarded with only its id read (no frame rule reads answers; an established
+        // connection has no handshake answer to wait for).
+        if self.is_established() && !env.guard.rules.inspects_gateway() {
+            if let Some(id) = crate::protocol::gateway::answer_id(text) {
+                if !self.follows_answer(id) {
+                    return (forward, Vec::new());
+                }
+            }
+        }
         match parse_frame(text) {
             Ok(GatewayFrame::Event { event, payload }) if event == "connect.challenge" && self.phase == Phase::AwaitingConnect => {
                 #[derive(Deserialize)]
@@ -1224,6 +1252,20 @@ impl Access {
             ),
             Err(_) => (forward, Vec::new()),
         }
+    }
+
+    /// Whether anything on this connection reads the answer to request `id` (every list below
+    /// is one that [`Access::gateway_answer`] or [`Access::usage_answer`] looks the id up in).
+    fn follows_answer(&self, id: &str) -> bool {
+        self.node.as_ref().is_some_and(|n| n.follows(id))
+            || self.runs.follows(id)
+            || self.sessions.follows(id)
+            || self.usage_requests.iter().any(|(r, _)| r == id)
+            || self.resolutions.iter().any(|(r, _, _)| r == id)
+            || self.pending_pair_lists.iter().any(|r| r == id)
+            || self.approval_requests.iter().any(|(r, _)| r == id)
+            || self.pair_decisions.iter().any(|(p, _)| p == id)
+            || self.pending_config_gets.iter().any(|p| p == id)
     }
 
     /// An event the frame rules let through: node invocations outside the pin are answered
@@ -1426,6 +1468,12 @@ mod tests {
         assert_eq!(guard.request_limit("chat.send"), 200);
         assert_eq!(guard.request_limit("chat.history"), 500);
         assert_eq!(guard.request_limit("status"), 1000);
+        // A method outside the gateway's table (worked out per request) reads the same globs.
+        assert_eq!(guard.request_limit("chat.unknown"), 500);
+        assert_eq!(guard.request_limit("no.such.method"), 1000);
+        let inference = Guard::new(&LoadedPolicy::parse("p.toml", "[limits]\ninference_methods = [\"chat.send\", \"agent*\"]\n").unwrap().policy);
+        assert!(inference.is_inference("chat.send") && inference.is_inference("agent") && inference.is_inference("agents.unknown"));
+        assert!(!inference.is_inference("chat.history") && !inference.is_inference("no.such.method"));
         let defaults = Guard::new(&LoadedPolicy::parse("p.toml", "").unwrap().policy);
         assert_eq!(defaults.request_limit("chat.send"), 25 * 1024 * 1024);
         assert_eq!(defaults.request_limit("config.apply"), 1024 * 1024);

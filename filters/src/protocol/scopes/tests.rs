@@ -159,3 +159,15 @@ fn closure_follows_the_implications() {
     assert_eq!(set(&[Read]).closure(), set(&[Read, SessionsRead]));
     assert_eq!(ScopeSet::EMPTY.closure(), ScopeSet::EMPTY);
 }
+
+#[test]
+fn every_method_of_the_table_is_looked_up_with_its_requirement() {
+    for w in METHODS.windows(2) {
+        assert!(w[0].0 < w[1].0, "the table is sorted and has {} once", w[1].0);
+    }
+    for (method, required) in METHODS {
+        assert_eq!(lookup(method), Some(*required), "{method}");
+    }
+    assert_eq!(lookup("no.such.method"), None);
+    assert_eq!(lookup(""), None);
+}
