@@ -24,6 +24,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use arc_swap::ArcSwap;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -44,6 +47,19 @@ pub struct Buffered(tokio::io::BufWriter<L4Stream>);
 impl Buffered {
     fn new(l4: L4Stream) -> Self {
         Buffered(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, l4))
+    }
+}
+
+/// A flushed plaintext client stream without its write buffer, for a connection whose writes
+/// are whole answers already (an upgraded WebSocket: the pump coalesces frames itself), so that
+/// an idle one holds no buffer; any other stream as it is.
+pub fn unbuffered(stream: Stream) -> Stream {
+    if !stream.as_any().is::<Buffered>() {
+        return stream;
+    }
+    match stream.into_any().downcast::<Buffered>() {
+        Ok(buffered) => Box::new(buffered.0.into_inner()),
+        Err(_) => unreachable!("checked to be Buffered above"),
     }
 }
 
@@ -246,14 +262,17 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(tcp: tokio::net::TcpStream,
     let Some(key) = l4.get_socket_digest().map(|d| connection_key(&d)) else { return };
     let timeout = Duration::from_secs(shared.live().policy.policy.server.header_timeout_seconds);
     let phase = shared.heads.register(key, deadline(timeout));
-    let requests = async {
+    // Boxed, so that what the requests needed (pingora's futures) is freed when they end rather
+    // than held by the task of an upgraded connection for its lifetime.
+    let requests = Box::pin(UPGRADED.scope(RefCell::new(None), async {
         let stream: Stream = match &acceptor {
             None => Box::new(Buffered::new(l4)),
-            Some(acceptor) => match acceptor.tls_handshake(Buffered::new(l4)).await {
+            // Boxed: the handshake's state is large and needed only until it completes.
+            Some(acceptor) => match Box::pin(acceptor.tls_handshake(Buffered::new(l4))).await {
                 Ok(tls) => Box::new(tls),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
             },
         };
@@ -261,15 +280,41 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(tcp: tokio::net::TcpStream,
         while let Some(stream) = next {
             next = app.process_new(stream, &shutdown).await;
         }
-    };
-    tokio::select! {
-        () = requests => {}
+        UPGRADED.with(RefCell::take)
+    }));
+    let upgraded = tokio::select! {
+        upgraded = requests => upgraded,
         () = head_overdue(phase) => {
             metrics::REFUSALS.with_label_values(&["header_timeout"]).inc();
             tracing::debug!(%peer, seconds = timeout.as_secs(), "connection closed: no whole request head in time");
+            None
         }
-    }
+    };
     shared.heads.unregister(key);
+    if let Some(upgraded) = upgraded {
+        upgraded.await;
+    }
+}
+
+/// An upgraded connection from the upgrade on: the WebSocket pump, which owns the client's
+/// stream.
+pub type Upgraded = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+tokio::task_local! {
+    /// Where the request that upgraded a connection leaves its pump for the connection's task.
+    static UPGRADED: RefCell<Option<Upgraded>>;
+}
+
+/// Hands an upgraded connection to the task serving it, which runs it once pingora is done
+/// with the request, so that pingora's futures for the request are not held as long as the
+/// connection is open. Gives it back when the connection is not served by these listeners.
+pub fn hand_over(upgraded: Upgraded) -> Option<Upgraded> {
+    let mut upgraded = Some(upgraded);
+    let taken = UPGRADED.try_with(|slot| *slot.borrow_mut() = upgraded.take());
+    match taken {
+        Ok(()) => None,
+        Err(_) => upgraded,
+    }
 }
 
 /// Turns away a connection over a cap: a JSON 429 (503 for the total cap) on plaintext, a

@@ -1,14 +1,16 @@
 //! The WebSocket "upgrade takeover" (pingora-notes §2.5): clawguard relays the
-//! upgrade handshake to the gateway itself, writes the 101 through pingora, and
-//! then pumps frames in both directions through the sans-IO engine.
+//! upgrade handshake to the gateway itself, writes the 101 through pingora, takes
+//! the client's stream out of pingora's session, and then pumps frames in both
+//! directions through the sans-IO engine.
 //!
 //! The pump is four futures joined in one task: the main loop (client reads,
 //! engine, client writes, timers), an upstream writer and an upstream reader,
 //! linked by bounded channels, and a watcher of what happens without traffic
-//! (pin store, spend trips, reloads, shutdown) that wakes the main loop. The client is only read while the channel to the
-//! gateway has room, and the gateway is only read while the channel to the main
-//! loop has room, so a slow peer on either side back-pressures the other; no
-//! buffer grows without bound.
+//! (pin store, spend trips, reloads, shutdown) that wakes the main loop. The
+//! client is only read while the channel to the gateway has room, and the gateway
+//! is only read while the channel to the main loop has room, so a slow peer on
+//! either side back-pressures the other; no buffer grows without bound, and an
+//! idle connection holds no read buffer on either side.
 
 use crate::audit::AuditLog;
 use crate::metrics;
@@ -24,10 +26,15 @@ use clawguard_filters::surfaces::record::{self, Connection};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use std::time::Duration;
+use pingora::{ErrorType, OrErr};
+use std::future::Future;
 use std::net::IpAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, Instant};
@@ -44,7 +51,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const CLIENT_WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Handles a WebSocket upgrade request end to end.
-pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> Result<()> {
+pub async fn take_over(shared: &Arc<Shared>, session: &mut Session, peer: &Peer) -> Result<()> {
     // The policy version in force for the upgrade; once the connection is open every message
     // reads the version in force then, and a reload re-judges the connection. Subscribed
     // first, so a reload between here and the pump is not missed.
@@ -53,7 +60,9 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     let policy = &live.policy.policy;
     let ws = &policy.websocket;
     let limits = Limits { handshake_message: ws.max_handshake_message_bytes, message: ws.max_message_bytes, fragments: ws.max_fragments_per_message };
-    let engine = WsEngine::new(&shared.env(&live), peer.clone(), limits, rand::random());
+    // Boxed: moved from here into the pump and its main loop, it would take its size (about
+    // 2 KiB) in each of their futures.
+    let engine = Box::new(WsEngine::new(&shared.env(&live), peer.clone(), limits, rand::random()));
     let identity = engine.access().resolution().identity.name.clone();
     if let Err(limited) = live.guard.clients.new_connection(peer.ip) {
         if limited.shadow {
@@ -125,12 +134,9 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     for (name, value) in &resp.headers {
         switching.append_header(name.clone(), value.as_slice())?;
     }
-    let ds = session.as_downstream_mut();
-    ds.write_response_header(Box::new(switching)).await?;
-    ds.set_read_timeout(None);
-    ds.set_write_timeout(Some(CLIENT_WRITE_STALL));
+    let (mut client, early_client) = take_client(session, switching).await?;
     metrics::WS_CONNECTIONS.with_label_values(&["opened"]).inc();
-    let _active = Active::count();
+    let active = Active::count();
     tracing::debug!(peer = %peer.ip, identity = %engine.access().resolution().why, "websocket connection opened");
     let timers = Timers {
         idle: (ws.idle_timeout_seconds > 0).then(|| Duration::from_secs(ws.idle_timeout_seconds)),
@@ -139,9 +145,112 @@ pub async fn take_over(shared: &Shared, session: &mut Session, peer: &Peer) -> R
     };
     let conn = Connection { id: format!("ws-{}", NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).into(), peer: peer.ip.to_string().into(), identity: identity.as_str().into(), role: None };
     drop(live);
-    let end = pump(shared, ds, upstream, rest.freeze(), engine, timers, &slot, conn, policy_changed).await;
-    tracing::debug!(peer = %peer.ip, end, "websocket connection finished");
+    let early = Early { gateway: rest.freeze(), client: early_client };
+    let (shared, ip) = (shared.clone(), peer.ip);
+    let run = async move {
+        let end = pump(&shared, &mut client, upstream, early, engine, timers, &slot, conn, policy_changed).await;
+        client.close().await;
+        drop((slot, active));
+        tracing::debug!(peer = %ip, end, "websocket connection finished");
+    };
+    // Run by the connection's own task once pingora's request futures have finished (they
+    // would otherwise be held, some 30 KiB of them, for as long as the connection is open), or
+    // here when no listener of clawguard's serves this connection.
+    if let Some(run) = crate::listeners::hand_over(Box::pin(run)) {
+        run.await;
+    }
     Ok(())
+}
+
+/// Writes the 101 and takes the client's stream out of pingora's session, with what the client
+/// sent right behind its upgrade request. pingora's body reader keeps a 64 KiB buffer reserved
+/// for every read of an upgraded connection, held by an idle one for as long as it is open; out
+/// of the session the pump reads only when bytes are ready (issue 17). The session left in its
+/// place is a placeholder holding the same request head and 101 (as pingora's own subrequests
+/// replay a head from its raw bytes), so pingora's clean-up and clawguard's request logging read
+/// what happened, and it ends with the request: it has no stream and no keep-alive.
+async fn take_client(session: &mut Session, switching: ResponseHeader) -> Result<(ClientSide, Bytes)> {
+    if !matches!(session.as_downstream(), ServerSession::H1(_)) {
+        return Err(Error::explain(ErrorType::InternalError, "a WebSocket upgrade is an HTTP/1.1 request"));
+    }
+    let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(session.as_downstream().to_h1_raw().to_vec())));
+    if !placeholder.read_request().await? {
+        return Err(Error::explain(ErrorType::InternalError, "the upgrade request's head cannot be read again"));
+    }
+    placeholder.write_response_header(Box::new(switching.clone())).await?;
+    placeholder.set_keepalive(None);
+    let ds = session.as_downstream_mut();
+    ds.write_response_header(Box::new(switching)).await?;
+    let early = read_now(ds).await?;
+    let ServerSession::H1(upgraded) = std::mem::replace(ds, placeholder) else {
+        unreachable!("checked to be HTTP/1.1 above")
+    };
+    let mut stream = upgraded.into_inner();
+    // pingora does not flush the 101 it wrote before giving the stream up.
+    stream.flush().await.or_err(ErrorType::WriteError, "writing the 101 to the client")?;
+    Ok((ClientSide { stream: crate::listeners::unbuffered(stream) }, early))
+}
+
+/// What pingora read of an upgraded connection together with its head: the first body read
+/// hands it out without waiting; when it holds nothing, the read is abandoned (nothing was read
+/// from the socket, and the socket is read by the pump from then on).
+async fn read_now(ds: &mut ServerSession) -> Result<Bytes> {
+    let mut read = std::pin::pin!(ds.read_request_body());
+    match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(Ok(Some(bytes))) => Ok(bytes),
+        Poll::Ready(Ok(None)) | Poll::Pending => Ok(Bytes::new()),
+        Poll::Ready(Err(e)) => Err(e),
+    }
+}
+
+/// Bytes read from the client at a time, into a buffer on the stack of the read (an idle
+/// connection holds none) and copied out at their size.
+const CLIENT_READ: usize = 32 * 1024;
+
+/// The client's side of an upgraded connection, out of pingora's session.
+struct ClientSide {
+    stream: Stream,
+}
+
+impl ClientSide {
+    /// Waits for bytes from the client; `None` when it closed its side. Cancel-safe: a read
+    /// either returns what it read or reads nothing.
+    async fn read(&mut self) -> std::io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| {
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit(); CLIENT_READ];
+            let mut buf = ReadBuf::uninit(&mut space);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(Bytes::copy_from_slice(buf.filled())))),
+            }
+        })
+        .await
+    }
+
+    /// Writes `chunks` and flushes them; a client that accepts no bytes for
+    /// [`CLIENT_WRITE_STALL`] fails the write.
+    async fn write(&mut self, chunks: impl IntoIterator<Item = Bytes>) -> Result<()> {
+        let stalled = || Error::explain(ErrorType::WriteTimedout, "the client accepted no bytes in time");
+        for chunk in chunks {
+            timeout(CLIENT_WRITE_STALL, self.stream.write_all(&chunk)).await.map_err(|_| stalled())?.or_err(ErrorType::WriteError, "writing to the client")?;
+        }
+        timeout(CLIENT_WRITE_STALL, self.stream.flush()).await.map_err(|_| stalled())?.or_err(ErrorType::WriteError, "writing to the client")
+    }
+
+    /// Ends the connection: what is buffered goes out, then the stream's own shutdown (a TLS
+    /// close_notify, a TCP FIN), given a second before the stream is dropped anyway.
+    async fn close(&mut self) {
+        let _ = timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+}
+
+/// What the upgrade read past the heads: the gateway's first bytes behind its 101, the client's
+/// behind its request.
+struct Early {
+    gateway: Bytes,
+    client: Bytes,
 }
 
 /// The upgrade request as sent to the gateway: the client's head, less the
@@ -293,15 +402,15 @@ async fn gateway_failure(session: &mut Session, kind: &'static str, message: &st
 
 /// One counted connection (and, until its handshake completes, one of its address's pending
 /// handshakes); uncounted when dropped, however the connection ends.
-struct Slot<'a> {
-    shared: &'a Shared,
+struct Slot {
+    shared: Arc<Shared>,
     ip: IpAddr,
     identity: String,
     pending: std::sync::atomic::AtomicBool,
 }
 
-impl<'a> Slot<'a> {
-    fn take(shared: &'a Shared, live: &Live, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
+impl Slot {
+    fn take(shared: &Arc<Shared>, live: &Live, ip: IpAddr, identity: &str) -> std::result::Result<Self, LimitExceeded> {
         let ws = &live.policy.policy.websocket;
         let clients = &live.guard.clients;
         let caps = Caps {
@@ -316,7 +425,7 @@ impl<'a> Slot<'a> {
             metrics::RATE_LIMIT_SHADOW.with_label_values(&["ip-pending-handshakes"]).inc();
         }
         counts.try_open(ip, identity, caps)?;
-        Ok(Slot { shared, ip, identity: identity.to_string(), pending: std::sync::atomic::AtomicBool::new(true) })
+        Ok(Slot { shared: shared.clone(), ip, identity: identity.to_string(), pending: std::sync::atomic::AtomicBool::new(true) })
     }
 
     /// The handshake completed: no longer one of the address's pending handshakes.
@@ -327,7 +436,7 @@ impl<'a> Slot<'a> {
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
         counts.close(self.ip, &self.identity, self.pending.load(std::sync::atomic::Ordering::Relaxed));
@@ -371,7 +480,7 @@ struct Recording<'a> {
 
 /// Runs the connection until it ends; returns how it ended.
 #[allow(clippy::too_many_arguments)]
-async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, early: Bytes, mut engine: WsEngine, timers: Timers, slot: &Slot<'_>, conn: Connection, policy_changed: watch::Receiver<u64>) -> &'static str {
+async fn pump(shared: &Shared, client: &mut ClientSide, upstream: TcpStream, early: Early, mut engine: Box<WsEngine>, timers: Timers, slot: &Slot, conn: Connection, policy_changed: watch::Receiver<u64>) -> &'static str {
     let (up_read, mut up_write) = upstream.into_split();
     let (c2s_tx, mut c2s_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (s2c_tx, mut s2c_rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
@@ -438,11 +547,24 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
         let mut armed: Option<Instant> = None;
         if shutdown_seen {
             let out = engine.close(1001, "clawguard is shutting down");
-            let _ = deliver(ds, &c2s_tx, out, &mut rec).await;
-        } else if !early.is_empty() {
-            let out = engine.on_gateway_bytes(&shared.env(&shared.live()), &early);
-            if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() {
-                end = "client write failed";
+            let _ = deliver(client, &c2s_tx, out, &mut rec).await;
+        } else {
+            // Taken apart and dropped once read: the gateway's early bytes share the 4 KiB
+            // buffer its response head was read into, held otherwise for the connection's life.
+            let Early { gateway: early_gateway, client: early_client } = early;
+            if !early_gateway.is_empty() {
+                let out = engine.on_gateway_bytes(&shared.env(&shared.live()), &early_gateway);
+                if deliver(client, &c2s_tx, out, &mut rec).await.is_err() {
+                    end = "client write failed";
+                }
+            }
+            drop(early_gateway);
+            if !early_client.is_empty() && end == "client closed" {
+                let out = engine.on_client_bytes(&shared.env(&shared.live()), &early_client);
+                drop(early_client);
+                if deliver(client, &c2s_tx, out, &mut rec).await.is_err() {
+                    end = "client write failed";
+                }
             }
         }
         while !engine.is_done() && end == "client closed" {
@@ -469,14 +591,14 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
             }
             let can_read_client = c2s_tx.capacity() > 0;
             tokio::select! {
-                read = ds.read_request_body(), if can_read_client => match read {
+                read = client.read(), if can_read_client => match read {
                     Ok(Some(data)) => {
                         last_activity = Instant::now();
                         let out = {
                             let _timer = metrics::DECISION_WS.start_timer();
                             engine.on_client_bytes(&shared.env(&shared.live()), &data)
                         };
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                        if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     Ok(None) => break,
                     Err(_) => { end = "client read failed"; }
@@ -486,7 +608,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     Some(data) => {
                         last_activity = Instant::now();
                         let out = engine.on_gateway_bytes(&shared.env(&shared.live()), &data);
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                        if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                     None => {
                         upstream_open = false;
@@ -503,7 +625,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                             metrics::WS_UPSTREAM_LOST.with_label_values(&[if code == 1012 { "1012" } else { "1011" }]).inc();
                             metrics::UPSTREAM_ERRORS.with_label_values(&["websocket", if code == 1012 { "closed" } else { "io" }]).inc();
                             let out = engine.close(code, reason);
-                            if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                            if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                         }
                     }
                 },
@@ -520,7 +642,7 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                             Control::Shutdown => engine.close(1001, "clawguard is shutting down"),
                         }
                     };
-                    if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                    if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                 },
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
@@ -533,10 +655,10 @@ async fn pump(shared: &Shared, ds: &mut ServerSession, upstream: TcpStream, earl
                     } else if !engine.access().is_established() && handshake_deadline.is_some_and(|d| Instant::now() >= d) {
                         // As the gateway does when no handshake completes in time.
                         let out = engine.close(1000, "handshake timeout");
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                        if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     } else {
                         let out = engine.close(1001, "idle timeout");
-                        if deliver(ds, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
+                        if deliver(client, &c2s_tx, out, &mut rec).await.is_err() { end = "client write failed"; }
                     }
                 },
             }
@@ -600,7 +722,7 @@ async fn watch_control(shared: &Shared, mut shutdown_seen: bool, mut policy_chan
 
 /// Writes an engine output: frames to the gateway through the channel, frames
 /// to the client directly; counts verdicts.
-async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: Output, rec: &mut Recording<'_>) -> Result<()> {
+async fn deliver(client: &mut ClientSide, to_gateway: &mpsc::Sender<Bytes>, out: Output, rec: &mut Recording<'_>) -> Result<()> {
     let Output { to_gateway: up, to_client, forwarded, decided, notices, allowed } = out;
     // Recorded before anything is written: with `audit.fsync = "always"` a client never sees an
     // answer whose record is not on disk.
@@ -699,8 +821,8 @@ async fn deliver(ds: &mut ServerSession, to_gateway: &mpsc::Sender<Bytes>, out: 
             break;
         }
     }
-    for bytes in coalesce(to_client) {
-        ds.write_response_body(bytes, false).await?;
+    if !to_client.is_empty() {
+        client.write(coalesce(to_client)).await?;
     }
     Ok(())
 }
