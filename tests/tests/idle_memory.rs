@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Connections held (`CLAWGUARD_IDLE_CONNECTIONS` overrides it: the 10,000-connection figure of
-/// docs/benchmarks.md is this test with 10000, against the release binary).
+/// docs/benchmarks.md is this test with 9000, the most a 20,000-descriptor limit allows, against
+/// the release binary).
 fn connections() -> usize {
     std::env::var("CLAWGUARD_IDLE_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
 }
